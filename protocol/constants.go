@@ -1,0 +1,49 @@
+package protocol
+
+// Protocol constants: changing any of these changes the wire format and
+// needs a new Version.
+const (
+	// Version is the protocol version carried in every handshake message and
+	// covered by every signature. Changelog: 1 = first version.
+	Version byte = 1
+
+	// SuiteX25519Ed25519 is suite 1: X25519, Ed25519, SHA-256, HMAC-SHA256,
+	// HKDF-SHA256. Room is left for P-256 (suite 2) and a hybrid
+	// post-quantum X25519MLKEM768 suite (3) without changing the flow.
+	SuiteX25519Ed25519 Suite = 1
+)
+
+// Suite identifies the algorithms of a handshake.
+type Suite uint16
+
+// Domain-separation labels. Each signature, KDF output and HPKE context
+// starts with exactly one of these ASCII strings; none is a prefix of another.
+const (
+	LabelServerSig    = "communicator/1 handshake server signature"
+	LabelClientSig    = "communicator/1 handshake client signature"
+	LabelKeyC2S       = "communicator/1 channel key client to server"
+	LabelKeyS2C       = "communicator/1 channel key server to client"
+	LabelBundleSig    = "communicator/1 key bundle signature"
+	LabelBundleWrap   = "communicator/1 key bundle wrap"
+	LabelMemberDigest = "communicator/1 epoch member list"
+)
+
+// Sizes of suite 1 values, in bytes.
+const (
+	PublicKeySize = 32 // Ed25519 and X25519 public keys
+	SignatureSize = 64 // Ed25519 signature
+	HashSize      = 32 // SHA-256
+	MACSize       = 32 // HMAC-SHA256 tag
+	GroupKeySize  = 32 // a group's symmetric key
+	GroupIDSize   = 16
+)
+
+// Implementation limits: a peer must respect them, and they may grow in a
+// later version without changing the layouts.
+const (
+	// MaxFrameBody is the largest frame body either side sends or accepts.
+	MaxFrameBody = 64 * 1024
+	// MaxPayload is the largest plaintext a group message may carry, chosen
+	// so that a delivery frame of the largest envelope fits MaxFrameBody.
+	MaxPayload = 60 * 1024
+)
