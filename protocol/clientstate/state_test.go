@@ -1,0 +1,187 @@
+package clientstate_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/clientstate"
+	"github.com/commsec/communicator/protocol/envelope"
+)
+
+func load(t *testing.T, s clientstate.Store, o clientstate.Options) *clientstate.State {
+	t.Helper()
+	st, err := clientstate.Load(s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+var g1 = protocol.GroupID{1}
+
+// TestSendCountersNeverReused simulates a crash after every message: a
+// state reloaded from the store always resumes above every counter handed
+// out before, while the store is written once per Reserve messages.
+func TestSendCountersNeverReused(t *testing.T) {
+	store := &clientstate.MemStore{}
+	const reserve = 8
+	st := load(t, store, clientstate.Options{Reserve: reserve})
+	var last uint64
+	for i := 0; i < 100; i++ {
+		c, err := st.NextCounter(g1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c <= last {
+			t.Fatalf("message %d got counter %d after %d", i, c, last)
+		}
+		last = c
+		if i%7 == 3 { // crash and restart
+			st = load(t, store, clientstate.Options{Reserve: reserve})
+		}
+	}
+	if store.Saves > 100/reserve+100/7+2 {
+		t.Fatalf("%d saves for 100 messages: block reservation is not working", store.Saves)
+	}
+}
+
+func TestSendCounterNotHandedOutWhenSaveFails(t *testing.T) {
+	store := &failingStore{}
+	st := load(t, store, clientstate.Options{Reserve: 2})
+	store.fail = true
+	if _, err := st.NextCounter(g1); !errors.Is(err, errDisk) {
+		t.Fatalf("got %v, want the store's error", err)
+	}
+	store.fail = false
+	c, err := st.NextCounter(g1)
+	if err != nil || c != 1 {
+		t.Fatalf("after recovery got counter %d, %v; want 1", c, err)
+	}
+}
+
+var errDisk = errors.New("disk full")
+
+type failingStore struct {
+	clientstate.MemStore
+	fail bool
+}
+
+func (f *failingStore) Save(b []byte) error {
+	if f.fail {
+		return errDisk
+	}
+	return f.MemStore.Save(b)
+}
+
+func header(sender byte, epoch protocol.Epoch, counter uint64) envelope.Header {
+	return envelope.Header{Group: g1, Epoch: epoch, Sender: protocol.ClientID{sender}, Counter: counter}
+}
+
+func TestAcceptRefusesReplaysAcrossRestart(t *testing.T) {
+	store := &clientstate.MemStore{}
+	st := load(t, store, clientstate.Options{})
+	key := [32]byte{7}
+	if err := st.InstallKey(g1, 1, &key); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []uint64{1, 2, 5} {
+		if err := st.Accept(header(0xaa, 1, c)); err != nil {
+			t.Fatalf("counter %d: %v", c, err)
+		}
+	}
+	st = load(t, store, clientstate.Options{})
+	for _, c := range []uint64{1, 5} {
+		if err := st.Accept(header(0xaa, 1, c)); !errors.Is(err, protocol.ErrReplayedMessage) {
+			t.Fatalf("replayed counter %d after restart: got %v", c, err)
+		}
+	}
+	if err := st.Check(header(0xaa, 1, 6)); err != nil {
+		t.Fatalf("counter 6: %v", err)
+	}
+	if err := st.Accept(header(0xbb, 1, 1)); err != nil {
+		t.Fatalf("another sender's counter 1: %v", err)
+	}
+}
+
+func TestDrainDropsOldEpochs(t *testing.T) {
+	st := load(t, &clientstate.MemStore{}, clientstate.Options{})
+	for e := protocol.Epoch(1); e <= 4; e++ {
+		key := [32]byte{byte(e)}
+		if err := st.InstallKey(g1, e, &key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Accept(header(1, 4, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Key(g1, 2); !errors.Is(err, protocol.ErrUnknownEpoch) {
+		t.Fatalf("epoch 2 after a message of epoch 4: got %v, want it dropped", err)
+	}
+	if _, err := st.Key(g1, 3); err != nil {
+		t.Fatalf("previous epoch 3 must stay: %v", err)
+	}
+	if err := st.InstallKey(g1, 2, &[32]byte{2}); !errors.Is(err, protocol.ErrStaleEpoch) {
+		t.Fatalf("re-installing drained epoch 2: got %v, want ErrStaleEpoch", err)
+	}
+	e, _, err := st.Current(g1)
+	if err != nil || e != 4 {
+		t.Fatalf("current epoch %d, %v", e, err)
+	}
+}
+
+// TestSizeBudget: 8 groups of 16 members, two epoch keys each, large
+// counters: the stored state stays well under 4 KiB.
+func TestSizeBudget(t *testing.T) {
+	st := load(t, &clientstate.MemStore{}, clientstate.Options{})
+	for g := byte(0); g < 8; g++ {
+		gid := protocol.GroupID{g}
+		for e := protocol.Epoch(1000); e < 1002; e++ {
+			if err := st.InstallKey(gid, e, &[32]byte{g, byte(e)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for m := byte(0); m < 16; m++ {
+			h := envelope.Header{Group: gid, Epoch: 1001, Sender: protocol.ClientID{m, g, 0xff}, Counter: 1_000_000 + uint64(m)}
+			if err := st.Accept(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < 3; i++ {
+			st.NextCounter(gid)
+		}
+	}
+	size := st.Size()
+	t.Logf("8 groups x 16 members: %d bytes", size)
+	if size > 3*1024 {
+		t.Fatalf("state is %d bytes, want well under 4 KiB", size)
+	}
+}
+
+func TestFileStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	fs := &clientstate.FileStore{Path: path}
+	st := load(t, fs, clientstate.Options{})
+	if err := st.InstallKey(g1, 1, &[32]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %04o, want 0600", fi.Mode().Perm())
+	}
+	st = load(t, fs, clientstate.Options{})
+	if _, err := st.Key(g1, 1); err != nil {
+		t.Fatalf("key lost across reload: %v", err)
+	}
+	data, _ := os.ReadFile(path)
+	data[len(data)/2] ^= 1
+	os.WriteFile(path, data, 0o600)
+	if _, err := clientstate.Load(fs, clientstate.Options{}); !errors.Is(err, protocol.ErrStateCorrupt) {
+		t.Fatalf("corrupt file: got %v, want ErrStateCorrupt", err)
+	}
+}
