@@ -109,7 +109,7 @@ func (f *fixture) wrap(signer *keys.SigningKey, to *keys.ClientIdentity, e proto
 }
 
 func (f *fixture) envelope(t *testing.T, counter uint64) ([]byte, envelope.Header) {
-	h := envelope.Header{Group: f.group, Epoch: 1, Sender: f.alice.ID(), Counter: counter}
+	h := envelope.Header{Group: f.group, Epoch: 2, Sender: f.alice.ID(), Counter: counter}
 	return must(envelope.Seal(nil, h, &f.groupKey, []byte("hello"), nil)), h
 }
 
@@ -191,6 +191,11 @@ func TestAdversarial(t *testing.T) {
 		{"envelope with altered sender", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 30)) }},
 		{"envelope with altered counter", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 60)) }},
 		{"envelope with altered ciphertext", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, len(env)-1)) }},
+		{"envelope for epoch 0", protocol.ErrBadEpoch, func() error {
+			zero := append([]byte(nil), env...)
+			binary.BigEndian.PutUint32(zero[17:], 0)
+			return f.openEnvelope(zero)
+		}},
 		{"envelope truncated", protocol.ErrEnvelopeLength, func() error { return f.openEnvelope(env[:envelope.Overhead-1]) }},
 		{"reused counter after a simulated restart", protocol.ErrReplayedMessage, func() error { return reusedCounter(t, f) }},
 		{"key file of another kind", protocol.ErrKeyFileKind, func() error {
@@ -244,14 +249,14 @@ func readStream(f *fixture, raw []byte) error {
 func reusedCounter(t *testing.T, f *fixture) error {
 	store := &clientstate.MemStore{}
 	rx := must(clientstate.Load(store, clientstate.Options{}))
-	mustOK(t, rx.InstallKey(f.group, 1, &f.groupKey))
+	mustOK(t, rx.InstallKey(f.group, 2, &f.groupKey))
 	env, h := f.envelope(t, 7)
 	if err := f.openEnvelope(env); err != nil {
 		return err
 	}
 	mustOK(t, rx.Accept(h))
 	rx = must(clientstate.Load(store, clientstate.Options{})) // restart
-	again, h2 := f.envelope(t, 7)                               // new nonce, same counter
+	again, h2 := f.envelope(t, 7)                             // new nonce, same counter
 	if err := f.openEnvelope(again); err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ const (
 	LabelBundleSig    = "communicator/1 key bundle signature"
 	LabelBundleWrap   = "communicator/1 key bundle wrap"
 	LabelMemberDigest = "communicator/1 epoch member list"
+	LabelEvent        = "communicator/1 keyserver event"
+	LabelAdmin        = "communicator/1 admin request"
 )
 
 // Sizes of suite 1 values, in bytes.

@@ -9,7 +9,7 @@
 //   - channel: the MAC'd frames that follow the handshake, over a net.Conn.
 //   - envelope: the group message (clear metadata, XChaCha20-Poly1305 payload).
 //   - bundle: a group key wrapped to one member with HPKE, signed by the keyserver.
-//   - keyfile: keys on disk.
+//   - keys: long-term keys and their files on disk.
 //   - clientstate: a client's counters, replay state and group keys, persisted.
 //
 // docs/PROTOCOL.md specifies all of it byte by byte; protocol/testdata holds

@@ -98,6 +98,7 @@ var (
 	ErrDecrypt         = newError("decrypt", CodeProtocol, "envelope does not decrypt (wrong key or altered)")
 	ErrPayloadTooLarge = newError("payload_too_large", CodeProtocol, "payload over the limit")
 	ErrZeroCounter     = newError("zero_counter", CodeProtocol, "message counter is zero")
+	ErrBadEpoch        = newError("bad_epoch", CodeProtocol, "epoch 0 or 2^32-1 (epochs run from 1 to 2^32-2)")
 )
 
 // Key bundle errors.

@@ -181,4 +181,3 @@ func hashAll(msgs ...[]byte) []byte {
 	}
 	return h.Sum(nil)
 }
-

@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/commsec/communicator/protocol"
@@ -87,6 +88,9 @@ func Parse(data []byte) (*Bundle, error) {
 	r = r[copy(b.Enc[:], r):]
 	r = r[copy(b.Wrapped[:], r):]
 	copy(b.Sig[:], r)
+	if b.Epoch == 0 || b.Epoch == math.MaxUint32 {
+		return nil, protocol.ErrBadEpoch
+	}
 	return b, nil
 }
 

@@ -13,7 +13,7 @@ package clientstate
 
 import (
 	"bytes"
-		"fmt"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -26,6 +26,7 @@ import (
 const (
 	DefaultReserve   = 64
 	DefaultMaxEpochs = 4
+	MaxMaxEpochs     = 16 // the stored form counts keys in one byte; far more than any device needs
 )
 
 // Options tune a State.
@@ -44,6 +45,7 @@ func (o *Options) fill() {
 	if o.MaxEpochs <= 0 {
 		o.MaxEpochs = DefaultMaxEpochs
 	}
+	o.MaxEpochs = min(o.MaxEpochs, MaxMaxEpochs)
 }
 
 // senderTag keys the replay state: the first 8 bytes of the sender's id. A
@@ -112,6 +114,9 @@ func (s *State) save() error {
 // the same key again is a no-op; a different key for an installed epoch is
 // ErrEpochConflict; an epoch below the group's floor is ErrStaleEpoch.
 func (s *State) InstallKey(g protocol.GroupID, e protocol.Epoch, key *[protocol.GroupKeySize]byte) error {
+	if e == 0 || e == math.MaxUint32 {
+		return protocol.ErrBadEpoch
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gr := s.group(g)
@@ -124,6 +129,9 @@ func (s *State) InstallKey(g protocol.GroupID, e protocol.Epoch, key *[protocol.
 			return protocol.ErrEpochConflict
 		}
 		return nil
+	}
+	if i == 0 && len(gr.keys) >= s.opts.MaxEpochs {
+		return protocol.ErrStaleEpoch // older than every key kept, and no room
 	}
 	before := s.snapshot(g)
 	gr.keys = slices.Insert(gr.keys, i, epochKey{epoch: e, key: *key})
@@ -144,7 +152,7 @@ func cmpEpoch(a, b protocol.Epoch) int {
 }
 
 func (gr *group) dropOldest() {
-	gr.floor = gr.keys[0].epoch + 1
+	gr.floor = gr.keys[0].epoch + 1 // no overflow: epochs are below 2^32-1 (see Accept)
 	clear(gr.keys[0].key[:])
 	gr.keys = gr.keys[1:]
 }
@@ -247,7 +255,7 @@ func (s *State) Accept(h envelope.Header) error {
 	}
 	before := s.snapshot(h.Group)
 	gr.seen[tag] = h.Counter
-	for len(gr.keys) > 0 && gr.keys[0].epoch+1 < h.Epoch {
+	for len(gr.keys) > 0 && gr.keys[0].epoch < h.Epoch-1 {
 		gr.dropOldest()
 	}
 	return s.saveOrRestore(h.Group, before)

@@ -185,3 +185,23 @@ func TestFileStore(t *testing.T) {
 		t.Fatalf("corrupt file: got %v, want ErrStateCorrupt", err)
 	}
 }
+
+// TestOlderKeyWithFullRingRefused: with MaxEpochs keys kept, a bundle for
+// an epoch older than all of them is refused, not silently dropped.
+func TestOlderKeyWithFullRingRefused(t *testing.T) {
+	st := load(t, &clientstate.MemStore{}, clientstate.Options{MaxEpochs: 2})
+	for _, e := range []protocol.Epoch{5, 6} {
+		if err := st.InstallKey(g1, e, &[32]byte{byte(e)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.InstallKey(g1, 3, &[32]byte{3}); !errors.Is(err, protocol.ErrStaleEpoch) {
+		t.Fatalf("got %v, want ErrStaleEpoch", err)
+	}
+	if err := st.InstallKey(g1, 0, &[32]byte{}); !errors.Is(err, protocol.ErrBadEpoch) {
+		t.Fatalf("epoch 0: got %v, want ErrBadEpoch", err)
+	}
+	if _, err := st.Key(g1, 5); err != nil {
+		t.Fatalf("epoch 5 must stay: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -72,6 +73,9 @@ func ParseHeader(env []byte) (Header, error) {
 	if h.Counter == 0 {
 		return Header{}, protocol.ErrZeroCounter
 	}
+	if h.Epoch == 0 || h.Epoch == math.MaxUint32 {
+		return Header{}, protocol.ErrBadEpoch
+	}
 	return h, nil
 }
 
@@ -84,6 +88,9 @@ func Seal(dst []byte, h Header, key *[protocol.GroupKeySize]byte, payload []byte
 	}
 	if h.Counter == 0 {
 		return dst, protocol.ErrZeroCounter
+	}
+	if h.Epoch == 0 || h.Epoch == math.MaxUint32 {
+		return dst, protocol.ErrBadEpoch
 	}
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {

@@ -30,7 +30,7 @@ func TestSealOpen(t *testing.T) {
 
 func TestSealRefuses(t *testing.T) {
 	key := [32]byte{}
-	h := envelope.Header{Counter: 1}
+	h := envelope.Header{Epoch: 1, Counter: 1}
 	if _, err := envelope.Seal(nil, h, &key, make([]byte, protocol.MaxPayload+1), nil); !errors.Is(err, protocol.ErrPayloadTooLarge) {
 		t.Fatalf("oversized payload: %v", err)
 	}
@@ -42,7 +42,7 @@ func TestSealRefuses(t *testing.T) {
 
 func TestRandomNonces(t *testing.T) {
 	key := [32]byte{}
-	h := envelope.Header{Counter: 1}
+	h := envelope.Header{Epoch: 1, Counter: 1}
 	a, _ := envelope.Seal(nil, h, &key, []byte("x"), nil)
 	b, _ := envelope.Seal(nil, h, &key, []byte("x"), nil)
 	if bytes.Equal(a, b) {

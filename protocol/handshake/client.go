@@ -15,11 +15,11 @@ var randReader io.Reader = rand.Reader
 type clientStep int
 
 const (
-	clientStart clientStep = iota // next: WriteM1
-	clientSentM1                  // next: ReadM2
-	clientReadM2                  // next: ReadM3
-	clientReadM3                  // next: WriteM4
-	clientSentM4                  // next: Keys
+	clientStart  clientStep = iota // next: WriteM1
+	clientSentM1                   // next: ReadM2
+	clientReadM2                   // next: ReadM3
+	clientReadM3                   // next: WriteM4
+	clientSentM4                   // next: Keys
 	clientDone
 	clientFailed
 )

@@ -2,6 +2,7 @@ package handshake_test
 
 import (
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -127,5 +128,23 @@ func TestHandshakeTimeout(t *testing.T) {
 	r := <-runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 50 * time.Millisecond})
 	if !errors.Is(r.err, protocol.ErrHandshakeTimeout) {
 		t.Fatalf("server got %v, want ErrHandshakeTimeout", r.err)
+	}
+}
+
+// TestSilentClientToldTimeout: a client that sends nothing is told code 5
+// (timeout) where it would read M2.
+func TestSilentClientToldTimeout(t *testing.T) {
+	serverKey := mustKey(t)
+	cn, sn := tcpPair(t)
+	res := runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 50 * time.Millisecond})
+	<-res
+	buf := make([]byte, handshake.ErrMessageSize)
+	if _, err := io.ReadFull(cn, buf); err != nil {
+		t.Fatal(err)
+	}
+	_, err := handshake.Parse(buf, handshake.TypeM2)
+	var pe *protocol.PeerError
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeTimeout {
+		t.Fatalf("client read %v, want peer error timeout", err)
 	}
 }

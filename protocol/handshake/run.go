@@ -126,7 +126,7 @@ func Server(nc net.Conn, cfg ServerConfig) (*channel.Conn, protocol.ClientID, er
 func runServer(nc net.Conn, cfg ServerConfig) (*channel.Conn, protocol.ClientID, error) {
 	hs := NewServerHandshake(cfg.Identity, cfg.Rand)
 	if err := readInto(nc, hs.ReadM1); err != nil {
-		RefuseM1(nc, protocol.CodeOf(err))
+		refuse(nc, err)
 		return nil, protocol.ClientID{}, err
 	}
 	m2, err := hs.WriteM2()
@@ -166,10 +166,26 @@ func admit(conn *channel.Conn, peer protocol.ClientID, admit func(protocol.Clien
 	return conn, nil
 }
 
+// refuse answers a failed M1 with its generic code; a peer that hung up
+// gets nothing.
+func refuse(nc net.Conn, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return
+	case errors.As(err, &ne) && ne.Timeout():
+		RefuseM1(nc, protocol.CodeTimeout)
+	default:
+		RefuseM1(nc, protocol.CodeOf(err))
+	}
+}
+
 // RefuseM1 sends the error message a server answers instead of M2 (best
-// effort). Servers also use it to turn a client away when busy.
+// effort, within one second). Servers also use it to turn a client away
+// when busy.
 func RefuseM1(nc net.Conn, code protocol.Code) {
 	m := ErrorMessage{Suite: protocol.SuiteX25519Ed25519, Code: code}
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write(m.Marshal())
 }
 

@@ -62,7 +62,7 @@ func (g *gen) frames() {
 	g.frameCase("flip-counter", "Send frame with a bit of the counter flipped.", "bad_mac", "c2s", c2s, s2c, flip(send, 12))
 	g.frameCase("flip-body", "Send frame with a bit of the body flipped.", "bad_mac", "c2s", c2s, s2c, flip(send, 20))
 	g.frameCase("flip-tag", "Send frame with a bit of the tag flipped.", "bad_mac", "c2s", c2s, s2c, flip(send, n-1))
-	g.frameCase("flip-length-low", "Send frame whose length field is one more than the bytes that follow.", "truncated_frame", "c2s", c2s, s2c, flip(send, 3))
+	g.frameCase("flip-length-low", "Send frame whose length field is one less than the bytes that follow (opened as one complete frame; a stream reader would read one byte short and fail its MAC).", "truncated_frame", "c2s", c2s, s2c, flip(send, 3))
 	big := bytes.Clone(send)
 	big[0] |= 0x80
 	g.frameCase("flip-length-high", "Send frame with the top bit of the length set: over the limit.", "frame_too_large", "c2s", c2s, s2c, big)

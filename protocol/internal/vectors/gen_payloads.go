@@ -52,6 +52,10 @@ func (g *gen) envelopes() {
 	zeroEnv := zero.Append(nil)
 	zeroEnv = append(zeroEnv, env[envelope.HeaderSize:]...)
 	g.envelopeCase("zero-counter", "Counter 0 is never sent: counters start at 1.", "zero_counter", key, zeroEnv)
+	zeroEpoch := h
+	zeroEpoch.Epoch = 0
+	zeroEnv = append(zeroEpoch.Append(nil), env[envelope.HeaderSize:]...)
+	g.envelopeCase("zero-epoch", "Epoch 0 never has a key: epochs start at 1.", "bad_epoch", key, zeroEnv)
 }
 
 func withByte(b []byte, i int, v byte) []byte {
