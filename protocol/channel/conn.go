@@ -15,6 +15,7 @@ import (
 // may be called from any goroutine.
 type Reader struct {
 	r      io.Reader
+	lb     [LengthSize]byte // a field, so that reading it does not allocate
 	buf    []byte
 	mu     sync.Mutex // guards opener: the blocking read runs without it
 	opener *Opener
@@ -43,11 +44,10 @@ func (r *Reader) Read() (Frame, error) {
 
 // read reads one whole frame, checking its length before allocating.
 func (r *Reader) read() ([]byte, error) {
-	var lb [LengthSize]byte
-	if _, err := io.ReadFull(r.r, lb[:]); err != nil {
+	if _, err := io.ReadFull(r.r, r.lb[:]); err != nil {
 		return nil, readError(err, true)
 	}
-	length := binary.BigEndian.Uint32(lb[:])
+	length := binary.BigEndian.Uint32(r.lb[:])
 	if err := CheckLength(length); err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (r *Reader) read() ([]byte, error) {
 		r.buf = make([]byte, n)
 	}
 	frame := r.buf[:n]
-	copy(frame, lb[:])
+	copy(frame, r.lb[:])
 	if _, err := io.ReadFull(r.r, frame[LengthSize:]); err != nil {
 		return nil, readError(err, false)
 	}

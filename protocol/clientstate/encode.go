@@ -109,6 +109,9 @@ func (r *reader) group() *group {
 	gr := newGroup()
 	gr.floor = protocol.Epoch(r.uint32())
 	gr.reserved = r.uvarint()
+	if gr.reserved == 0 {
+		r.err = protocol.ErrStateCorrupt // counters start at 1
+	}
 	gr.next = gr.reserved
 	nkeys := int(r.byte())
 	for i := 0; i < nkeys && r.err == nil; i++ {
