@@ -1,0 +1,157 @@
+// Package embeddednats runs nats-server with JetStream inside our own
+// process: the one-machine default of the Communicator, and the server
+// every test talks to.
+//
+// Durability: by default every JetStream write is fsynced before it is
+// acknowledged (sync_always). nats-server's own default fsyncs every two
+// minutes, and the 2025 Jepsen analysis of NATS showed acknowledged writes
+// lost on a crash under that default. Our event log is the system's memory
+// and an acknowledged message is a promise to its sender, so we pay for the
+// fsync. Options.SyncInterval trades that away explicitly.
+package embeddednats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Options configure an embedded server.
+type Options struct {
+	// DataDir holds JetStream's files; required.
+	DataDir string
+	// Listen is an optional loopback address ("127.0.0.1:4222") for
+	// operators and the nats CLI; port 0 picks a free port. Empty means no
+	// listener: in-process connections only.
+	Listen string
+	// SyncInterval, when positive, fsyncs every interval instead of on
+	// every write (faster, loses acknowledged writes on a crash).
+	SyncInterval time.Duration
+	// Name is the server's name in logs and monitoring ("comm-embedded").
+	Name string
+	// Log receives the server's log lines; a zero Logger discards them.
+	Log zerolog.Logger
+	// ReadyTimeout bounds the start-up (default 30 s).
+	ReadyTimeout time.Duration
+}
+
+func (o *Options) validate() error {
+	if o.DataDir == "" {
+		return errors.New("embeddednats: DataDir is required")
+	}
+	if o.Listen != "" {
+		host, _, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return fmt.Errorf("embeddednats: listen address %q: %w", o.Listen, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("embeddednats: listen address %q is not loopback; the embedded server has no authentication", o.Listen)
+		}
+	}
+	return nil
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embeddednats: data dir: %w", err)
+	}
+	opts, err := serverOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embeddednats: %w", err)
+	}
+	ns.SetLoggerV2(logAdapter{o.Log}, false, false, false)
+	go ns.Start()
+	wait := o.ReadyTimeout
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	if !ns.ReadyForConnections(wait) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embeddednats: not ready after %v (data dir %s)", wait, o.DataDir)
+	}
+	return &Server{ns: ns}, nil
+}
+
+func serverOptions(o Options) (*server.Options, error) {
+	name := o.Name
+	if name == "" {
+		name = "comm-embedded"
+	}
+	opts := &server.Options{
+		ServerName: name,
+		JetStream:  true,
+		StoreDir:   o.DataDir,
+		NoSigs:     true,
+		DontListen: o.Listen == "",
+		SyncAlways: o.SyncInterval <= 0,
+	}
+	if o.SyncInterval > 0 {
+		opts.SyncInterval = o.SyncInterval
+	}
+	if o.Listen != "" {
+		host, port, _ := net.SplitHostPort(o.Listen)
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("embeddednats: listen port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	return opts, nil
+}
+
+// Connect opens an in-process client connection (no TCP).
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(s.ns), nats.Name("comm-in-process")}, opts...)
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embeddednats: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// ClientURL is the nats:// URL of the loopback listener, or "" if none.
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and waits until it has stopped.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// logAdapter sends nats-server's log lines to zerolog.
+type logAdapter struct{ log zerolog.Logger }
+
+func (l logAdapter) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+func (l logAdapter) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

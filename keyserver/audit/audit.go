@@ -1,0 +1,160 @@
+// Package audit replays the event log to answer "who could read group X,
+// and when": it verifies every signature of the group's events and the
+// hash chain of the whole log with the same projection every service uses,
+// and builds the group's membership timeline. A log that was tampered with
+// or truncated makes Run fail with a *BrokenError naming the first broken
+// event.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/protocol"
+)
+
+// Report is a group's audited history.
+type Report struct {
+	Group     string       `json:"group"`
+	Name      string       `json:"name"`
+	Created   time.Time    `json:"created"`
+	CreatedBy string       `json:"created_by"`
+	Deleted   *time.Time   `json:"deleted,omitempty"`
+	Changes   []Change     `json:"changes"`
+	Epochs    []Epoch      `json:"epochs"`
+	Members   []Member     `json:"members"`
+	Verified  Verification `json:"verified"`
+	Until     time.Time    `json:"until"` // when the audit ran: open spans end here
+}
+
+// Change is one event of the group.
+type Change struct {
+	Seq       uint64    `json:"seq"`        // position in the group's chain
+	StreamSeq uint64    `json:"stream_seq"` // position in the log
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`
+	By        string    `json:"by"` // "keyserver" or "operator <hex>"
+	Clients   []string  `json:"clients,omitempty"`
+	Epoch     uint32    `json:"epoch,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// Epoch is one key period and who held its key.
+type Epoch struct {
+	Number  uint32     `json:"number"`
+	Start   time.Time  `json:"start"`
+	End     *time.Time `json:"end,omitempty"` // nil: the current epoch
+	Members []string   `json:"members"`       // client names (or short ids)
+	Cause   string     `json:"cause"`
+	By      string     `json:"by"`
+	Reason  string     `json:"reason,omitempty"`
+}
+
+// Member is one client's membership spans.
+type Member struct {
+	Client string `json:"client"` // hex id
+	Name   string `json:"name"`
+	Spans  []Span `json:"spans"`
+}
+
+// Span is an uninterrupted membership.
+type Span struct {
+	From      time.Time  `json:"from"`
+	To        *time.Time `json:"to,omitempty"` // nil: still a member
+	FromEpoch uint32     `json:"from_epoch"`
+	ToEpoch   uint32     `json:"to_epoch,omitempty"` // last epoch held
+}
+
+// Verification says what was checked.
+type Verification struct {
+	LogEvents    uint64 `json:"log_events"`    // events replayed (whole log)
+	GroupEvents  int    `json:"group_events"`  // the group's events, each signature verified
+	HeadSeq      uint64 `json:"head_seq"`      // the group's last event
+	HeadHash     string `json:"head_hash"`     // its hash, to compare with a later audit
+	KeyserverKey string `json:"keyserver_key"` // the key the signatures verify under
+}
+
+// BrokenError names the first event that failed verification.
+type BrokenError struct {
+	StreamSeq uint64
+	Subject   string
+	Err       error
+}
+
+func (e *BrokenError) Error() string {
+	return fmt.Sprintf("audit: log broken at event %d (%s): %v", e.StreamSeq, e.Subject, e.Err)
+}
+
+func (e *BrokenError) Unwrap() error { return e.Err }
+
+// ErrNoGroup means no group has the given name or id.
+var ErrNoGroup = errors.New("audit: no such group in the log")
+
+// Progress reports replayed events out of the total.
+type Progress func(done, total uint64)
+
+// Run audits the group named ref (name or hex id) from the log in js.
+func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, progress Progress) (*Report, error) {
+	store, err := events.OpenReadOnly(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if progress == nil {
+		progress = func(uint64, uint64) {}
+	}
+	if err := checkDeleted(ctx, js); err != nil {
+		return nil, err
+	}
+	g, err := resolve(ctx, store, ks, ref)
+	if err != nil {
+		return nil, err
+	}
+	return replay(ctx, store, ks, g, progress)
+}
+
+// checkDeleted fails if messages were removed from the event stream, which
+// the stream's configuration forbids: only tampering with its files can.
+func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if info.State.NumDeleted > 0 && len(info.State.Deleted) > 0 {
+		return &BrokenError{StreamSeq: info.State.Deleted[0], Subject: events.StreamName,
+			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}
+	}
+	return nil
+}
+
+// resolve finds the group's id: ref is a hex id, or the name of a group
+// created in the log (the latest one with that name).
+func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) (protocol.GroupID, error) {
+	if id, err := protocol.ParseGroupID(ref); err == nil {
+		return id, nil
+	}
+	var found *protocol.GroupID
+	err := store.Replay(ctx, events.SubjectPrefix+"group.*", 1, func(m events.Stored) error {
+		e, err := m.Record.Decode()
+		if err == nil && e.Type == events.GroupCreated && e.Group.Name == ref && m.Record.Verify(&ks) == nil {
+			id := e.Group.ID
+			found = &id
+		}
+		return nil
+	})
+	if err != nil {
+		return protocol.GroupID{}, err
+	}
+	if found == nil {
+		return protocol.GroupID{}, fmt.Errorf("%w: %q", ErrNoGroup, ref)
+	}
+	return *found, nil
+}

@@ -1,0 +1,271 @@
+package keyserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
+	"github.com/commsec/communicator/protocol/keys"
+)
+
+// Actor is who asked for a change: an operator key and the request's nonce
+// (both recorded in the event). The zero Actor is the keyserver itself.
+type Actor struct {
+	Key     [32]byte
+	Request []byte
+}
+
+const maxAttempts = 5
+
+// change is one command's effect: the event to append and, for a change
+// that opens an epoch, the members to wrap the new key to.
+type change struct {
+	event      *events.Event
+	recipients []bundle.Recipient
+}
+
+// execute builds the change against the current state and appends it,
+// rebuilding and retrying when another keyserver instance won the race.
+func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.State) (*change, error)) (*change, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		var c *change
+		var err error
+		k.proj.Read(func(s *events.State) { c, err = build(s) })
+		if err != nil {
+			return nil, err
+		}
+		if a.Key != ([32]byte{}) {
+			c.event.Actor, c.event.Request = a.Key[:], a.Request
+		}
+		_, err = k.writer.Append(ctx, c.event)
+		if errors.Is(err, events.ErrConflict) && attempt < maxAttempts {
+			k.Metrics.conflicts.Add(1)
+			k.log.Warn().Str("aggregate", c.event.Aggregate).Int("attempt", attempt).Msg("conflict with another writer; retrying")
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		k.Metrics.events.Add(1)
+		if c.event.Members != nil {
+			if err := k.publishEpoch(ctx, c); err != nil {
+				return c, err
+			}
+		}
+		return c, nil
+	}
+}
+
+// RegisterClient registers a client's public keys under an optional name.
+func (k *Keyserver) RegisterClient(ctx context.Context, a Actor, pub keys.ClientPublic, name string) error {
+	_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
+		return &change{event: events.NewClientRegistered(pub.ID, pub.Wrap, name)}, nil
+	})
+	return err
+}
+
+// RevokeClient revokes a client and removes it from every group it is in,
+// each removal opening a new epoch without it.
+func (k *Keyserver) RevokeClient(ctx context.Context, a Actor, ref, reason string) error {
+	var id protocol.ClientID
+	_, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
+		c, err := findClient(s, ref)
+		if err != nil {
+			return nil, err
+		}
+		id = c.ID
+		return &change{event: events.NewClientRevoked(c.ID, reason)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return k.removeFromAllGroups(ctx, a, id)
+}
+
+func (k *Keyserver) removeFromAllGroups(ctx context.Context, a Actor, id protocol.ClientID) error {
+	var groups []protocol.GroupID
+	k.proj.Read(func(s *events.State) {
+		for gid, g := range s.Groups {
+			if !g.Deleted && g.IsMember(id) {
+				groups = append(groups, gid)
+			}
+		}
+	})
+	for _, g := range groups {
+		if _, err := k.RemoveMembers(ctx, a, g.String(), []string{id.String()}, "client revoked"); err != nil {
+			return fmt.Errorf("keyserver: removing revoked %s from %s: %w", id.Short(), g, err)
+		}
+	}
+	return nil
+}
+
+// CreateGroup creates an empty group with a random id.
+func (k *Keyserver) CreateGroup(ctx context.Context, a Actor, name string, p events.Policy) (protocol.GroupID, error) {
+	var id protocol.GroupID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, err
+	}
+	_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
+		return &change{event: events.NewGroupCreated(id, name, p)}, nil
+	})
+	return id, err
+}
+
+// DeleteGroup deletes a group; its members keep nothing they could use.
+func (k *Keyserver) DeleteGroup(ctx context.Context, a Actor, ref string) error {
+	_, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
+		g, err := findGroup(s, ref)
+		if err != nil {
+			return nil, err
+		}
+		return &change{event: events.NewGroupDeleted(g.ID)}, nil
+	})
+	return err
+}
+
+// AddMembers adds clients to a group, opening a new epoch.
+func (k *Keyserver) AddMembers(ctx context.Context, a Actor, group string, clients []string) (protocol.Epoch, error) {
+	return k.changeEpoch(ctx, a, events.MembersAdded, group, clients, "")
+}
+
+// RemoveMembers removes clients from a group, opening a new epoch.
+func (k *Keyserver) RemoveMembers(ctx context.Context, a Actor, group string, clients []string, reason string) (protocol.Epoch, error) {
+	return k.changeEpoch(ctx, a, events.MembersRemoved, group, clients, reason)
+}
+
+// Rekey opens a new epoch with the same members and a fresh key.
+func (k *Keyserver) Rekey(ctx context.Context, a Actor, group, reason string) (protocol.Epoch, error) {
+	return k.changeEpoch(ctx, a, events.GroupRekeyed, group, nil, reason)
+}
+
+func (k *Keyserver) changeEpoch(ctx context.Context, a Actor, t events.Type, group string, clients []string, reason string) (protocol.Epoch, error) {
+	c, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
+		return buildEpoch(s, t, group, clients, reason)
+	})
+	if c == nil {
+		return 0, err
+	}
+	return c.event.Members.Epoch, err
+}
+
+// buildEpoch builds the event that opens g's next epoch and the list of
+// the new epoch's members to wrap its key to.
+func buildEpoch(s *events.State, t events.Type, group string, refs []string, reason string) (*change, error) {
+	g, err := findGroup(s, group)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]protocol.ClientID, 0, len(refs))
+	for _, ref := range refs {
+		c, err := findClient(s, ref)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, c.ID)
+	}
+	digest, err := s.NextDigest(t, g, ids)
+	if err != nil {
+		return nil, err
+	}
+	e := events.NewEpoch(t, g.ID, g.Epoch+1, ids, digest, reason)
+	return &change{event: e, recipients: recipients(s, g, t, ids)}, nil
+}
+
+// recipients lists the new epoch's members and their key-wrap keys,
+// leaving out revoked clients (their removal follows their revocation).
+func recipients(s *events.State, g *events.Group, t events.Type, changed []protocol.ClientID) []bundle.Recipient {
+	members := g.MemberList()
+	switch t {
+	case events.MembersAdded:
+		members = append(members, changed...)
+	case events.MembersRemoved:
+		members = slices.DeleteFunc(members, func(id protocol.ClientID) bool { return slices.Contains(changed, id) })
+	}
+	out := make([]bundle.Recipient, 0, len(members))
+	for _, id := range members {
+		if c := s.Clients[id]; c != nil && !c.Revoked {
+			out = append(out, bundle.Recipient{ID: id, Wrap: c.Wrap})
+		}
+	}
+	return out
+}
+
+// findClient resolves a client by 64-digit hex id or by name.
+func findClient(s *events.State, ref string) (*events.Client, error) {
+	if len(ref) == 2*protocol.PublicKeySize {
+		if id, err := protocol.ParseClientID(ref); err == nil {
+			if c := s.Clients[id]; c != nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("%w: %s", events.ErrUnknownClient, id.Short())
+		}
+	}
+	if c, ok := s.ClientByName(ref); ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: %q", events.ErrUnknownClient, ref)
+}
+
+// findGroup resolves a live group by 32-digit hex id or by name.
+func findGroup(s *events.State, ref string) (*events.Group, error) {
+	if len(ref) == 2*protocol.GroupIDSize {
+		if _, err := hex.DecodeString(ref); err == nil {
+			id, _ := protocol.ParseGroupID(ref)
+			if g := s.Groups[id]; g != nil {
+				if g.Deleted {
+					return nil, fmt.Errorf("%w: %s", events.ErrGroupDeleted, g.Name)
+				}
+				return g, nil
+			}
+		}
+	}
+	if g, ok := s.GroupByName(ref); ok {
+		return g, nil
+	}
+	return nil, fmt.Errorf("%w: %q", events.ErrUnknownGroup, ref)
+}
+
+// Registration is one client to register in bulk.
+type Registration struct {
+	Public keys.ClientPublic
+	Name   string
+}
+
+// RegisterClients registers many clients concurrently (their aggregates are
+// independent), for provisioning a fleet. It returns the first error.
+func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registration) error {
+	const inFlight = 64
+	sem := make(chan struct{}, inFlight)
+	errs := make(chan error, len(regs))
+	for _, r := range regs {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			e := events.NewClientRegistered(r.Public.ID, r.Public.Wrap, r.Name)
+			if a.Key != ([32]byte{}) {
+				e.Actor, e.Request = a.Key[:], a.Request
+			}
+			_, err := k.writer.Append(ctx, e)
+			errs <- err
+		}()
+	}
+	for range inFlight {
+		sem <- struct{}{}
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	k.Metrics.events.Add(uint64(len(regs)))
+	return nil
+}

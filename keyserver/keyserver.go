@@ -1,0 +1,166 @@
+// Package keyserver is the Communicator's authority on who may talk to
+// whom. It turns validated commands into signed events (package events),
+// opens a new epoch with a fresh group key on every membership change,
+// wraps that key to every member as a signed bundle, and publishes the
+// bundles where gateways serve them.
+//
+// Its state is the projection of the event log, rebuilt by replay at
+// start-up. It holds no group key beyond the moment it wraps one: a
+// restarted keyserver rekeys any group whose current epoch's bundles were
+// not all published.
+package keyserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/keyserver/admin"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
+)
+
+// Config configures a keyserver.
+type Config struct {
+	Key       *keys.SigningKey // Sk_Ks
+	Operators [][32]byte       // public keys allowed to use the admin API
+	Streams   streams.Config
+	Log       zerolog.Logger
+	Now       func() time.Time // the clock (time.Now if nil)
+	// PolicyInterval is how often age-based rekey policies are checked
+	// (default 5 s).
+	PolicyInterval time.Duration
+	// Workers wrap group keys in parallel (default GOMAXPROCS).
+	Workers int
+	// RequestWindow bounds the clock skew of admin requests (default 5 min).
+	RequestWindow time.Duration
+}
+
+func (c *Config) fill() error {
+	if c.Key == nil {
+		return errors.New("keyserver: no keyserver key configured")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.PolicyInterval <= 0 {
+		c.PolicyInterval = 5 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.RequestWindow <= 0 {
+		c.RequestWindow = 5 * time.Minute
+	}
+	return nil
+}
+
+// Keyserver is a running keyserver.
+type Keyserver struct {
+	cfg      Config
+	log      zerolog.Logger
+	js       jetstream.JetStream
+	store    *events.Store
+	proj     *events.Projection
+	writer   *events.Writer
+	kv       jetstream.KeyValue
+	stop     []func()
+	mu       sync.Mutex // one command at a time: epochs and their bundles stay in order
+	verifier *admin.Verifier
+	Metrics  *Metrics
+}
+
+// Start opens the streams, rebuilds the state by replaying the log,
+// follows the log, and completes any epoch whose bundles a crash left
+// unpublished. The caller serves the admin API with Serve.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	k := &Keyserver{cfg: cfg, log: cfg.Log.With().Str("component", "keyserver").Logger(), Metrics: newMetrics(),
+		verifier: admin.NewVerifier(cfg.Operators, cfg.RequestWindow)}
+	if err := k.open(ctx, nc); err != nil {
+		return nil, err
+	}
+	if err := k.load(ctx); err != nil {
+		k.Close()
+		return nil, err
+	}
+	if err := k.recover(ctx); err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.stop = append(k.stop, k.runPolicies())
+	return k, nil
+}
+
+func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("keyserver: %w", err)
+	}
+	k.js = js
+	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
+		return err
+	}
+	for _, sc := range []jetstream.StreamConfig{streams.BundlesConfig(k.cfg.Streams), streams.MessagesConfig(k.cfg.Streams)} {
+		if _, err := streams.EnsureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	k.kv, err = streams.EnsureKV(ctx, js, streams.KeyserverKVConfig(k.cfg.Streams))
+	return err
+}
+
+func (k *Keyserver) load(ctx context.Context) error {
+	start := time.Now()
+	p, err := events.Load(ctx, k.store, k.cfg.Key.Public(), k.applied, k.refused)
+	if err != nil {
+		return err
+	}
+	k.proj = p
+	k.writer = events.NewWriter(k.store, p, k.cfg.Key, k.cfg.Now)
+	stop, err := events.Follow(context.Background(), k.store, p, k.applied, k.refused)
+	if err != nil {
+		return err
+	}
+	k.stop = append(k.stop, stop)
+	var clients, groups int
+	p.Read(func(s *events.State) { clients, groups = len(s.Clients), len(s.Groups) })
+	k.log.Info().Uint64("events", p.LastSeq()).Int("clients", clients).Int("groups", groups).
+		Dur("took", time.Since(start)).Msg("state rebuilt by replay")
+	return nil
+}
+
+// applied marks the request nonce of each event as used, so that a request
+// replayed across a restart, or to another keyserver instance, is refused.
+func (k *Keyserver) applied(e *events.Event) {
+	if len(e.Request) > 0 && k.cfg.Now().Sub(e.When()) < 2*k.cfg.RequestWindow {
+		k.verifier.Seen(e.Request, e.When())
+	}
+}
+
+// refused logs an event the projection refused: a forged or corrupt log.
+func (k *Keyserver) refused(err error) {
+	k.Metrics.refusedEvents.Add(1)
+	k.log.Error().Err(err).Msg("event refused")
+}
+
+// Close stops following the log and the policy loop.
+func (k *Keyserver) Close() {
+	for _, stop := range k.stop {
+		stop()
+	}
+	k.stop = nil
+}
+
+// Projection exposes the keyserver's view of the log (read only).
+func (k *Keyserver) Projection() *events.Projection { return k.proj }

@@ -1,0 +1,143 @@
+// Package streams names the JetStream streams, subjects and key-value
+// buckets the Communicator shares between its services, and configures
+// them. The event log's stream belongs to package events.
+//
+//	comm.events.<aggregate>          COMM_EVENTS   keyserver → everyone (package events)
+//	comm.bundles.<group>.<member>    COMM_BUNDLES  keyserver → gateways: signed, wrapped group keys
+//	comm.in.<group>                  COMM_INBOUND  gateways → relays: envelopes with the authenticated sender
+//	comm.msgs.<group>                COMM_MSGS     relays → gateways: accepted envelopes, store-and-forward
+//	comm.admin.>                     (request/reply) ksctl → keyserver
+//
+// Tokens are lowercase hex ids (protocol.GroupID.String, ClientID.String).
+package streams
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/protocol"
+)
+
+// Stream and bucket names.
+const (
+	Bundles  = "COMM_BUNDLES"
+	Inbound  = "COMM_INBOUND"
+	Messages = "COMM_MSGS"
+	// KeyserverKV holds the keyserver's bookkeeping (which epoch's bundles
+	// are completely published).
+	KeyserverKV = "COMM_KEYSERVER"
+)
+
+// Message headers.
+const (
+	HeaderEpoch  = "Comm-Epoch"  // on accepted messages: the envelope's epoch
+	HeaderSender = "Comm-Sender" // on inbound messages: the authenticated sender (hex)
+)
+
+// Defaults.
+const (
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultBundleHistory = 8
+)
+
+// Config sizes the shared streams.
+type Config struct {
+	Replicas      int           // 1 on one machine, 3 on a cluster
+	Retention     time.Duration // how long messages and bundles are kept for offline clients
+	BundleHistory int           // bundles kept per (group, member): the epochs an offline client can catch up on
+}
+
+func (c Config) filled() Config {
+	c.Replicas = max(c.Replicas, 1)
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.BundleHistory <= 0 {
+		c.BundleHistory = DefaultBundleHistory
+	}
+	return c
+}
+
+// BundleSubject is where the keyserver publishes member's bundles of g.
+func BundleSubject(g protocol.GroupID, member protocol.ClientID) string {
+	return "comm.bundles." + g.String() + "." + member.String()
+}
+
+// MemberBundles filters every bundle of one member.
+func MemberBundles(member protocol.ClientID) string { return "comm.bundles.*." + member.String() }
+
+// GroupBundles filters every bundle of one group.
+func GroupBundles(g protocol.GroupID) string { return "comm.bundles." + g.String() + ".*" }
+
+// InboundSubject is where gateways publish the envelopes clients send to g.
+func InboundSubject(g protocol.GroupID) string { return "comm.in." + g.String() }
+
+// MessageSubject is where relays store the accepted envelopes of g.
+func MessageSubject(g protocol.GroupID) string { return "comm.msgs." + g.String() }
+
+// AllMessages filters every accepted message.
+const AllMessages = "comm.msgs.*"
+
+// BundlesConfig keeps the last BundleHistory bundles per (group, member)
+// for the retention period.
+func BundlesConfig(c Config) jetstream.StreamConfig {
+	c = c.filled()
+	return jetstream.StreamConfig{
+		Name:              Bundles,
+		Description:       "Communicator key bundles: group keys wrapped to each member, signed by the keyserver",
+		Subjects:          []string{"comm.bundles.*.*"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: int64(c.BundleHistory),
+		MaxAge:            c.Retention,
+		Replicas:          c.Replicas,
+		AllowDirect:       true,
+	}
+}
+
+// MessagesConfig keeps accepted envelopes for the retention period.
+func MessagesConfig(c Config) jetstream.StreamConfig {
+	c = c.filled()
+	return jetstream.StreamConfig{
+		Name:        Messages,
+		Description: "Communicator accepted group messages (end-to-end encrypted envelopes)",
+		Subjects:    []string{AllMessages},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.Retention,
+		Replicas:    c.Replicas,
+		AllowDirect: true,
+	}
+}
+
+// KeyserverKVConfig is the keyserver's bookkeeping bucket.
+func KeyserverKVConfig(c Config) jetstream.KeyValueConfig {
+	c = c.filled()
+	return jetstream.KeyValueConfig{
+		Bucket:      KeyserverKV,
+		Description: "Communicator keyserver bookkeeping",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// EnsureStream creates or updates a stream.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("streams: %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// EnsureKV creates or updates a key-value bucket.
+func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("streams: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
