@@ -2,18 +2,25 @@
 // buckets the Communicator shares between its services, and configures
 // them. The event log's stream belongs to package events.
 //
-//	comm.events.<aggregate>          COMM_EVENTS   keyserver → everyone (package events)
-//	comm.bundles.<group>.<member>    COMM_BUNDLES  keyserver → gateways: signed, wrapped group keys
-//	comm.in.<group>                  COMM_INBOUND  gateways → relays: envelopes with the authenticated sender
-//	comm.msgs.<group>                COMM_MSGS     relays → gateways: accepted envelopes, store-and-forward
+//	comm.events.<aggregate>          COMM_EVENTS    keyserver → everyone (package events)
+//	comm.bundles.<group>.<member>    COMM_BUNDLES   keyserver → gateways: signed, wrapped group keys
+//	comm.in.<partition>              (request/reply) gateways → the relay owning the partition
+//	$KV.COMM_COUNTERS.<group>.<sender>  KV bucket   relays: last accepted counter, by compare-and-swap
+//	comm.msgs.<group>                COMM_MSGS      relays → gateways: accepted envelopes, store-and-forward
+//	$KV.COMM_RELAYS.*                KV bucket      relays: presence and partition leases
+//	$KV.COMM_CURSORS.<client>        KV bucket      gateways: each client's delivery cursor
 //	comm.admin.>                     (request/reply) ksctl → keyserver
 //
 // Tokens are lowercase hex ids (protocol.GroupID.String, ClientID.String).
+// Groups are spread over Partitions by the first four bytes of their
+// (random) id; each partition has one owning relay at a time.
 package streams
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,8 +31,10 @@ import (
 // Stream and bucket names.
 const (
 	Bundles  = "COMM_BUNDLES"
-	Inbound  = "COMM_INBOUND"
 	Messages = "COMM_MSGS"
+	Counters = "COMM_COUNTERS"
+	Relays   = "COMM_RELAYS"
+	Cursors  = "COMM_CURSORS"
 	// KeyserverKV holds the keyserver's bookkeeping (which epoch's bundles
 	// are completely published).
 	KeyserverKV = "COMM_KEYSERVER"
@@ -34,8 +43,25 @@ const (
 // Message headers.
 const (
 	HeaderEpoch  = "Comm-Epoch"  // on accepted messages: the envelope's epoch
-	HeaderSender = "Comm-Sender" // on inbound messages: the authenticated sender (hex)
+	HeaderSender = "Comm-Sender" // on inbound and accepted messages: the authenticated sender (hex)
+	HeaderStatus = "Comm-Status" // on relay replies: accepted, duplicate or refused
+	HeaderReason = "Comm-Reason" // on relay replies: why a message was refused (for logs and metrics)
 )
+
+// Partitions is the number of relay partitions. Every gateway and relay
+// must agree on it; changing it needs all of them restarted together.
+const Partitions = 64
+
+// Partition is the relay partition of a group.
+func Partition(g protocol.GroupID) int {
+	return int(binary.BigEndian.Uint32(g[:4]) % Partitions)
+}
+
+// InboundSubject is where gateways send the envelopes clients send to g.
+func InboundSubject(g protocol.GroupID) string { return PartitionSubject(Partition(g)) }
+
+// PartitionSubject is the inbound subject of relay partition p.
+func PartitionSubject(p int) string { return "comm.in." + strconv.Itoa(p) }
 
 // Defaults.
 const (
@@ -72,8 +98,10 @@ func MemberBundles(member protocol.ClientID) string { return "comm.bundles.*." +
 // GroupBundles filters every bundle of one group.
 func GroupBundles(g protocol.GroupID) string { return "comm.bundles." + g.String() + ".*" }
 
-// InboundSubject is where gateways publish the envelopes clients send to g.
-func InboundSubject(g protocol.GroupID) string { return "comm.in." + g.String() }
+// CounterKey is the COMM_COUNTERS key of (g, sender).
+func CounterKey(g protocol.GroupID, sender protocol.ClientID) string {
+	return g.String() + "." + sender.String()
+}
 
 // MessageSubject is where relays store the accepted envelopes of g.
 func MessageSubject(g protocol.GroupID) string { return "comm.msgs." + g.String() }
@@ -98,6 +126,11 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
+// DedupWindow is how long JetStream remembers a stored message's id: a
+// relay that recorded a counter but crashed before storing its message can
+// still store it once when the sender retries within this window.
+const DedupWindow = 10 * time.Minute
+
 // MessagesConfig keeps accepted envelopes for the retention period.
 func MessagesConfig(c Config) jetstream.StreamConfig {
 	c = c.filled()
@@ -109,7 +142,44 @@ func MessagesConfig(c Config) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      c.Retention,
 		Replicas:    c.Replicas,
+		Duplicates:  DedupWindow,
 		AllowDirect: true,
+	}
+}
+
+// CountersConfig keeps, forever, the last accepted counter of every
+// (group, sender): its loss would let an old message through.
+func CountersConfig(c Config) jetstream.KeyValueConfig {
+	c = c.filled()
+	return jetstream.KeyValueConfig{
+		Bucket:      Counters,
+		Description: "Communicator relays: last accepted counter per (group, sender)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// RelaysConfig holds relay presence and partition leases; entries expire
+// after ttl unless renewed.
+func RelaysConfig(c Config, ttl time.Duration) jetstream.KeyValueConfig {
+	c = c.filled()
+	return jetstream.KeyValueConfig{
+		Bucket:      Relays,
+		Description: "Communicator relays: presence and partition leases",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		TTL:         ttl,
+	}
+}
+
+// CursorsConfig holds each client's delivery cursor.
+func CursorsConfig(c Config) jetstream.KeyValueConfig {
+	c = c.filled()
+	return jetstream.KeyValueConfig{
+		Bucket:      Cursors,
+		Description: "Communicator gateways: delivery cursor per client",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
 	}
 }
 

@@ -1,0 +1,214 @@
+package relay
+
+import (
+	"context"
+	"crypto/sha256"
+	"hash/maphash"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/streams"
+)
+
+// Verdicts, as sent back to the gateway in the Comm-Status header.
+const (
+	Accepted  = "accepted"  // stored for delivery
+	Duplicate = "duplicate" // this very envelope was accepted before; not stored again
+	Refused   = "refused"   // not relayed; Comm-Reason says why
+	Retry     = "retry"     // not decided (storage unavailable); send the same envelope again later
+)
+
+// job is one inbound message waiting for its worker.
+type job struct {
+	msg      *nats.Msg
+	header   envelope.Header
+	received time.Time
+}
+
+var seed = maphash.MakeSeed()
+
+func (r *Relay) startWorkers() {
+	r.workers = make([]chan *job, r.cfg.Workers)
+	for i := range r.workers {
+		ch := make(chan *job, 64)
+		r.workers[i] = ch
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for j := range ch {
+				r.decide(j)
+			}
+		}()
+	}
+}
+
+// dispatch receives a partition's messages in order and hands each to the
+// worker of its (group, sender).
+func (r *Relay) dispatch(m *nats.Msg) {
+	h, err := envelope.ParseHeader(m.Data)
+	if err != nil {
+		r.reply(m, Refused, "malformed_envelope")
+		return
+	}
+	var h64 maphash.Hash
+	h64.SetSeed(seed)
+	h64.Write(h.Group[:])
+	h64.Write(h.Sender[:])
+	r.workers[h64.Sum64()%uint64(len(r.workers))] <- &job{msg: m, header: h, received: r.cfg.Now()}
+}
+
+func (r *Relay) decide(j *job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	verdict, reason := r.accept(ctx, j)
+	if verdict == "" {
+		return // the test hook stopped us, as a crash would
+	}
+	r.Metrics.count(verdict, reason)
+	if verdict == Refused {
+		r.log.Debug().Str("reason", reason).Str("group", j.header.Group.String()).Str("sender", j.header.Sender.Short()).
+			Uint64("counter", j.header.Counter).Msg("message refused")
+	}
+	r.reply(j.msg, verdict, reason)
+}
+
+func (r *Relay) reply(m *nats.Msg, verdict, reason string) {
+	if m.Reply == "" {
+		return
+	}
+	out := nats.NewMsg(m.Reply)
+	out.Header.Set(streams.HeaderStatus, verdict)
+	if reason != "" {
+		out.Header.Set(streams.HeaderReason, reason)
+	}
+	r.nc.PublishMsg(out)
+}
+
+// accept applies the acceptance rules and, for an acceptable message,
+// records its counter and stores it.
+func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
+	sender, err := protocol.ParseClientID(j.msg.Header.Get(streams.HeaderSender))
+	if err != nil {
+		return Refused, "no_authenticated_sender"
+	}
+	if reason := r.checkRules(ctx, j.header, sender, j.received); reason != "" {
+		return Refused, reason
+	}
+	key := streams.CounterKey(j.header.Group, sender)
+	hash := sha256.Sum256(j.msg.Data)
+	for range 3 {
+		prev, err := r.counters.get(ctx, key)
+		if err != nil {
+			r.log.Warn().Err(err).Msg("counter unavailable")
+			return Retry, "counters_unavailable"
+		}
+		if j.header.Counter <= prev.counter {
+			return r.again(ctx, j, prev, hash)
+		}
+		_, err = r.counters.record(ctx, key, prev, last{counter: j.header.Counter, hash: hash})
+		if err == errConflict {
+			r.Metrics.conflicts.Add(1)
+			continue
+		}
+		if err != nil {
+			r.log.Warn().Err(err).Msg("counter not recorded")
+			return Retry, "counters_unavailable"
+		}
+		if hook := r.cfg.afterRecord; hook != nil && hook() != nil {
+			return "", ""
+		}
+		return r.store(ctx, j, sender)
+	}
+	return Refused, "counter_contended"
+}
+
+// again handles a counter not above the last accepted one: the very last
+// envelope sent again within the duplicate window is stored at most once
+// (a sender retrying after a lost acknowledgement, or after a relay
+// crashed between recording and storing); anything else is a replay.
+func (r *Relay) again(ctx context.Context, j *job, prev last, hash [32]byte) (string, string) {
+	if j.header.Counter == prev.counter && hash == prev.hash && time.Since(prev.at) < streams.DedupWindow-time.Minute {
+		return r.store(ctx, j, j.header.Sender)
+	}
+	return Refused, "replayed_counter"
+}
+
+// store puts the accepted envelope into the messages stream. Its message
+// id makes a second store of the same (group, sender, counter) a no-op.
+func (r *Relay) store(ctx context.Context, j *job, sender protocol.ClientID) (string, string) {
+	m := nats.NewMsg(streams.MessageSubject(j.header.Group))
+	m.Data = j.msg.Data
+	m.Header.Set(jetstream.MsgIDHeader, streams.CounterKey(j.header.Group, sender)+"."+strconv.FormatUint(j.header.Counter, 10))
+	m.Header.Set(streams.HeaderEpoch, strconv.FormatUint(uint64(j.header.Epoch), 10))
+	m.Header.Set(streams.HeaderSender, sender.String())
+	ack, err := r.js.PublishMsg(ctx, m)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("message not stored")
+		return Retry, "store_unavailable"
+	}
+	if ack.Duplicate {
+		return Duplicate, ""
+	}
+	return Accepted, ""
+}
+
+// checkRules applies the membership and epoch rules; it returns the reason
+// for a refusal, or "". A message naming an epoch the relay has not seen
+// yet waits, briefly, for the event log to catch up.
+func (r *Relay) checkRules(ctx context.Context, h envelope.Header, sender protocol.ClientID, at time.Time) string {
+	if h.Sender != sender {
+		return "sender_mismatch"
+	}
+	reason, future := r.rules(h, at)
+	if !future {
+		return reason
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.EpochWait)
+	defer cancel()
+	r.proj.WaitUntil(wctx, func(s *events.State) bool {
+		g := s.Groups[h.Group]
+		return g == nil || g.Epoch >= h.Epoch
+	})
+	reason, _ = r.rules(h, at)
+	return reason
+}
+
+// rules checks h against the projection; future reports an epoch ahead of it.
+func (r *Relay) rules(h envelope.Header, at time.Time) (reason string, future bool) {
+	r.proj.Read(func(s *events.State) {
+		reason, future = check(s, h, at, r.cfg.Grace)
+	})
+	return reason, future
+}
+
+func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (string, bool) {
+	c := s.Clients[h.Sender]
+	switch {
+	case c == nil:
+		return "unknown_sender", false
+	case c.Revoked:
+		return "sender_revoked", false
+	}
+	g := s.Groups[h.Group]
+	switch {
+	case g == nil:
+		return "unknown_group", false
+	case g.Deleted:
+		return "group_deleted", false
+	case !g.IsMember(h.Sender):
+		return "not_member", false
+	case h.Epoch > g.Epoch:
+		return "future_epoch", true
+	case h.Epoch == g.Epoch:
+		return "", false
+	case h.Epoch+1 == g.Epoch && at.Sub(g.EpochStart) <= grace:
+		return "", false
+	}
+	return "old_epoch", false
+}

@@ -1,0 +1,196 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/streams"
+)
+
+// partitions claims and renews this relay's fair share of the partitions.
+// Each relay announces itself with a "member.<id>" key; partition p is
+// owned by whoever holds the "part.<p>" key. Keys expire after LeaseTTL
+// unless renewed, so a dead relay's partitions are free again within that
+// time; renewals are compare-and-swap, so a relay that lost a lease learns
+// it on its next renewal and stops serving the partition.
+type partitions struct {
+	r     *Relay
+	kv    jetstream.KeyValue
+	mu    sync.Mutex
+	held  map[int]*lease
+	stopC chan struct{}
+	done  chan struct{}
+}
+
+type lease struct {
+	revision uint64
+	sub      *nats.Subscription
+}
+
+func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
+	kv, err := streams.EnsureKV(ctx, r.js, streams.RelaysConfig(r.cfg.Streams, r.cfg.LeaseTTL))
+	if err != nil {
+		return nil, err
+	}
+	p := &partitions{r: r, kv: kv, held: map[int]*lease{}, stopC: make(chan struct{}), done: make(chan struct{})}
+	p.tick(ctx)
+	go p.loop()
+	return p, nil
+}
+
+func (p *partitions) loop() {
+	defer close(p.done)
+	t := time.NewTicker(p.r.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopC:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), p.r.cfg.LeaseTTL/3)
+			p.tick(ctx)
+			cancel()
+		}
+	}
+}
+
+// tick renews what is held, then moves toward the fair share: release
+// extras, claim free partitions in this relay's order of preference.
+func (p *partitions) tick(ctx context.Context) {
+	if _, err := p.kv.Put(ctx, "member."+p.r.cfg.ID, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		p.r.log.Warn().Err(err).Msg("presence not renewed")
+	}
+	share := p.share(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.renew(ctx)
+	order := p.preference()
+	for i := len(order) - 1; i >= 0 && len(p.held) > share; i-- {
+		if _, held := p.held[order[i]]; held {
+			p.release(ctx, order[i])
+		}
+	}
+	for _, n := range order {
+		if _, held := p.held[n]; !held && len(p.held) < share {
+			p.claim(ctx, n)
+		}
+	}
+	p.r.Metrics.partitions.Store(int64(len(p.held)))
+}
+
+// share is this relay's fair share: the partitions over the live relays.
+func (p *partitions) share(ctx context.Context) int {
+	lister, err := p.kv.ListKeysFiltered(ctx, "member.*")
+	if err != nil {
+		return streams.Partitions
+	}
+	n := 0
+	for range lister.Keys() {
+		n++
+	}
+	n = max(n, 1)
+	return (streams.Partitions + n - 1) / n
+}
+
+// preference orders the partitions by rendezvous hash with this relay's
+// id, most preferred first, so that relays claim different partitions and
+// a partition tends to return to the same relay.
+func (p *partitions) preference() []int {
+	type scored struct {
+		n     int
+		score uint64
+	}
+	all := make([]scored, streams.Partitions)
+	for n := range all {
+		h := fnv.New64a()
+		h.Write([]byte(p.r.cfg.ID + "/" + strconv.Itoa(n)))
+		all[n] = scored{n, h.Sum64()}
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		if a.score > b.score {
+			return -1
+		}
+		return 1
+	})
+	out := make([]int, len(all))
+	for i, s := range all {
+		out[i] = s.n
+	}
+	return out
+}
+
+func (p *partitions) renew(ctx context.Context) {
+	for n, l := range p.held {
+		rev, err := p.kv.Update(ctx, leaseKey(n), []byte(p.r.cfg.ID), l.revision)
+		if err != nil {
+			p.r.log.Warn().Err(err).Int("partition", n).Msg("lease lost")
+			l.sub.Unsubscribe()
+			delete(p.held, n)
+			continue
+		}
+		l.revision = rev
+	}
+}
+
+func (p *partitions) claim(ctx context.Context, n int) {
+	rev, err := p.kv.Create(ctx, leaseKey(n), []byte(p.r.cfg.ID))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			p.r.log.Warn().Err(err).Int("partition", n).Msg("claim failed")
+		}
+		return
+	}
+	p.r.counters.forgetPartition(n)
+	sub, err := p.r.nc.Subscribe(streams.PartitionSubject(n), p.r.dispatch)
+	if err != nil {
+		p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))
+		return
+	}
+	sub.SetPendingLimits(1<<16, 256<<20)
+	p.held[n] = &lease{revision: rev, sub: sub}
+	p.r.log.Info().Int("partition", n).Msg("partition claimed")
+}
+
+// release stops serving n, then frees its lease for another relay.
+func (p *partitions) release(ctx context.Context, n int) {
+	l := p.held[n]
+	l.sub.Drain()
+	delete(p.held, n)
+	p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(l.revision))
+	p.r.log.Info().Int("partition", n).Msg("partition released")
+}
+
+func leaseKey(n int) string { return "part." + strconv.Itoa(n) }
+
+func (p *partitions) owned() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, 0, len(p.held))
+	for n := range p.held {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// close releases every partition and withdraws the presence key.
+func (p *partitions) close() {
+	close(p.stopC)
+	<-p.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := range p.held {
+		p.release(ctx, n)
+	}
+	p.kv.Delete(ctx, "member."+p.r.cfg.ID)
+}

@@ -1,0 +1,191 @@
+// Package relay decides, message by message, whether a group message is
+// relayed. It never sees a key or a plaintext: it checks the clear
+// metadata of each envelope against the event log's projection and the
+// last accepted counter, and stores what it accepts for delivery.
+//
+// Acceptance rules (docs/PROTOCOL.md, "Relay acceptance"): the envelope's
+// sender is the identity the gateway authenticated; the sender is
+// registered, not revoked, and a member of the group's current epoch; the
+// envelope's epoch is the current one, or the previous one within Grace
+// of the epoch change; its counter is greater than the last accepted for
+// (group, sender).
+//
+// The last accepted counters live in the COMM_COUNTERS key-value bucket.
+// A relay first records the new counter there by compare-and-swap (so no
+// two relays can ever accept the same (group, sender, counter)), then
+// stores the envelope with a message id of (group, sender, counter). A
+// crash between the two loses the message, never duplicates it: the
+// sender got no acknowledgement and retries the same envelope, which the
+// relay stores once (JetStream's duplicate window makes the store
+// idempotent); after the window a retry is refused like any replay.
+//
+// Groups are spread over streams.Partitions partitions; each relay owns a
+// fair share of them through leases in the COMM_RELAYS bucket, and
+// processes a partition's messages on workers keyed by (group, sender), so
+// one sender's messages are decided in order.
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/streams"
+)
+
+// Config configures a relay.
+type Config struct {
+	KeyserverKey [32]byte // Pk_Ks: the events the relay trusts
+	Streams      streams.Config
+	// Grace is how long after an epoch change the previous epoch is still
+	// accepted (default 30 s): messages sealed just before a rekey.
+	Grace time.Duration
+	// Workers decide messages in parallel, each (group, sender) always on
+	// the same worker (default 256).
+	Workers int
+	// LeaseTTL is how long a dead relay's partitions stay unowned (default 5 s).
+	LeaseTTL time.Duration
+	// EpochWait bounds the wait for the event log when a message names an
+	// epoch the relay has not seen yet (default 2 s).
+	EpochWait time.Duration
+	// ID names this relay in leases and logs (default random).
+	ID  string
+	Log zerolog.Logger
+	Now func() time.Time
+
+	// afterRecord, for tests, runs between recording a counter and
+	// storing the message; an error aborts there, as a crash would.
+	afterRecord func() error
+}
+
+func (c *Config) fill() error {
+	if c.KeyserverKey == ([32]byte{}) {
+		return errors.New("relay: no keyserver public key configured")
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 256
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 5 * time.Second
+	}
+	if c.EpochWait <= 0 {
+		c.EpochWait = 2 * time.Second
+	}
+	if c.ID == "" {
+		var b [6]byte
+		rand.Read(b[:])
+		c.ID = "relay-" + hex.EncodeToString(b[:])
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Relay is a running relay.
+type Relay struct {
+	cfg       Config
+	log       zerolog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	proj      *events.Projection
+	counters  *counters
+	parts     *partitions
+	workers   []chan *job
+	wg        sync.WaitGroup
+	stop      []func()
+	closeOnce sync.Once
+	Metrics   *Metrics
+}
+
+// Start loads the event log, opens the buckets and streams, starts the
+// workers and begins claiming partitions.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics()}
+	if err := r.open(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.startWorkers()
+	parts, err := startPartitions(ctx, r)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.parts = parts
+	return r, nil
+}
+
+func (r *Relay) open(ctx context.Context) error {
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.js = js
+	store, err := events.OpenStore(ctx, js, events.StoreConfig{Replicas: r.cfg.Streams.Replicas})
+	if err != nil {
+		return err
+	}
+	if r.proj, err = events.Load(ctx, store, r.cfg.KeyserverKey, nil, r.refusedEvent); err != nil {
+		return err
+	}
+	stop, err := events.Follow(context.Background(), store, r.proj, nil, r.refusedEvent)
+	if err != nil {
+		return err
+	}
+	r.stop = append(r.stop, stop)
+	if _, err := streams.EnsureStream(ctx, js, streams.MessagesConfig(r.cfg.Streams)); err != nil {
+		return err
+	}
+	kv, err := streams.EnsureKV(ctx, js, streams.CountersConfig(r.cfg.Streams))
+	if err != nil {
+		return err
+	}
+	r.counters = newCounters(kv)
+	return nil
+}
+
+func (r *Relay) refusedEvent(err error) {
+	r.Metrics.refusedEvents.Add(1)
+	r.log.Error().Err(err).Msg("event refused")
+}
+
+// Close stops claiming and releases the partitions, then stops the
+// workers. It may be called more than once.
+func (r *Relay) Close() { r.closeOnce.Do(r.close) }
+
+func (r *Relay) close() {
+	if r.parts != nil {
+		r.parts.close()
+	}
+	for _, w := range r.workers {
+		close(w)
+	}
+	r.workers = nil
+	r.wg.Wait()
+	for _, stop := range r.stop {
+		stop()
+	}
+	r.stop = nil
+}
+
+// Owned lists the partitions this relay owns now.
+func (r *Relay) Owned() []int { return r.parts.owned() }
+
+// ID is the relay's name in leases and logs.
+func (r *Relay) ID() string { return r.cfg.ID }

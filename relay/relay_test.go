@@ -1,0 +1,267 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/keyserver"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
+)
+
+// world is a NATS server with a keyserver, a group ops of alice and bob,
+// and carol who is registered but not a member.
+type world struct {
+	t                 *testing.T
+	nc                *nats.Conn
+	js                jetstream.JetStream
+	ks                *keys.SigningKey
+	k                 *keyserver.Keyserver
+	group             protocol.GroupID
+	alice, bob, carol *keys.ClientIdentity
+}
+
+func newWorld(t *testing.T) *world {
+	_, nc := natstest.Start(t)
+	js, _ := jetstream.New(nc)
+	ks, _ := keys.GenerateSigningKey(nil)
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	w := &world{t: t, nc: nc, js: js, ks: ks, k: k}
+	w.alice, w.bob, w.carol = w.register("alice"), w.register("bob"), w.register("carol")
+	if w.group, err = k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice", "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *world) register(name string) *keys.ClientIdentity {
+	id, _ := keys.GenerateClientIdentity(nil)
+	if err := w.k.RegisterClient(w.t.Context(), keyserver.Actor{}, id.Public(), name); err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
+func (w *world) relay(cfg Config) *Relay {
+	w.t.Helper()
+	cfg.KeyserverKey = w.ks.Public()
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = time.Second
+	}
+	r, err := Start(w.t.Context(), w.nc, cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(r.Close)
+	return r
+}
+
+// env seals a message; the key does not matter to the relay.
+func env(from *keys.ClientIdentity, g protocol.GroupID, epoch protocol.Epoch, counter uint64) []byte {
+	h := envelope.Header{Group: g, Epoch: epoch, Sender: from.ID(), Counter: counter}
+	e, _ := envelope.Seal(nil, h, &[32]byte{1}, []byte(fmt.Sprint("message ", counter)), nil)
+	return e
+}
+
+// send is what a gateway does: the envelope to the partition's relay, with
+// the authenticated sender.
+func (w *world) send(as *keys.ClientIdentity, e []byte) (string, string) {
+	return w.sendWithin(as, e, 5*time.Second)
+}
+
+func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (string, string) {
+	h, err := envelope.ParseHeader(e)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m := nats.NewMsg(streams.InboundSubject(h.Group))
+	m.Data = e
+	m.Header.Set(streams.HeaderSender, as.ID().String())
+	reply, err := w.nc.RequestMsg(m, d)
+	if err != nil {
+		return "", err.Error()
+	}
+	return reply.Header.Get(streams.HeaderStatus), reply.Header.Get(streams.HeaderReason)
+}
+
+func (w *world) stored() int {
+	s, err := w.js.Stream(w.t.Context(), streams.Messages)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	info, _ := s.Info(w.t.Context())
+	return int(info.State.Msgs)
+}
+
+func TestAcceptanceRules(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{EpochWait: 50 * time.Millisecond})
+	cases := []struct {
+		name           string
+		as             *keys.ClientIdentity
+		env            []byte
+		verdict, cause string
+	}{
+		{"member", w.alice, env(w.alice, w.group, 1, 1), Accepted, ""},
+		{"next counter", w.alice, env(w.alice, w.group, 1, 5), Accepted, ""},
+		{"replayed counter", w.alice, env(w.alice, w.group, 1, 3), Refused, "replayed_counter"},
+		{"another sender's counter space", w.bob, env(w.bob, w.group, 1, 1), Accepted, ""},
+		{"non-member", w.carol, env(w.carol, w.group, 1, 1), Refused, "not_member"},
+		{"sender is not the authenticated client", w.bob, env(w.alice, w.group, 1, 9), Refused, "sender_mismatch"},
+		{"future epoch", w.alice, env(w.alice, w.group, 7, 10), Refused, "future_epoch"},
+		{"unknown group", w.alice, env(w.alice, protocol.GroupID{9}, 1, 1), Refused, "unknown_group"},
+	}
+	for _, c := range cases {
+		v, r := w.send(c.as, c.env)
+		if v != c.verdict || r != c.cause {
+			t.Errorf("%s: got %s %s, want %s %s", c.name, v, r, c.verdict, c.cause)
+		}
+	}
+	if n := w.stored(); n != 3 {
+		t.Fatalf("%d messages stored, want 3", n)
+	}
+}
+
+func TestEpochGraceAndRemoval(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{Grace: time.Hour})
+	ctx := t.Context()
+	if _, err := w.k.RemoveMembers(ctx, keyserver.Actor{}, "ops", []string{"bob"}, "left"); err != nil {
+		t.Fatal(err)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Accepted {
+		t.Fatalf("previous epoch within the grace: %s %s", v, r)
+	}
+	if v, r := w.send(w.bob, env(w.bob, w.group, 2, 1)); v != Refused || r != "not_member" {
+		t.Fatalf("removed member: %s %s", v, r)
+	}
+	w.k.Rekey(ctx, keyserver.Actor{}, "ops", "")
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 2)); v != Refused || r != "old_epoch" {
+		t.Fatalf("two epochs back: %s %s", v, r)
+	}
+	w.k.RevokeClient(ctx, keyserver.Actor{}, "alice", "stolen")
+	if v, r := w.send(w.alice, env(w.alice, w.group, 4, 3)); v != Refused || r != "sender_revoked" {
+		t.Fatalf("revoked: %s %s", v, r)
+	}
+}
+
+// TestCrashBetweenRecordAndStore: the relay records the counter, then
+// "crashes" before storing. The sender's retry of the same envelope is
+// stored exactly once; any further copy is a duplicate or a replay.
+func TestCrashBetweenRecordAndStore(t *testing.T) {
+	w := newWorld(t)
+	var crash atomic.Bool
+	crash.Store(true)
+	w.relay(Config{afterRecord: func() error {
+		if crash.Load() {
+			return errors.New("crash")
+		}
+		return nil
+	}})
+	e := env(w.alice, w.group, 1, 1)
+	if v, _ := w.sendWithin(w.alice, e, 300*time.Millisecond); v != "" {
+		t.Fatalf("the crashed relay answered %q", v)
+	}
+	if n := w.stored(); n != 0 {
+		t.Fatalf("%d messages stored before the retry", n)
+	}
+	crash.Store(false)
+	if v, r := w.send(w.alice, e); v != Accepted {
+		t.Fatalf("retry after the crash: %s %s", v, r)
+	}
+	if v, _ := w.send(w.alice, e); v != Duplicate {
+		t.Fatalf("second retry: %s, want duplicate", v)
+	}
+	if n := w.stored(); n != 1 {
+		t.Fatalf("%d messages stored, want exactly 1", n)
+	}
+	// Another envelope with the same counter (a forgery or a reused
+	// counter) is a replay, crash or not.
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Refused || r != "replayed_counter" {
+		t.Fatalf("same counter, other bytes: %s %s", v, r)
+	}
+}
+
+// TestConcurrentRelaysNeverAcceptTwice: two relays race on the same
+// (group, sender, counter) through their own workers; exactly one accepts.
+func TestConcurrentRelaysNeverAcceptTwice(t *testing.T) {
+	w := newWorld(t)
+	r1, r2 := w.relay(Config{}), w.relay(Config{})
+	const n = 50
+	var accepted atomic.Int64
+	var perCounter [n + 1]atomic.Int32
+	var wg sync.WaitGroup
+	for c := uint64(1); c <= n; c++ {
+		e := env(w.alice, w.group, 1, c)
+		h, _ := envelope.ParseHeader(e)
+		for _, r := range []*Relay{r1, r2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := nats.NewMsg("direct")
+				m.Data = e
+				m.Header.Set(streams.HeaderSender, w.alice.ID().String())
+				v, _ := r.accept(context.Background(), &job{msg: m, header: h, received: time.Now()})
+				if v == Accepted {
+					accepted.Add(1)
+					perCounter[h.Counter].Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for c := range perCounter {
+		if perCounter[c].Load() > 1 {
+			t.Fatalf("counter %d accepted twice", c)
+		}
+	}
+	if int64(w.stored()) != accepted.Load() {
+		t.Fatalf("%d stored for %d acceptances", w.stored(), accepted.Load())
+	}
+	t.Logf("accepted %d of %d (the rest lost a race to a higher counter), conflicts %d+%d", accepted.Load(), n, r1.Metrics.Conflicts(), r2.Metrics.Conflicts())
+}
+
+func TestPartitionsShareAndFailOver(t *testing.T) {
+	w := newWorld(t)
+	r1 := w.relay(Config{})
+	if len(r1.Owned()) != streams.Partitions {
+		t.Fatalf("a lone relay owns %d partitions", len(r1.Owned()))
+	}
+	r2 := w.relay(Config{})
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		a, b := len(r1.Owned()), len(r2.Owned())
+		if a+b != streams.Partitions || a != streams.Partitions/2 {
+			return fmt.Errorf("split %d/%d", a, b)
+		}
+		return nil
+	})
+	r1.Close() // releases its partitions: r2 takes them on its next tick
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if n := len(r2.Owned()); n != streams.Partitions {
+			return fmt.Errorf("the survivor owns %d", n)
+		}
+		return nil
+	})
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Accepted {
+		t.Fatalf("after fail-over: %s %s", v, r)
+	}
+}
