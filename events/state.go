@@ -50,9 +50,14 @@ type Group struct {
 	Created    time.Time
 	Epoch      protocol.Epoch // 0 until the first member is added
 	EpochStart time.Time
-	Members    map[protocol.ClientID]struct{} // members of the current epoch
-	Digest     [protocol.HashSize]byte        // bundle.MemberDigest of Members
+	Members    map[protocol.ClientID]struct{}       // members of the current epoch
+	Joined     map[protocol.ClientID]protocol.Epoch // the epoch each member's current membership began
+	Digest     [protocol.HashSize]byte              // bundle.MemberDigest of Members
 	Deleted    bool
+	// sorted lists Members in ascending byte order. apply keeps the two in
+	// step, so that checking a change of members needs neither a copy of
+	// the set nor a sort.
+	sorted []protocol.ClientID
 }
 
 // IsMember reports whether id is a member of the current epoch.
@@ -61,12 +66,33 @@ func (g *Group) IsMember(id protocol.ClientID) bool {
 	return ok
 }
 
+// MayRead reports whether id, a member now, was one in epoch e: the
+// epochs whose messages it may be delivered.
+func (g *Group) MayRead(id protocol.ClientID, e protocol.Epoch) bool {
+	joined, ok := g.Joined[id]
+	return ok && e >= joined
+}
+
 // MemberList returns the members in ascending byte order.
 func (g *Group) MemberList() []protocol.ClientID {
+	if len(g.Members) == 0 {
+		return nil
+	}
+	return slices.Clone(g.memberList())
+}
+
+// memberList is MemberList without the copy: the caller must not modify
+// it. A Group that apply did not build gets its list sorted afresh.
+func (g *Group) memberList() []protocol.ClientID {
+	if len(g.sorted) == len(g.Members) {
+		return g.sorted
+	}
 	ids := slices.Collect(maps.Keys(g.Members))
-	slices.SortFunc(ids, func(a, b protocol.ClientID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(ids, compareIDs)
 	return ids
 }
+
+func compareIDs(a, b protocol.ClientID) int { return bytes.Compare(a[:], b[:]) }
 
 // State is the fold of the log: who is registered and who is in which group.
 type State struct {
@@ -106,21 +132,28 @@ func (s *State) GroupByName(name string) (*Group, bool) {
 
 // Check reports whether e is a valid change of the current state.
 func (s *State) Check(e *Event) error {
+	_, err := s.check(e)
+	return err
+}
+
+// check is Check; for a change of members it also returns the new
+// epoch's members in ascending order, for apply.
+func (s *State) check(e *Event) ([]protocol.ClientID, error) {
 	switch e.Type {
 	case ClientRegistered:
-		return s.checkRegister(e.Client)
+		return nil, s.checkRegister(e.Client)
 	case ClientRevoked:
 		_, err := s.liveClient(e.Client.ID)
-		return err
+		return nil, err
 	case GroupCreated:
-		return s.checkCreate(e.Group)
+		return nil, s.checkCreate(e.Group)
 	case GroupDeleted:
 		_, err := s.liveGroup(e.Group.ID)
-		return err
+		return nil, err
 	case MembersAdded, MembersRemoved, GroupRekeyed:
 		return s.checkEpoch(e.Type, e.Members)
 	}
-	return fmt.Errorf("%w: unknown type %q", ErrMalformed, e.Type)
+	return nil, fmt.Errorf("%w: unknown type %q", ErrMalformed, e.Type)
 }
 
 func (s *State) checkRegister(c *ClientPayload) error {
@@ -185,63 +218,74 @@ func (s *State) liveGroup(id protocol.GroupID) (*Group, error) {
 	return g, nil
 }
 
-// checkEpoch checks an event that opens the group's next epoch.
-func (s *State) checkEpoch(t Type, m *MembersPayload) error {
+// checkEpoch checks an event that opens the group's next epoch and
+// returns the epoch's members.
+func (s *State) checkEpoch(t Type, m *MembersPayload) ([]protocol.ClientID, error) {
 	g, err := s.liveGroup(m.Group)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if m.Epoch != g.Epoch+1 {
-		return fmt.Errorf("%w: %d after %d", ErrWrongEpoch, m.Epoch, g.Epoch)
+		return nil, fmt.Errorf("%w: %d after %d", ErrWrongEpoch, m.Epoch, g.Epoch)
 	}
-	next, err := s.nextMembers(t, g, m.Clients)
+	next, digest, err := s.nextMembers(t, g, m.Clients)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if t == GroupRekeyed && len(next) == 0 {
-		return fmt.Errorf("%w: %s", ErrNoMembers, g.Name)
+		return nil, fmt.Errorf("%w: %s", ErrNoMembers, g.Name)
 	}
-	if d := digestOf(next); !bytes.Equal(d[:], m.Digest) {
-		return ErrDigestMismatch
-	}
-	return nil
-}
-
-// nextMembers returns the member set after the change, or why it is invalid.
-func (s *State) nextMembers(t Type, g *Group, clients []protocol.ClientID) (map[protocol.ClientID]struct{}, error) {
-	if t == GroupRekeyed {
-		if len(clients) != 0 {
-			return nil, fmt.Errorf("%w: a rekey names no clients", ErrMalformed)
-		}
-		return g.Members, nil
-	}
-	if len(clients) == 0 {
-		return nil, ErrNoClients
-	}
-	next := maps.Clone(g.Members)
-	if next == nil {
-		next = map[protocol.ClientID]struct{}{}
-	}
-	seen := make(map[protocol.ClientID]bool, len(clients))
-	for _, id := range clients {
-		if seen[id] {
-			return nil, fmt.Errorf("%w: %s", ErrDuplicateClient, id.Short())
-		}
-		seen[id] = true
-		if err := s.changeMember(t, next, id); err != nil {
-			return nil, err
-		}
+	if !bytes.Equal(digest[:], m.Digest) {
+		return nil, ErrDigestMismatch
 	}
 	return next, nil
 }
 
-func (s *State) changeMember(t Type, set map[protocol.ClientID]struct{}, id protocol.ClientID) error {
-	_, member := set[id]
+// nextMembers returns the members after the change in ascending order and
+// their digest, or why the change is invalid. It leaves g as it is.
+func (s *State) nextMembers(t Type, g *Group, clients []protocol.ClientID) ([]protocol.ClientID, [protocol.HashSize]byte, error) {
+	var none [protocol.HashSize]byte
+	cur := g.memberList()
+	if t == GroupRekeyed {
+		if len(clients) != 0 {
+			return nil, none, fmt.Errorf("%w: a rekey names no clients", ErrMalformed)
+		}
+		if len(cur) > 0 && len(g.sorted) == len(cur) {
+			return cur, g.Digest, nil // apply set Digest from a checked event with these members
+		}
+		return cur, bundle.MemberDigest(cur), nil
+	}
+	if len(clients) == 0 {
+		return nil, none, ErrNoClients
+	}
+	seen := make(map[protocol.ClientID]bool, len(clients))
+	for _, id := range clients {
+		if seen[id] {
+			return nil, none, fmt.Errorf("%w: %s", ErrDuplicateClient, id.Short())
+		}
+		seen[id] = true
+		if err := s.checkMember(t, g, id); err != nil {
+			return nil, none, err
+		}
+	}
+	changed := slices.Clone(clients)
+	slices.SortFunc(changed, compareIDs)
+	var next []protocol.ClientID
+	if t == MembersAdded {
+		next = mergeSorted(cur, changed)
+	} else {
+		next = subtractSorted(cur, changed)
+	}
+	return next, bundle.MemberDigest(next), nil
+}
+
+// checkMember checks that id may be added to or removed from g.
+func (s *State) checkMember(t Type, g *Group, id protocol.ClientID) error {
+	member := g.IsMember(id)
 	if t == MembersRemoved {
 		if !member {
 			return fmt.Errorf("%w: %s", ErrNotMember, id.Short())
 		}
-		delete(set, id)
 		return nil
 	}
 	if _, err := s.liveClient(id); err != nil {
@@ -250,26 +294,46 @@ func (s *State) changeMember(t Type, set map[protocol.ClientID]struct{}, id prot
 	if member {
 		return fmt.Errorf("%w: %s", ErrAlreadyMember, id.Short())
 	}
-	set[id] = struct{}{}
 	return nil
 }
 
-// Digest returns bundle.MemberDigest of a member set.
-func digestOf(set map[protocol.ClientID]struct{}) [protocol.HashSize]byte {
-	return bundle.MemberDigest(slices.Collect(maps.Keys(set)))
+// mergeSorted returns the union of two disjoint ascending lists, in a new
+// slice.
+func mergeSorted(a, b []protocol.ClientID) []protocol.ClientID {
+	out := make([]protocol.ClientID, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareIDs(a[0], b[0]) < 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+// subtractSorted returns a without the members of b (both ascending, b a
+// subset of a), in a new slice.
+func subtractSorted(a, b []protocol.ClientID) []protocol.ClientID {
+	out := make([]protocol.ClientID, 0, len(a)-len(b))
+	for _, id := range a {
+		if len(b) > 0 && id == b[0] {
+			b = b[1:]
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 // NextDigest returns the digest the event changing g's members would carry.
 func (s *State) NextDigest(t Type, g *Group, clients []protocol.ClientID) ([protocol.HashSize]byte, error) {
-	next, err := s.nextMembers(t, g, clients)
-	if err != nil {
-		return [protocol.HashSize]byte{}, err
-	}
-	return digestOf(next), nil
+	_, digest, err := s.nextMembers(t, g, clients)
+	return digest, err
 }
 
-// apply folds a checked event into the state.
-func (s *State) apply(e *Event) {
+// apply folds a checked event into the state; next is what check
+// returned for it.
+func (s *State) apply(e *Event, next []protocol.ClientID) {
 	at := e.When()
 	switch e.Type {
 	case ClientRegistered:
@@ -284,24 +348,28 @@ func (s *State) apply(e *Event) {
 		c.Revoked, c.RevokedAt = true, at
 		delete(s.cnames, c.Name)
 	case GroupCreated:
-		s.Groups[e.Group.ID] = &Group{ID: e.Group.ID, Name: e.Group.Name, Policy: e.Group.Policy, Created: at, Members: map[protocol.ClientID]struct{}{}}
+		s.Groups[e.Group.ID] = &Group{ID: e.Group.ID, Name: e.Group.Name, Policy: e.Group.Policy, Created: at,
+			Members: map[protocol.ClientID]struct{}{}, Joined: map[protocol.ClientID]protocol.Epoch{}}
 		s.names[e.Group.Name] = e.Group.ID
 	case GroupDeleted:
 		g := s.Groups[e.Group.ID]
 		g.Deleted = true
 		delete(s.names, g.Name)
 	case MembersAdded, MembersRemoved, GroupRekeyed:
-		s.applyEpoch(e.Type, e.Members, at)
+		s.applyEpoch(e.Type, e.Members, next, at)
 	}
 }
 
-func (s *State) applyEpoch(t Type, m *MembersPayload, at time.Time) {
+func (s *State) applyEpoch(t Type, m *MembersPayload, next []protocol.ClientID, at time.Time) {
 	g := s.Groups[m.Group]
+	g.sorted = next
 	for _, id := range m.Clients {
 		if t == MembersAdded {
 			g.Members[id] = struct{}{}
+			g.Joined[id] = m.Epoch
 		} else {
 			delete(g.Members, id)
+			delete(g.Joined, id)
 		}
 	}
 	g.Epoch, g.EpochStart = m.Epoch, at

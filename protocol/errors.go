@@ -74,6 +74,13 @@ var (
 	ErrDenied             = newError("denied", CodeDenied, "client not admitted")
 )
 
+// Connection errors a server reports when it drops a client.
+var (
+	ErrSlowClient = newError("slow_client", CodeSlow, "client did not read fast enough")
+	ErrIdle       = newError("idle", CodeTimeout, "connection idle for too long")
+	ErrShutdown   = newError("shutdown", CodeShutdown, "server shutting down")
+)
+
 // Channel (frame) errors.
 var (
 	ErrFrameTooLarge    = newError("frame_too_large", CodeProtocol, "frame length over the limit")

@@ -120,7 +120,7 @@ func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 			r.log.Warn().Err(err).Msg("counter not recorded")
 			return Retry, "counters_unavailable"
 		}
-		if hook := r.cfg.afterRecord; hook != nil && hook() != nil {
+		if hook := r.cfg.FaultAfterRecord; hook != nil && hook() != nil {
 			return "", ""
 		}
 		return r.store(ctx, j, sender)

@@ -62,9 +62,10 @@ type Config struct {
 	Log zerolog.Logger
 	Now func() time.Time
 
-	// afterRecord, for tests, runs between recording a counter and
-	// storing the message; an error aborts there, as a crash would.
-	afterRecord func() error
+	// FaultAfterRecord is for fault-injection tests: it runs between
+	// recording a counter and storing the message, and an error stops the
+	// decision there, with no store and no reply, as a crash would.
+	FaultAfterRecord func() error
 }
 
 func (c *Config) fill() error {

@@ -171,7 +171,7 @@ func TestCrashBetweenRecordAndStore(t *testing.T) {
 	w := newWorld(t)
 	var crash atomic.Bool
 	crash.Store(true)
-	w.relay(Config{afterRecord: func() error {
+	w.relay(Config{FaultAfterRecord: func() error {
 		if crash.Load() {
 			return errors.New("crash")
 		}

@@ -2,6 +2,7 @@ package channel
 
 import (
 	"encoding/binary"
+	"strconv"
 
 	"github.com/commsec/communicator/protocol"
 )
@@ -91,9 +92,25 @@ type SendStatus uint16
 
 // The statuses. The precise reason for a refusal stays on the server.
 const (
-	StatusAccepted SendStatus = 0 // stored for delivery
-	StatusRefused  SendStatus = 1 // not relayed
+	StatusAccepted  SendStatus = 0 // stored for delivery
+	StatusRefused   SendStatus = 1 // not relayed, and never will be: do not send it again
+	StatusDuplicate SendStatus = 2 // this very envelope was accepted before (an earlier send's acknowledgement was lost)
+	StatusRetry     SendStatus = 3 // not decided (no relay available): send the same envelope again later
 )
+
+func (s SendStatus) String() string {
+	switch s {
+	case StatusAccepted:
+		return "accepted"
+	case StatusRefused:
+		return "refused"
+	case StatusDuplicate:
+		return "duplicate"
+	case StatusRetry:
+		return "retry"
+	}
+	return "status(" + strconv.Itoa(int(s)) + ")"
+}
 
 // SendAck acknowledges one group message the client sent.
 type SendAck struct {

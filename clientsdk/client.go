@@ -1,0 +1,209 @@
+// Package clientsdk is what a device embeds to talk to the Communicator:
+// it connects to a gateway, proves its identity in the handshake, installs
+// the group keys the keyserver wraps to it, sends group messages and
+// receives its groups' messages, reconnecting with backoff.
+//
+// The client's state (counters, replay state, group keys) lives in a
+// clientstate.Store. A restarted client never reuses a send counter and
+// never hands the application a message it already handed over: messages
+// arrive at least once on the wire and exactly once to the application.
+//
+//	c, err := clientsdk.Dial(ctx, clientsdk.Config{Addr: "gw:7400", Identity: id,
+//		ServerKey: pkS, KeyserverKey: pkKs, Store: &clientstate.FileStore{Path: "state"}})
+//	...
+//	err = c.Send(ctx, group, []byte("hello"))
+//	for m := range c.Messages() { ... }
+package clientsdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/clientstate"
+	"github.com/commsec/communicator/protocol/keys"
+)
+
+// Config configures a client.
+type Config struct {
+	Addr         string                       // the gateway, host:port
+	Identity     *keys.ClientIdentity         // Sk_Cn and the key-wrap key
+	ServerKey    [protocol.PublicKeySize]byte // Pk_S, from registration
+	KeyserverKey [protocol.PublicKeySize]byte // Pk_Ks, from registration
+	// Store keeps the client's state; nil keeps it in memory only (a
+	// restart then forgets counters: use a FileStore on real devices).
+	Store        clientstate.Store
+	StateOptions clientstate.Options
+	// Backoff between reconnection attempts: from MinBackoff (100 ms),
+	// doubling up to MaxBackoff (30 s), with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	HandshakeTimeout       time.Duration // default 10 s
+	PingInterval           time.Duration // default 30 s
+	// Buffer is the capacity of the Messages channel (default 64).
+	Buffer int
+	// Dial opens the TCP connection (net.Dialer by default).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Logf receives diagnostics (nil discards them).
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) fill() error {
+	switch {
+	case c.Identity == nil:
+		return errors.New("clientsdk: no identity")
+	case c.Addr == "":
+		return errors.New("clientsdk: no gateway address")
+	case c.ServerKey == [32]byte{} || c.KeyserverKey == [32]byte{}:
+		return errors.New("clientsdk: the server and keyserver public keys are required")
+	}
+	if c.Store == nil {
+		c.Store = &clientstate.MemStore{}
+	}
+	c.MinBackoff = orDefault(c.MinBackoff, 100*time.Millisecond)
+	c.MaxBackoff = orDefault(c.MaxBackoff, 30*time.Second)
+	c.HandshakeTimeout = orDefault(c.HandshakeTimeout, 10*time.Second)
+	c.PingInterval = orDefault(c.PingInterval, 30*time.Second)
+	if c.Buffer <= 0 {
+		c.Buffer = 64
+	}
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+func orDefault(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// Message is a group message handed to the application.
+type Message struct {
+	Group   protocol.GroupID
+	Sender  protocol.ClientID
+	Epoch   protocol.Epoch
+	Counter uint64
+	Payload []byte
+}
+
+// Errors of Send.
+var (
+	ErrRefused = errors.New("clientsdk: the relay refused the message")
+	ErrNoKey   = errors.New("clientsdk: no key for this group (not a member, or its bundle has not arrived yet)")
+	ErrClosed  = errors.New("clientsdk: client closed")
+)
+
+// Client is a connected (or reconnecting) client. It is safe for
+// concurrent use.
+type Client struct {
+	cfg   Config
+	state *clientstate.State
+	msgs  chan Message
+	keyed chan struct{} // closed and replaced when a key is installed
+
+	mu      sync.Mutex
+	conn    *channel.Conn // nil while disconnected
+	unacked map[outKey]*outgoing
+	inbox   inbox
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// Dial loads the client's state, connects and completes the handshake;
+// from then on the client keeps itself connected until Close. An error
+// from the first handshake (a wrong server key, a client the gateway does
+// not admit) is returned.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	st, err := clientstate.Load(cfg.Store, cfg.StateOptions)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, state: st, msgs: make(chan Message, cfg.Buffer), keyed: make(chan struct{}),
+		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{})}
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	go c.run(conn)
+	return c, nil
+}
+
+// connect opens one connection and runs the handshake.
+func (c *Client) connect(ctx context.Context) (*channel.Conn, error) {
+	nc, err := c.cfg.Dial(ctx, c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("clientsdk: dial %s: %w", c.cfg.Addr, err)
+	}
+	conn, err := handshakeClient(nc, c.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("clientsdk: handshake with %s: %w", c.cfg.Addr, err)
+	}
+	return conn, nil
+}
+
+// Messages delivers the group messages, each exactly once. It is closed
+// when the client is closed.
+func (c *Client) Messages() <-chan Message { return c.msgs }
+
+// Groups lists the groups the client holds a key for.
+func (c *Client) Groups() []protocol.GroupID { return c.state.Groups() }
+
+// WaitKey waits until the client holds a key for g.
+func (c *Client) WaitKey(ctx context.Context, g protocol.GroupID) error {
+	for {
+		c.mu.Lock()
+		ch := c.keyed
+		c.mu.Unlock()
+		if _, _, err := c.state.Current(g); err == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// Close ends the connection gracefully and stops reconnecting.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.mu.Lock()
+		if c.conn != nil {
+			c.conn.WriteFrame(channel.TypeClose, nil)
+			c.conn.Close()
+		}
+		c.mu.Unlock()
+	})
+	<-c.done
+	return nil
+}
+
+// Epoch is the newest epoch of g the client holds a key for (0: none).
+func (c *Client) Epoch(g protocol.GroupID) protocol.Epoch {
+	e, key, err := c.state.Current(g)
+	clear(key[:])
+	if err != nil {
+		return 0
+	}
+	return e
+}

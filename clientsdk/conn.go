@@ -1,0 +1,153 @@
+package clientsdk
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/handshake"
+)
+
+func handshakeClient(nc net.Conn, cfg Config) (*channel.Conn, error) {
+	return handshake.Client(nc, handshake.ClientConfig{
+		Identity: cfg.Identity.Sig, ServerKey: cfg.ServerKey, Timeout: cfg.HandshakeTimeout,
+	})
+}
+
+// run keeps the client connected until Close.
+func (c *Client) run(conn *channel.Conn) {
+	defer close(c.done)
+	defer close(c.msgs)
+	for {
+		c.attach(conn)
+		err := c.serve(conn)
+		c.detach(conn)
+		if c.isClosed() {
+			return
+		}
+		c.cfg.Logf("clientsdk: connection lost: %v", err)
+		if conn = c.reconnect(); conn == nil {
+			return
+		}
+	}
+}
+
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// reconnect retries with exponential backoff and jitter until it connects
+// or the client is closed (then it returns nil).
+func (c *Client) reconnect() *channel.Conn {
+	wait := c.cfg.MinBackoff
+	for {
+		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
+		select {
+		case <-c.closed:
+			return nil
+		case <-time.After(wait/2 + jitter):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HandshakeTimeout)
+		conn, err := c.connect(ctx)
+		cancel()
+		if err == nil {
+			return conn
+		}
+		c.cfg.Logf("clientsdk: reconnect: %v", err)
+		wait = min(2*wait, c.cfg.MaxBackoff)
+	}
+}
+
+// attach makes conn current and sends again every message still waiting
+// for its acknowledgement, in counter order.
+func (c *Client) attach(conn *channel.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	c.inbox.reset()
+	keys := make([]outKey, 0, len(c.unacked))
+	for k := range c.unacked {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b outKey) int {
+		if a.counter < b.counter {
+			return -1
+		}
+		return 1
+	})
+	for _, k := range keys {
+		conn.WriteFrame(channel.TypeSend, c.unacked[k].env)
+	}
+}
+
+func (c *Client) detach(conn *channel.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == conn {
+		c.conn = nil
+	}
+	conn.Close()
+}
+
+// serve reads frames until the connection ends.
+func (c *Client) serve(conn *channel.Conn) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go c.keepalive(conn, stop)
+	for {
+		f, err := conn.ReadFrame()
+		if err != nil {
+			return err
+		}
+		if err := c.handle(conn, f); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) handle(conn *channel.Conn, f channel.Frame) error {
+	switch f.Type {
+	case channel.TypeKeyBundle:
+		c.onBundle(f.Body)
+	case channel.TypeDeliver:
+		c.onDeliver(conn, f.Body)
+	case channel.TypeSendAck:
+		c.onSendAck(f.Body)
+	case channel.TypePing:
+		return conn.WriteFrame(channel.TypePong, f.Body)
+	case channel.TypeError:
+		code, _ := channel.ParseError(f.Body)
+		return &protocol.PeerError{Code: code}
+	case channel.TypeClose:
+		return io.EOF
+	}
+	return nil
+}
+
+// keepalive pings the gateway and flushes delivery acknowledgements.
+func (c *Client) keepalive(conn *channel.Conn, stop <-chan struct{}) {
+	ack := time.NewTicker(100 * time.Millisecond)
+	defer ack.Stop()
+	ping := time.NewTicker(c.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ack.C:
+			c.flushAck(conn, false)
+		case <-ping.C:
+			conn.WriteFrame(channel.TypePing, make([]byte, channel.PingBodySize))
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package clientsdk
+
+import (
+	"errors"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/envelope"
+)
+
+// inbox tracks deliveries of the current connection. They arrive in cursor
+// order; the acknowledged cursor never passes a delivery still waiting for
+// its key, so an unprocessed message is delivered again after a reconnect.
+type inbox struct {
+	waiting   []waiting // no key yet, in cursor order
+	processed uint64    // last cursor processed
+	acked     uint64    // last cursor acknowledged to the gateway
+	sinceAck  int
+}
+
+type waiting struct {
+	cursor uint64
+	env    []byte
+}
+
+const maxWaiting = 256
+
+func (in *inbox) reset() { *in = inbox{} }
+
+// ackable is the highest cursor with everything up to it processed.
+func (in *inbox) ackable() uint64 {
+	if len(in.waiting) > 0 {
+		return in.waiting[0].cursor - 1
+	}
+	return in.processed
+}
+
+var errNoKeyYet = errors.New("no key for this epoch yet")
+
+// onDeliver opens a delivered envelope and hands it to the application,
+// or keeps it until its epoch's key arrives.
+func (c *Client) onDeliver(conn *channel.Conn, body []byte) {
+	cursor, env, err := channel.ParseDeliver(body)
+	if err != nil {
+		return
+	}
+	env = append([]byte(nil), env...)
+	err = c.process(env)
+	c.mu.Lock()
+	switch {
+	case errors.Is(err, errNoKeyYet) && len(c.inbox.waiting) < maxWaiting:
+		c.inbox.waiting = append(c.inbox.waiting, waiting{cursor, env})
+	case errors.Is(err, errNoKeyYet):
+		// Too many waiting: leave it unacknowledged; it comes again after a reconnect.
+	default:
+		c.inbox.processed = cursor
+		c.inbox.sinceAck++
+	}
+	c.mu.Unlock()
+	c.flushAck(conn, true)
+}
+
+// process applies the client's acceptance rules: the envelope opens under
+// its epoch's key and its counter is above the last one seen from its
+// sender (persisted before the application sees the message).
+func (c *Client) process(env []byte) error {
+	h, err := envelope.ParseHeader(env)
+	if err != nil {
+		return err
+	}
+	key, err := c.state.Key(h.Group, h.Epoch)
+	if err != nil {
+		return errNoKeyYet
+	}
+	defer clear(key[:])
+	_, payload, err := envelope.Open(nil, env, &key)
+	if err != nil {
+		c.cfg.Logf("clientsdk: dropped a message that does not open: %v", err)
+		return err
+	}
+	if err := c.state.Accept(h); err != nil {
+		if errors.Is(err, protocol.ErrReplayedMessage) {
+			return err // seen before: dropped, and acknowledged
+		}
+		c.cfg.Logf("clientsdk: state not saved, message kept for later: %v", err)
+		return errNoKeyYet // not handed over, not acknowledged
+	}
+	m := Message{Group: h.Group, Sender: h.Sender, Epoch: h.Epoch, Counter: h.Counter, Payload: payload}
+	select {
+	case c.msgs <- m:
+	case <-c.closed:
+	}
+	return nil
+}
+
+// flushAck sends a DeliverAck when enough deliveries are processed, or any
+// time the ticker asks (force false only flushes a change).
+func (c *Client) flushAck(conn *channel.Conn, batch bool) {
+	c.mu.Lock()
+	cursor := c.inbox.ackable()
+	due := cursor > c.inbox.acked && (!batch || c.inbox.sinceAck >= 32)
+	if due {
+		c.inbox.acked, c.inbox.sinceAck = cursor, 0
+	}
+	c.mu.Unlock()
+	if due {
+		var body [8]byte
+		putUint64(body[:], cursor)
+		conn.WriteFrame(channel.TypeDeliverAck, body[:])
+	}
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+}
+
+// onBundle verifies a key bundle and installs the key, then retries the
+// deliveries that were waiting for it.
+func (c *Client) onBundle(body []byte) {
+	b, err := bundle.Parse(body)
+	if err != nil {
+		c.cfg.Logf("clientsdk: malformed bundle: %v", err)
+		return
+	}
+	key, err := b.Open(&c.cfg.KeyserverKey, c.cfg.Identity)
+	if err != nil {
+		c.cfg.Logf("clientsdk: bundle refused: %v", err)
+		return
+	}
+	err = c.state.InstallKey(b.Group, b.Epoch, &key)
+	clear(key[:])
+	if err != nil {
+		if !errors.Is(err, protocol.ErrStaleEpoch) {
+			c.cfg.Logf("clientsdk: key of epoch %d not installed: %v", b.Epoch, err)
+		}
+		return
+	}
+	c.mu.Lock()
+	close(c.keyed)
+	c.keyed = make(chan struct{})
+	c.mu.Unlock()
+	c.retryWaiting(b.Group, b.Epoch)
+}
+
+// retryWaiting processes the waiting deliveries again; those of the
+// group that still have no key although a newer epoch's has come are
+// dropped (their epoch's key will not come).
+func (c *Client) retryWaiting(g protocol.GroupID, installed protocol.Epoch) {
+	c.mu.Lock()
+	list := c.inbox.waiting
+	c.inbox.waiting = nil
+	c.mu.Unlock()
+	var still []waiting
+	for _, w := range list {
+		h, _ := envelope.ParseHeader(w.env)
+		err := c.process(w.env)
+		if errors.Is(err, errNoKeyYet) && !(h.Group == g && h.Epoch < installed) {
+			still = append(still, w)
+		}
+	}
+	c.mu.Lock()
+	c.inbox.waiting = append(still, c.inbox.waiting...)
+	if len(c.inbox.waiting) == 0 && len(list) > 0 {
+		c.inbox.processed = max(c.inbox.processed, list[len(list)-1].cursor)
+	}
+	c.mu.Unlock()
+}

@@ -1,0 +1,191 @@
+// Package gateway terminates the clients' authenticated channels. It runs
+// the handshake (with a deadline and a cap on concurrent handshakes),
+// admits only registered, unrevoked clients, pushes each client its key
+// bundles, forwards the group messages it sends to the relay owning the
+// group's partition, and delivers the accepted messages of its groups from
+// a per-client cursor.
+//
+// Each connection has one reader goroutine and one writer goroutine fed by
+// a bounded queue: a client that does not keep up is disconnected (and
+// catches up from its cursor later); it never slows the others. Drops are
+// counted by reason.
+//
+// The gateway never sees a group key or a plaintext: bundles are wrapped
+// to the client, envelopes are sealed under the group key.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
+)
+
+// Config configures a gateway.
+type Config struct {
+	Listen       string           // TCP address, e.g. "127.0.0.1:7400"
+	Key          *keys.SigningKey // Sk_S
+	KeyserverKey [32]byte         // Pk_Ks: the events the gateway trusts
+	Streams      streams.Config
+	// MaxHandshakes caps concurrent handshakes; past it new connections
+	// are told "busy" (default 256).
+	MaxHandshakes    int
+	HandshakeTimeout time.Duration // default 10 s
+	// QueueSize bounds the frames waiting for a client (default 256).
+	QueueSize int
+	// IdleTimeout closes a connection that sent nothing, not even a ping,
+	// for this long (default 90 s).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one frame write to a client (default 10 s).
+	WriteTimeout time.Duration
+	// MaxInflight bounds a client's messages awaiting the relay (default 64).
+	MaxInflight int
+	// SendTimeout bounds the wait for the relay's verdict (default 5 s).
+	SendTimeout time.Duration
+	Log         zerolog.Logger
+}
+
+func (c *Config) fill() error {
+	switch {
+	case c.Key == nil:
+		return errors.New("gateway: no server key (Sk_S) configured")
+	case c.KeyserverKey == ([32]byte{}):
+		return errors.New("gateway: no keyserver public key configured")
+	}
+	c.MaxHandshakes = orDefault(c.MaxHandshakes, 256)
+	c.QueueSize = orDefault(c.QueueSize, 256)
+	c.MaxInflight = orDefault(c.MaxInflight, 64)
+	c.HandshakeTimeout = orDefault(c.HandshakeTimeout, 10*time.Second)
+	c.IdleTimeout = orDefault(c.IdleTimeout, 90*time.Second)
+	c.WriteTimeout = orDefault(c.WriteTimeout, 10*time.Second)
+	c.SendTimeout = orDefault(c.SendTimeout, 5*time.Second)
+	return nil
+}
+
+func orDefault[T int | time.Duration](v, d T) T {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	cfg        Config
+	log        zerolog.Logger
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	proj       *events.Projection
+	ln         net.Listener
+	handshakes chan struct{}
+	sessions   *registry
+	relay      *relayClient
+	cursors    *cursorStore
+	stop       []func()
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closing    chan struct{}
+	Metrics    *Metrics
+}
+
+// Start loads the event log, starts the live feeds of messages and bundles
+// and listens for clients.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
+		handshakes: make(chan struct{}, cfg.MaxHandshakes), sessions: newRegistry(), closing: make(chan struct{}),
+		Metrics: newMetrics()}
+	if err := g.open(ctx); err != nil {
+		g.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("gateway: listen: %w", err)
+	}
+	g.ln = ln
+	g.wg.Add(1)
+	go g.acceptLoop()
+	g.log.Info().Str("listen", ln.Addr().String()).Msg("gateway listening")
+	return g, nil
+}
+
+func (g *Gateway) open(ctx context.Context) error {
+	js, err := jetstream.New(g.nc)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.js = js
+	if err := g.loadEvents(ctx); err != nil {
+		return err
+	}
+	for _, sc := range []jetstream.StreamConfig{streams.MessagesConfig(g.cfg.Streams), streams.BundlesConfig(g.cfg.Streams)} {
+		if _, err := streams.EnsureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	if g.cursors, err = openCursors(ctx, g); err != nil {
+		return err
+	}
+	if g.relay, err = newRelayClient(g); err != nil {
+		return err
+	}
+	g.stop = append(g.stop, g.relay.close)
+	return g.startFeeds(ctx)
+}
+
+func (g *Gateway) loadEvents(ctx context.Context) error {
+	store, err := events.OpenStore(ctx, g.js, events.StoreConfig{Replicas: g.cfg.Streams.Replicas})
+	if err != nil {
+		return err
+	}
+	if g.proj, err = events.Load(ctx, store, g.cfg.KeyserverKey, nil, g.refusedEvent); err != nil {
+		return err
+	}
+	stop, err := events.Follow(context.Background(), store, g.proj, g.applied, g.refusedEvent)
+	if err != nil {
+		return err
+	}
+	g.stop = append(g.stop, stop)
+	return nil
+}
+
+func (g *Gateway) refusedEvent(err error) {
+	g.Metrics.refusedEvents.Add(1)
+	g.log.Error().Err(err).Msg("event refused")
+}
+
+// Addr is the address the gateway listens on.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// Close stops accepting, closes every connection (their cursors are saved)
+// and stops the feeds. It may be called more than once.
+func (g *Gateway) Close() {
+	g.closeOnce.Do(func() {
+		close(g.closing)
+		if g.ln != nil {
+			g.ln.Close()
+		}
+		g.sessions.closeAll()
+		g.wg.Wait()
+		if g.cursors != nil {
+			g.cursors.flush()
+		}
+		for _, stop := range g.stop {
+			stop()
+		}
+	})
+}

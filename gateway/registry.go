@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"sync"
+
+	"github.com/commsec/communicator/protocol"
+)
+
+// registry indexes the live sessions by client and by group, for the
+// feeds' fan-out.
+type registry struct {
+	mu       sync.RWMutex
+	byClient map[protocol.ClientID]map[*session]struct{}
+	byGroup  map[protocol.GroupID]map[*session]struct{}
+}
+
+func newRegistry() *registry {
+	return &registry{byClient: map[protocol.ClientID]map[*session]struct{}{}, byGroup: map[protocol.GroupID]map[*session]struct{}{}}
+}
+
+func (r *registry) add(s *session, groups []protocol.GroupID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addTo(r.byClient, s.id, s)
+	for _, g := range groups {
+		addTo(r.byGroup, g, s)
+	}
+}
+
+func (r *registry) remove(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	removeFrom(r.byClient, s.id, s)
+	for g := range r.byGroup {
+		removeFrom(r.byGroup, g, s)
+	}
+}
+
+// join and leave follow membership changes of connected clients.
+func (r *registry) join(id protocol.ClientID, g protocol.GroupID) []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*session
+	for s := range r.byClient[id] {
+		addTo(r.byGroup, g, s)
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *registry) leave(id protocol.ClientID, g protocol.GroupID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.byClient[id] {
+		removeFrom(r.byGroup, g, s)
+	}
+}
+
+// client returns the sessions of a client; group those of a group's members.
+func (r *registry) client(id protocol.ClientID) []*session {
+	return r.list(func() map[*session]struct{} { return r.byClient[id] })
+}
+func (r *registry) group(g protocol.GroupID) []*session {
+	return r.list(func() map[*session]struct{} { return r.byGroup[g] })
+}
+
+func (r *registry) list(set func() map[*session]struct{}) []*session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m := set()
+	out := make([]*session, 0, len(m))
+	for s := range m {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *registry) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, m := range r.byClient {
+		n += len(m)
+	}
+	return n
+}
+
+func (r *registry) closeAll() {
+	r.mu.RLock()
+	var all []*session
+	for _, m := range r.byClient {
+		for s := range m {
+			all = append(all, s)
+		}
+	}
+	r.mu.RUnlock()
+	for _, s := range all {
+		s.shutdown()
+	}
+}
+
+func addTo[K comparable](m map[K]map[*session]struct{}, k K, s *session) {
+	if m[k] == nil {
+		m[k] = map[*session]struct{}{}
+	}
+	m[k][s] = struct{}{}
+}
+
+func removeFrom[K comparable](m map[K]map[*session]struct{}, k K, s *session) {
+	delete(m[k], s)
+	if len(m[k]) == 0 {
+		delete(m, k)
+	}
+}

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
+)
+
+// relayClient forwards clients' envelopes to the relays and routes each
+// verdict back as a SendAck. Requests are published in the client's order
+// (from its reader goroutine) to the subject of the group's partition,
+// with a reply subject under this gateway's inbox.
+type relayClient struct {
+	g       *Gateway
+	inbox   string
+	sub     *nats.Subscription
+	mu      sync.Mutex
+	seq     uint64
+	pending map[string]*pendingSend
+	stopC   chan struct{}
+}
+
+type pendingSend struct {
+	s        *session
+	ack      channel.SendAck
+	deadline time.Time
+}
+
+func newRelayClient(g *Gateway) (*relayClient, error) {
+	rc := &relayClient{g: g, inbox: g.nc.NewRespInbox(), pending: map[string]*pendingSend{}, stopC: make(chan struct{})}
+	sub, err := g.nc.Subscribe(rc.inbox+".*", rc.onReply)
+	if err != nil {
+		return nil, err
+	}
+	sub.SetPendingLimits(1<<16, 64<<20)
+	rc.sub = sub
+	go rc.sweep()
+	return rc, nil
+}
+
+// send forwards one envelope with the authenticated sender.
+func (rc *relayClient) send(s *session, h envelope.Header, env []byte) {
+	rc.mu.Lock()
+	rc.seq++
+	token := strconv.FormatUint(rc.seq, 36)
+	rc.pending[token] = &pendingSend{s: s, ack: channel.SendAck{Group: h.Group, Counter: h.Counter},
+		deadline: time.Now().Add(rc.g.cfg.SendTimeout)}
+	rc.mu.Unlock()
+	m := nats.NewMsg(streams.InboundSubject(h.Group))
+	m.Reply = rc.inbox + "." + token
+	m.Data = env
+	m.Header.Set(streams.HeaderSender, s.id.String())
+	if err := rc.g.nc.PublishMsg(m); err != nil {
+		rc.finish(token, channel.StatusRetry, "publish_failed")
+	}
+}
+
+// onReply turns a relay's verdict, or NATS's "no responders", into a SendAck.
+func (rc *relayClient) onReply(m *nats.Msg) {
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	verdict, reason := m.Header.Get(streams.HeaderStatus), m.Header.Get(streams.HeaderReason)
+	if m.Header.Get("Status") == "503" {
+		verdict, reason = relay.Retry, "no_relay"
+	}
+	rc.finish(token, statusOf(verdict), verdictKey(verdict, reason))
+}
+
+func statusOf(verdict string) channel.SendStatus {
+	switch verdict {
+	case relay.Accepted:
+		return channel.StatusAccepted
+	case relay.Duplicate:
+		return channel.StatusDuplicate
+	case relay.Refused:
+		return channel.StatusRefused
+	}
+	return channel.StatusRetry
+}
+
+func verdictKey(verdict, reason string) string {
+	if reason == "" {
+		return verdict
+	}
+	return verdict + "/" + reason
+}
+
+func (rc *relayClient) finish(token string, status channel.SendStatus, key string) {
+	rc.mu.Lock()
+	p := rc.pending[token]
+	delete(rc.pending, token)
+	rc.mu.Unlock()
+	if p == nil {
+		return // already timed out
+	}
+	rc.g.Metrics.send(key)
+	p.ack.Status = status
+	p.s.sendAck(p.ack, true)
+}
+
+// sweep answers "retry" for sends the relay did not decide in time.
+func (rc *relayClient) sweep() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-rc.stopC:
+			return
+		case now := <-t.C:
+			for _, token := range rc.expired(now) {
+				rc.finish(token, channel.StatusRetry, "retry/timeout")
+			}
+		}
+	}
+}
+
+func (rc *relayClient) expired(now time.Time) []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []string
+	for token, p := range rc.pending {
+		if now.After(p.deadline) {
+			out = append(out, token)
+		}
+	}
+	return out
+}
+
+func (rc *relayClient) close() {
+	close(rc.stopC)
+	rc.sub.Unsubscribe()
+}

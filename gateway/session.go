@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/envelope"
+)
+
+// frame is one frame queued for a client.
+type frame struct {
+	typ  channel.Type
+	body []byte
+}
+
+// session is one authenticated client connection.
+type session struct {
+	gw       *Gateway
+	conn     *channel.Conn
+	id       protocol.ClientID
+	log      zerolog.Logger
+	out      chan frame
+	done     chan struct{}
+	stopOnce sync.Once
+	inflight chan struct{}
+	acked    atomic.Uint64 // the client's last DeliverAck
+	dl       delivery
+}
+
+func newSession(g *Gateway, conn *channel.Conn, id protocol.ClientID) *session {
+	return &session{
+		gw: g, conn: conn, id: id,
+		log:      g.log.With().Str("client", id.Short()).Str("remote", conn.NetConn().RemoteAddr().String()).Logger(),
+		out:      make(chan frame, g.cfg.QueueSize),
+		done:     make(chan struct{}),
+		inflight: make(chan struct{}, g.cfg.MaxInflight),
+	}
+}
+
+// run serves the session until the client leaves or fails.
+func (s *session) run() {
+	g := s.gw
+	groups := g.groupsOf(s.id)
+	cursor := g.cursors.load(s.id)
+	s.acked.Store(cursor)
+	s.dl.init(cursor)
+	g.sessions.add(s, groups)
+	g.Metrics.connections.Add(1)
+	s.log.Info().Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); s.writer() }()
+	go s.deliver(groups)
+	err := s.reader()
+	s.shutdown()
+	<-writerDone
+	g.sessions.remove(s)
+	g.cursors.mark(s.id, s.acked.Load())
+	g.Metrics.connections.Add(-1)
+	s.log.Info().Err(err).Msg("client disconnected")
+}
+
+// shutdown closes the connection once; reader and writer then end.
+func (s *session) shutdown() {
+	s.stopOnce.Do(func() {
+		close(s.done)
+		s.conn.Close()
+	})
+}
+
+// fail tells the client a generic code, counts the reason and shuts down.
+func (s *session) fail(reason string, err error) {
+	s.gw.Metrics.drop(reason)
+	s.log.Info().Str("reason", reason).Err(err).Msg("closing connection")
+	go func() {
+		s.conn.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+		s.conn.Fail(err)
+	}()
+	s.shutdown()
+}
+
+// reader handles the client's frames until an error or a Close frame.
+func (s *session) reader() error {
+	for {
+		s.conn.NetConn().SetReadDeadline(time.Now().Add(s.gw.cfg.IdleTimeout))
+		f, err := s.conn.ReadFrame()
+		if err != nil {
+			return s.readFailed(err)
+		}
+		if done, err := s.handle(f); done || err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) readFailed(err error) error {
+	select {
+	case <-s.done:
+		return nil // we closed it
+	default:
+	}
+	var ne interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &ne) && ne.Timeout():
+		s.fail("idle", protocol.ErrIdle)
+	default:
+		s.fail(protocol.Reason(err), err)
+	}
+	return err
+}
+
+// handle acts on one frame; done reports a graceful end.
+func (s *session) handle(f channel.Frame) (done bool, err error) {
+	switch f.Type {
+	case channel.TypeSend:
+		return false, s.handleSend(f.Body)
+	case channel.TypeDeliverAck:
+		cursor, _ := channel.ParseUint64(f.Body)
+		s.ack(cursor)
+	case channel.TypePing:
+		s.enqueue(frame{channel.TypePong, append([]byte(nil), f.Body...)})
+	case channel.TypeClose:
+		return true, nil
+	case channel.TypeError:
+		code, _ := channel.ParseError(f.Body)
+		return true, &protocol.PeerError{Code: code}
+	}
+	return false, nil
+}
+
+func (s *session) ack(cursor uint64) {
+	for {
+		old := s.acked.Load()
+		if cursor <= old || s.acked.CompareAndSwap(old, cursor) {
+			break
+		}
+	}
+	s.gw.cursors.mark(s.id, s.acked.Load())
+}
+
+// handleSend checks the envelope's length and sender and forwards it to
+// the relay; the relay's verdict comes back as a SendAck.
+func (s *session) handleSend(body []byte) error {
+	h, err := envelope.ParseHeader(body)
+	if err != nil {
+		s.fail(protocol.Reason(err), err)
+		return err
+	}
+	if h.Sender != s.id {
+		s.gw.Metrics.send("refused/sender_mismatch")
+		s.sendAck(channel.SendAck{Group: h.Group, Counter: h.Counter, Status: channel.StatusRefused}, false)
+		return nil
+	}
+	select {
+	case s.inflight <- struct{}{}:
+	case <-s.done:
+		return nil
+	}
+	s.gw.relay.send(s, h, append([]byte(nil), body...))
+	return nil
+}
+
+// sendAck queues the relay's verdict; release frees an in-flight slot.
+func (s *session) sendAck(a channel.SendAck, release bool) {
+	if release {
+		<-s.inflight
+	}
+	s.enqueue(frame{channel.TypeSendAck, channel.AppendSendAck(nil, a)})
+}
+
+// enqueue queues a frame without waiting: a client whose queue is full is
+// too slow and is disconnected.
+func (s *session) enqueue(f frame) bool {
+	select {
+	case s.out <- f:
+		return true
+	case <-s.done:
+		return false
+	default:
+		s.fail("slow", protocol.ErrSlowClient)
+		return false
+	}
+}
+
+// enqueueWait queues a frame, waiting for room: catch-up traffic that the
+// client asked for by connecting.
+func (s *session) enqueueWait(f frame) bool {
+	select {
+	case s.out <- f:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// writer writes queued frames, each within WriteTimeout.
+func (s *session) writer() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case f := <-s.out:
+			s.conn.NetConn().SetWriteDeadline(time.Now().Add(s.gw.cfg.WriteTimeout))
+			if err := s.conn.WriteFrame(f.typ, f.body); err != nil {
+				s.fail("write_failed", err)
+				return
+			}
+			s.gw.Metrics.framesOut.Add(1)
+		}
+	}
+}

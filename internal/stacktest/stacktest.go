@@ -1,0 +1,163 @@
+// Package stacktest assembles a whole Communicator inside a test: a real
+// nats-server (embedded, random port, temporary directory), a keyserver,
+// relays and gateways on loopback TCP, and clients using the SDK.
+package stacktest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/clientsdk"
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/embeddednats"
+	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/keyserver"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/clientstate"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/relay"
+)
+
+// Stack is a running test stack.
+type Stack struct {
+	T         testing.TB
+	NATS      *embeddednats.Server
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	KS        *keys.SigningKey // Sk_Ks
+	GW        *keys.SigningKey // Sk_S, shared by the gateways
+	Keyserver *keyserver.Keyserver
+	Relays    []*relay.Relay
+	Gateways  []*gateway.Gateway
+}
+
+// New starts NATS and a keyserver; add relays and gateways with AddRelay
+// and AddGateway.
+func New(t testing.TB) *Stack {
+	t.Helper()
+	srv, nc := natstest.StartFast(t)
+	js, _ := jetstream.New(nc)
+	ks, _ := keys.GenerateSigningKey(nil)
+	gw, _ := keys.GenerateSigningKey(nil)
+	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return &Stack{T: t, NATS: srv, NC: nc, JS: js, KS: ks, GW: gw, Keyserver: k}
+}
+
+// AddRelay starts a relay on its own NATS connection.
+func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
+	s.T.Helper()
+	cfg.KeyserverKey = s.KS.Public()
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = time.Second
+	}
+	r, err := relay.Start(context.Background(), natstest.Connect(s.T, s.NATS), cfg)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(r.Close)
+	s.Relays = append(s.Relays, r)
+	return r
+}
+
+// AddGateway starts a gateway on 127.0.0.1 and its own NATS connection.
+func (s *Stack) AddGateway(cfg gateway.Config) *gateway.Gateway {
+	s.T.Helper()
+	cfg.Key, cfg.KeyserverKey = s.GW, s.KS.Public()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	g, err := gateway.Start(context.Background(), natstest.Connect(s.T, s.NATS), cfg)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(g.Close)
+	s.Gateways = append(s.Gateways, g)
+	return g
+}
+
+// Client is a registered identity with its own state store.
+type Client struct {
+	Name  string
+	ID    *keys.ClientIdentity
+	Store *clientstate.MemStore
+}
+
+// Register makes and registers a client identity.
+func (s *Stack) Register(name string) *Client {
+	s.T.Helper()
+	id, _ := keys.GenerateClientIdentity(nil)
+	if err := s.Keyserver.RegisterClient(context.Background(), keyserver.Actor{}, id.Public(), name); err != nil {
+		s.T.Fatal(err)
+	}
+	return &Client{Name: name, ID: id, Store: &clientstate.MemStore{}}
+}
+
+// Group creates a group with the given members.
+func (s *Stack) Group(name string, members ...*Client) protocol.GroupID {
+	s.T.Helper()
+	g, err := s.Keyserver.CreateGroup(context.Background(), keyserver.Actor{}, name, events.Policy{})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	if len(members) > 0 {
+		s.Add(name, members...)
+	}
+	return g
+}
+
+// Add adds members to a group.
+func (s *Stack) Add(group string, members ...*Client) {
+	s.T.Helper()
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name
+	}
+	if _, err := s.Keyserver.AddMembers(context.Background(), keyserver.Actor{}, group, names); err != nil {
+		s.T.Fatal(err)
+	}
+}
+
+// Dial connects c through gateway i.
+func (s *Stack) Dial(c *Client, i int) *clientsdk.Client {
+	s.T.Helper()
+	cl, err := clientsdk.Dial(context.Background(), s.ClientConfig(c, i))
+	if err != nil {
+		s.T.Fatalf("%s: %v", c.Name, err)
+	}
+	s.T.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// ClientConfig is the SDK configuration of c through gateway i.
+func (s *Stack) ClientConfig(c *Client, i int) clientsdk.Config {
+	return clientsdk.Config{
+		Addr: s.Gateways[i].Addr().String(), Identity: c.ID, Store: c.Store,
+		ServerKey: s.GW.Public(), KeyserverKey: s.KS.Public(),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		Logf: func(f string, a ...any) { s.T.Logf(c.Name+": "+f, a...) },
+	}
+}
+
+// Receive waits for the next message on cl.
+func Receive(t testing.TB, cl *clientsdk.Client, within time.Duration) (clientsdk.Message, error) {
+	t.Helper()
+	select {
+	case m, ok := <-cl.Messages():
+		if !ok {
+			return m, fmt.Errorf("client closed")
+		}
+		return m, nil
+	case <-time.After(within):
+		return clientsdk.Message{}, fmt.Errorf("no message within %v", within)
+	}
+}
