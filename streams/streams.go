@@ -3,7 +3,7 @@
 // them. The event log's stream belongs to package events.
 //
 //	comm.events.<aggregate>          COMM_EVENTS    keyserver → everyone (package events)
-//	comm.bundles.<group>.<member>    COMM_BUNDLES   keyserver → gateways: signed, wrapped group keys
+//	comm.bundles.<member>.<group>    COMM_BUNDLES   keyserver → gateways: signed, wrapped group keys
 //	comm.in.<partition>              (request/reply) gateways → the relay owning the partition
 //	$KV.COMM_COUNTERS.<group>.<sender>  KV bucket   relays: last accepted counter, by compare-and-swap
 //	comm.msgs.<group>                COMM_MSGS      relays → gateways: accepted envelopes, store-and-forward
@@ -88,15 +88,20 @@ func (c Config) filled() Config {
 }
 
 // BundleSubject is where the keyserver publishes member's bundles of g.
+// The member comes first so that a gateway finds all of one member's
+// bundles under one prefix.
 func BundleSubject(g protocol.GroupID, member protocol.ClientID) string {
-	return "comm.bundles." + g.String() + "." + member.String()
+	return "comm.bundles." + member.String() + "." + g.String()
 }
 
 // MemberBundles filters every bundle of one member.
-func MemberBundles(member protocol.ClientID) string { return "comm.bundles.*." + member.String() }
+func MemberBundles(member protocol.ClientID) string { return "comm.bundles." + member.String() + ".*" }
 
 // GroupBundles filters every bundle of one group.
-func GroupBundles(g protocol.GroupID) string { return "comm.bundles." + g.String() + ".*" }
+func GroupBundles(g protocol.GroupID) string { return "comm.bundles.*." + g.String() }
+
+// AllBundles filters every bundle.
+const AllBundles = "comm.bundles.*.*"
 
 // CounterKey is the COMM_COUNTERS key of (g, sender).
 func CounterKey(g protocol.GroupID, sender protocol.ClientID) string {
@@ -116,7 +121,7 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              Bundles,
 		Description:       "Communicator key bundles: group keys wrapped to each member, signed by the keyserver",
-		Subjects:          []string{"comm.bundles.*.*"},
+		Subjects:          []string{AllBundles},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: int64(c.BundleHistory),
