@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
@@ -42,6 +43,9 @@ type Config struct {
 	Workers int
 	// RequestWindow bounds the clock skew of admin requests (default 5 min).
 	RequestWindow time.Duration
+	// Metrics receives the keyserver's counters and state gauges (nil: a
+	// private registry, for tests).
+	Metrics *metrics.Registry
 }
 
 func (c *Config) fill() error {
@@ -85,7 +89,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	k := &Keyserver{cfg: cfg, log: cfg.Log.With().Str("component", "keyserver").Logger(), Metrics: newMetrics(),
+	k := &Keyserver{cfg: cfg, log: cfg.Log.With().Str("component", "keyserver").Logger(), Metrics: newMetrics(cfg.Metrics),
 		verifier: admin.NewVerifier(cfg.Operators, cfg.RequestWindow)}
 	if err := k.open(ctx, nc); err != nil {
 		return nil, err
@@ -127,6 +131,7 @@ func (k *Keyserver) load(ctx context.Context) error {
 		return err
 	}
 	k.proj = p
+	registerState(k.cfg.Metrics, p)
 	k.writer = events.NewWriter(k.store, p, k.cfg.Key, k.cfg.Now)
 	stop, err := events.Follow(context.Background(), k.store, p, k.applied, k.refused)
 	if err != nil {

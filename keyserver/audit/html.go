@@ -1,0 +1,280 @@
+package audit
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// WriteHTML writes the report as one self-contained page (inline CSS and
+// SVG, no scripts, nothing fetched): the group's header, a timeline with
+// one row per member and the epoch boundaries, the epoch and change
+// tables, and what was verified. Every string from the log is escaped by
+// html/template.
+func (r *Report) WriteHTML(w io.Writer) error {
+	if err := pageTemplate.Execute(w, newPage(r)); err != nil {
+		return fmt.Errorf("audit: html: %w", err)
+	}
+	return nil
+}
+
+// Chart geometry, in SVG user units.
+const (
+	chartWidth  = 1000
+	labelWidth  = 170
+	plotRight   = chartWidth - 20
+	axisTop     = 46 // room for three rows of epoch labels
+	rowHeight   = 22
+	barHeight   = 14
+	labelGap    = 30 // epoch labels closer than this go up a row
+	labelRows   = 3
+	maxChartRow = 500 // members drawn; the tables list everyone
+)
+
+type page struct {
+	R       *Report
+	Chart   chart
+	Epochs  []epochRow
+	Changes []Change
+}
+
+type chart struct {
+	Width, Height, PlotLeft, PlotRight, AxisY, Bottom int
+	Rows                                              []chartRow
+	Lines                                             []epochLine
+	From, To                                          string
+	Hidden                                            int // members not drawn
+}
+
+type chartRow struct {
+	Y, TextY int
+	Name     string
+	Bars     []chartBar
+}
+
+type chartBar struct {
+	X, W  int
+	Open  bool
+	Title string
+}
+
+type epochLine struct {
+	X, LabelY int
+	Label     string
+	ShowLabel bool
+	Title     string
+}
+
+type epochRow struct {
+	Epoch
+	To, Cause string
+}
+
+func newPage(r *Report) page {
+	p := page{R: r, Chart: newChart(r), Changes: r.Changes}
+	for _, e := range r.Epochs {
+		p.Epochs = append(p.Epochs, epochRow{Epoch: e, To: until(e.End), Cause: r.cause(e)})
+	}
+	return p
+}
+
+// timeScale maps times between the group's creation and its end (its
+// deletion, or the audit) onto the plot.
+type timeScale struct {
+	from, to    time.Time
+	left, width int
+}
+
+func (s timeScale) x(t time.Time) int {
+	span := s.to.Sub(s.from)
+	if span <= 0 {
+		return s.left
+	}
+	f := float64(t.Sub(s.from)) / float64(span)
+	return s.left + int(min(max(f, 0), 1)*float64(s.width))
+}
+
+func newChart(r *Report) chart {
+	end := r.Until
+	if r.Deleted != nil {
+		end = *r.Deleted
+	}
+	sc := timeScale{from: r.Created, to: end, left: labelWidth, width: plotRight - labelWidth}
+	drawn := r.Members[:min(len(r.Members), maxChartRow)]
+	c := chart{Width: chartWidth, PlotLeft: labelWidth, PlotRight: plotRight, AxisY: axisTop,
+		Height: axisTop + rowHeight*len(drawn) + 28, Hidden: len(r.Members) - len(drawn),
+		From: r.Created.Format(timeFormat) + " UTC", To: end.Format(timeFormat) + " UTC"}
+	c.Bottom = c.Height - 24
+	for i, m := range drawn {
+		c.Rows = append(c.Rows, r.chartRow(m, axisTop+4+i*rowHeight, sc, end))
+	}
+	c.Lines = r.epochLines(sc)
+	return c
+}
+
+func (r *Report) chartRow(m Member, y int, sc timeScale, end time.Time) chartRow {
+	row := chartRow{Y: y, TextY: y + barHeight - 3, Name: m.Name}
+	for _, s := range m.Spans {
+		to := end
+		if s.To != nil {
+			to = *s.To
+		}
+		x0, x1 := sc.x(s.From), sc.x(to)
+		row.Bars = append(row.Bars, chartBar{X: x0, W: max(x1-x0, 2), Open: s.To == nil, Title: r.spanTitle(m, s)})
+	}
+	return row
+}
+
+// spanTitle tells who added the member, when, and who removed it and why.
+func (r *Report) spanTitle(m Member, s Span) string {
+	t := fmt.Sprintf("%s (%s): member from %s UTC, epoch %d", m.Name, m.Client, s.From.Format(timeFormat), s.FromEpoch)
+	if c, ok := r.changeAt(s.From, m.Name); ok {
+		t += ", added by " + short(c.By)
+	}
+	if s.To == nil {
+		return t + "; still a member"
+	}
+	t += fmt.Sprintf("; until %s UTC (%s)", s.To.Format(timeFormat), epochs(s))
+	if c, ok := r.changeAt(*s.To, m.Name); ok {
+		t += ", " + strings.TrimPrefix(c.Type, "group.") + " by " + short(c.By)
+		if c.Reason != "" {
+			t += fmt.Sprintf(": %q", c.Reason)
+		}
+	}
+	return t
+}
+
+// changeAt finds the change at t that names client (or names nobody, as a
+// deletion does).
+func (r *Report) changeAt(t time.Time, client string) (Change, bool) {
+	for _, c := range r.Changes {
+		if c.Time.Equal(t) && (len(c.Clients) == 0 || slices.Contains(c.Clients, client)) {
+			return c, true
+		}
+	}
+	return Change{}, false
+}
+
+// epochLines places a line at each epoch's start, its label on the first
+// of three rows where it does not crowd the previous label (or nowhere).
+func (r *Report) epochLines(sc timeScale) []epochLine {
+	last := [labelRows]int{}
+	for i := range last {
+		last[i] = -labelGap
+	}
+	var out []epochLine
+	for _, e := range r.Epochs {
+		l := epochLine{X: sc.x(e.Start), Label: fmt.Sprintf("e%d", e.Number), Title: r.epochTitle(e)}
+		for row := range labelRows {
+			if l.X-last[row] >= labelGap {
+				l.ShowLabel, l.LabelY, last[row] = true, 12+row*12, l.X
+				break
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (r *Report) epochTitle(e Epoch) string {
+	return fmt.Sprintf("epoch %d from %s UTC: %s; members: %s", e.Number, e.Start.Format(timeFormat), r.cause(e), list(e.Members))
+}
+
+var pageTemplate = template.Must(template.New("audit").Funcs(template.FuncMap{
+	"time":  func(t time.Time) string { return t.Format(timeFormat) + " UTC" },
+	"utc":   func(t time.Time) string { return t.Format(timeFormat) },
+	"short": short,
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
+	"type":  func(s string) string { return strings.TrimPrefix(s, "group.") },
+}).Parse(pageHTML))
+
+const pageHTML = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Audit of group {{.R.Name}}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; color: #1b1f24; margin: 2em auto; max-width: 1040px; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: .2em; }
+h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
+.meta, footer { color: #57606a; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; vertical-align: top; padding: .3em .6em; border-bottom: 1px solid #eaeef2; }
+th { background: #f6f8fa; }
+td.num { text-align: right; }
+td.t { white-space: nowrap; }
+svg { width: 100%; height: auto; background: #fff; }
+svg text { font: 11px system-ui, sans-serif; fill: #1b1f24; }
+svg .bar { fill: #0969da; }
+svg .bar.open { fill: #1a7f37; }
+svg .epoch { stroke: #cf222e; stroke-width: 1; stroke-dasharray: 3 3; }
+svg .elabel { fill: #cf222e; font-weight: 600; }
+svg .axis { stroke: #8c959f; }
+svg .grid { stroke: #eaeef2; }
+.legend span { display: inline-block; width: 1em; height: .7em; margin: 0 .3em 0 1em; }
+footer { margin-top: 2em; border-top: 1px solid #d0d7de; padding-top: .8em; }
+.deleted { color: #cf222e; font-weight: 600; }
+</style>
+</head>
+<body>
+<header>
+<h1>Group {{.R.Name}}</h1>
+<div class="meta">id <code>{{.R.Group}}</code> &middot; created {{time .R.Created}} by {{short .R.CreatedBy}}
+{{- with .R.Deleted}} &middot; <span class="deleted">deleted {{time .}}</span>{{end}}
+&middot; audited {{time .R.Until}}</div>
+</header>
+
+<h2>Timeline</h2>
+<p class="legend">Who held the group key, over time.<span style="background:#0969da"></span>past membership<span style="background:#1a7f37"></span>current membership<span style="background:#cf222e;height:2px"></span>new epoch (fresh key). Hover for details.</p>
+{{with .Chart}}
+<svg viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="membership timeline">
+{{- range $row := .Rows}}
+<line class="grid" x1="{{$.Chart.PlotLeft}}" x2="{{$.Chart.PlotRight}}" y1="{{$row.Y}}" y2="{{$row.Y}}"></line>
+<text x="8" y="{{$row.TextY}}">{{$row.Name}}</text>
+{{- range $row.Bars}}
+<rect class="bar{{if .Open}} open{{end}}" x="{{.X}}" y="{{$row.Y}}" width="{{.W}}" height="14" rx="2"><title>{{.Title}}</title></rect>
+{{- end}}
+{{- end}}
+{{- range .Lines}}
+<g><title>{{.Title}}</title>
+<line class="epoch" x1="{{.X}}" x2="{{.X}}" y1="{{$.Chart.AxisY}}" y2="{{$.Chart.Bottom}}"></line>
+{{- if .ShowLabel}}<text class="elabel" x="{{.X}}" y="{{.LabelY}}" text-anchor="middle">{{.Label}}</text>{{end}}</g>
+{{- end}}
+<line class="axis" x1="{{.PlotLeft}}" x2="{{.PlotRight}}" y1="{{.Bottom}}" y2="{{.Bottom}}"></line>
+<text x="{{.PlotLeft}}" y="{{.Height}}" dy="-6">{{.From}}</text>
+<text x="{{.PlotRight}}" y="{{.Height}}" dy="-6" text-anchor="end">{{.To}}</text>
+</svg>
+{{- if .Hidden}}<p class="meta">{{.Hidden}} more members are not drawn; the tables list them.</p>{{end}}
+{{end}}
+
+<h2>Epochs: who held each key</h2>
+<table>
+<tr><th>epoch</th><th>from (UTC)</th><th>to (UTC)</th><th>members</th><th>opened by</th></tr>
+{{- range .Epochs}}
+<tr><td class="num">{{.Number}}</td><td class="t">{{utc .Start}}</td><td class="t">{{.To}}</td><td>{{join .Members}}</td><td>{{.Cause}}</td></tr>
+{{- end}}
+</table>
+
+<h2>Changes</h2>
+<table>
+<tr><th>#</th><th>log seq</th><th>time (UTC)</th><th>change</th><th>clients</th><th>epoch</th><th>by</th><th>reason</th></tr>
+{{- range .Changes}}
+<tr><td class="num">{{.Seq}}</td><td class="num">{{.StreamSeq}}</td><td class="t">{{utc .Time}}</td><td>{{type .Type}}</td><td>{{join .Clients}}</td><td class="num">{{if .Epoch}}{{.Epoch}}{{end}}</td><td>{{short .By}}</td><td>{{.Reason}}</td></tr>
+{{- end}}
+</table>
+
+{{with .R.Verified}}
+<footer>
+<p>Verified: {{.GroupEvents}} group events (each signature and the hash chain) and {{.LogEvents}} log events (hash chains and head signatures).</p>
+<p>Keyserver key <code>{{.KeyserverKey}}</code><br>
+Head: group event {{.HeadSeq}}, hash <code>{{.HeadHash}}</code> (compare with a later audit)</p>
+</footer>
+{{end}}
+</body>
+</html>
+`
