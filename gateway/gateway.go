@@ -189,3 +189,6 @@ func (g *Gateway) Close() {
 		}
 	})
 }
+
+// Projection exposes the gateway's view of the event log (read only).
+func (g *Gateway) Projection() *events.Projection { return g.proj }

@@ -51,3 +51,6 @@ func clone(in map[string]uint64) map[string]uint64 {
 	}
 	return out
 }
+
+// FramesOut counts frames written to clients.
+func (m *Metrics) FramesOut() uint64 { return m.framesOut.Load() }

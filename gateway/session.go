@@ -31,6 +31,7 @@ type session struct {
 	stopOnce sync.Once
 	inflight chan struct{}
 	acked    atomic.Uint64 // the client's last DeliverAck
+	failed   atomic.Bool
 	dl       delivery
 }
 
@@ -74,8 +75,12 @@ func (s *session) shutdown() {
 	})
 }
 
-// fail tells the client a generic code, counts the reason and shuts down.
+// fail tells the client a generic code, counts the reason and shuts down;
+// only the first failure of a session counts.
 func (s *session) fail(reason string, err error) {
+	if !s.failed.CompareAndSwap(false, true) {
+		return
+	}
 	s.gw.Metrics.drop(reason)
 	s.log.Info().Str("reason", reason).Err(err).Msg("closing connection")
 	go func() {
@@ -210,7 +215,11 @@ func (s *session) writer() {
 		case f := <-s.out:
 			s.conn.NetConn().SetWriteDeadline(time.Now().Add(s.gw.cfg.WriteTimeout))
 			if err := s.conn.WriteFrame(f.typ, f.body); err != nil {
-				s.fail("write_failed", err)
+				select {
+				case <-s.done: // closed meanwhile: not the write's fault
+				default:
+					s.fail("write_failed", err)
+				}
 				return
 			}
 			s.gw.Metrics.framesOut.Add(1)

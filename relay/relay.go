@@ -190,3 +190,6 @@ func (r *Relay) Owned() []int { return r.parts.owned() }
 
 // ID is the relay's name in leases and logs.
 func (r *Relay) ID() string { return r.cfg.ID }
+
+// Projection exposes the relay's view of the event log (read only).
+func (r *Relay) Projection() *events.Projection { return r.proj }

@@ -99,6 +99,7 @@ func (s *Stack) Register(name string) *Client {
 	if err := s.Keyserver.RegisterClient(context.Background(), keyserver.Actor{}, id.Public(), name); err != nil {
 		s.T.Fatal(err)
 	}
+	s.Sync()
 	return &Client{Name: name, ID: id, Store: &clientstate.MemStore{}}
 }
 
@@ -115,6 +116,17 @@ func (s *Stack) Group(name string, members ...*Client) protocol.GroupID {
 	return g
 }
 
+// GroupID finds a group's id by name.
+func (s *Stack) GroupID(name string) protocol.GroupID {
+	var id protocol.GroupID
+	s.Keyserver.Projection().Read(func(st *events.State) {
+		if g, ok := st.GroupByName(name); ok {
+			id = g.ID
+		}
+	})
+	return id
+}
+
 // Add adds members to a group.
 func (s *Stack) Add(group string, members ...*Client) {
 	s.T.Helper()
@@ -124,6 +136,26 @@ func (s *Stack) Add(group string, members ...*Client) {
 	}
 	if _, err := s.Keyserver.AddMembers(context.Background(), keyserver.Actor{}, group, names); err != nil {
 		s.T.Fatal(err)
+	}
+	s.Sync()
+}
+
+// Sync waits until every relay and gateway has applied the events the
+// keyserver has: a change is then in force everywhere.
+func (s *Stack) Sync() {
+	s.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seq := s.Keyserver.Projection().LastSeq()
+	for _, r := range s.Relays {
+		if err := r.Projection().WaitFor(ctx, seq); err != nil {
+			s.T.Fatal(err)
+		}
+	}
+	for _, g := range s.Gateways {
+		if err := g.Projection().WaitFor(ctx, seq); err != nil {
+			s.T.Fatal(err)
+		}
 	}
 }
 
