@@ -50,7 +50,7 @@ func (a *app) audit(ctx context.Context, group, ksPub string, asJSON bool, html 
 	if err != nil {
 		return fmt.Errorf("--keyserver-pub %s: %w", ksPub, err)
 	}
-	nc, err := a.connect()
+	nc, err := a.connectAs("ksctl-audit")
 	if err != nil {
 		return err
 	}

@@ -147,15 +147,19 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprint(w, "\nGlobal flags: --nats URL, --nats-creds FILE, --operator-key FILE, --timeout DUR (see ksctl --help).\n")
 }
 
-// connect opens the NATS connection (once).
-func (a *app) connect() (*nats.Conn, error) {
+// connect opens the NATS connection (once) for the admin API.
+func (a *app) connect() (*nats.Conn, error) { return a.connectAs("ksctl") }
+
+// connectAs opens the NATS connection (once) under a connection name that
+// also picks its role's reply inbox (see service.NATSOptions).
+func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if a.nc != nil {
 		return a.nc, nil
 	}
 	if err := service.CheckNATSURL(a.g.natsURL); err != nil {
 		return nil, fmt.Errorf("--nats: %w", err)
 	}
-	opts, err := service.NATSOptions("ksctl", a.g.natsCreds)
+	opts, err := service.NATSOptions(name, a.g.natsCreds)
 	if err != nil {
 		return nil, fmt.Errorf("--nats-creds: %w", err)
 	}

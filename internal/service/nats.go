@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/internal/natsauth"
 )
 
 // CheckNATSURL checks a NATS server URL, or a comma-separated list of
@@ -37,20 +39,50 @@ func CheckNATSURL(s string) error {
 	return nil
 }
 
-// NATSOptions are the options of a NATS client: a name, and a credentials
-// file when creds is not empty (checked to be readable now, so that a
-// wrong path is reported as such).
+// NATSOptions are the options of a NATS client: a name, the reply-inbox
+// prefix of its role (so that least-privilege permissions can keep roles
+// from reading each other's replies; see package natsauth), and
+// credentials when creds is not empty: an nkey seed file (as comminit
+// writes) or a JWT credentials file. The file is read now, so that a wrong
+// path or a foreign file is reported as such.
 func NATSOptions(name, creds string) ([]nats.Option, error) {
-	opts := []nats.Option{nats.Name(name)}
-	if creds != "" {
-		f, err := os.Open(creds)
-		if err != nil {
-			return nil, fmt.Errorf("NATS credentials: %w", err)
-		}
-		f.Close()
-		opts = append(opts, nats.UserCredentials(creds))
+	opts := []nats.Option{nats.Name(name), nats.CustomInboxPrefix(natsauth.InboxPrefix(roleOf(name)))}
+	if creds == "" {
+		return opts, nil
 	}
-	return opts, nil
+	auth, err := credentials(creds)
+	if err != nil {
+		return nil, fmt.Errorf("NATS credentials %s: %w", creds, err)
+	}
+	return append(opts, auth), nil
+}
+
+// roleOf maps a connection name to its role: "comm-<role>" for services,
+// "ksctl" (admin) and "ksctl-audit" (auditor) for the CLI.
+func roleOf(name string) natsauth.Role {
+	switch name {
+	case "ksctl":
+		return natsauth.Admin
+	case "ksctl-audit":
+		return natsauth.Auditor
+	}
+	return natsauth.Role(strings.TrimPrefix(name, "comm-"))
+}
+
+func credentials(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	text := strings.TrimSpace(string(data))
+	switch {
+	case strings.Contains(text, "BEGIN NATS USER JWT"):
+		return nats.UserCredentials(path), nil
+	case strings.HasPrefix(text, "SU"):
+		return nats.NkeyOptionFromSeed(path)
+	}
+	return nil, errors.New("neither an nkey user seed (SU...) nor a JWT credentials file")
 }
 
 // ConnectNATS connects a long-running service to url, waiting (and

@@ -1,0 +1,52 @@
+// Command httpprobe is the health check of images built FROM scratch,
+// which have no shell and no curl: it GETs a URL and exits 0 on a 2xx
+// answer, 1 otherwise.
+//
+//	httpprobe [--timeout 2s] URL
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	timeout := flag.Duration("timeout", 2*time.Second, "give up after this long")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: httpprobe [--timeout 2s] URL\n\nGETs URL; exit status 0 on a 2xx answer, 1 otherwise.")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := probe(flag.Arg(0), *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "httpprobe:", err)
+		os.Exit(1)
+	}
+}
+
+func probe(url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s %s", url, resp.Status, body)
+	}
+	return nil
+}
