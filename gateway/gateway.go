@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
 )
@@ -53,6 +54,9 @@ type Config struct {
 	// SendTimeout bounds the wait for the relay's verdict (default 5 s).
 	SendTimeout time.Duration
 	Log         zerolog.Logger
+	// Metrics receives the gateway's counters and gauges (nil: a private
+	// registry, for tests). It must not hold another gateway's.
+	Metrics *metrics.Registry
 }
 
 func (c *Config) fill() error {
@@ -106,7 +110,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
 		handshakes: make(chan struct{}, cfg.MaxHandshakes), sessions: newRegistry(), closing: make(chan struct{}),
-		Metrics: newMetrics()}
+		Metrics: newMetrics(cfg.Metrics)}
 	if err := g.open(ctx); err != nil {
 		g.Close()
 		return nil, err
@@ -155,6 +159,7 @@ func (g *Gateway) loadEvents(ctx context.Context) error {
 	if g.proj, err = events.Load(ctx, store, g.cfg.KeyserverKey, nil, g.refusedEvent); err != nil {
 		return err
 	}
+	g.Metrics.registerState(g.proj)
 	stop, err := events.Follow(context.Background(), store, g.proj, g.applied, g.refusedEvent)
 	if err != nil {
 		return err

@@ -59,7 +59,7 @@ func (rc *relayClient) send(s *session, h envelope.Header, env []byte) {
 	m.Data = env
 	m.Header.Set(streams.HeaderSender, s.id.String())
 	if err := rc.g.nc.PublishMsg(m); err != nil {
-		rc.finish(token, channel.StatusRetry, "publish_failed")
+		rc.finish(token, channel.StatusRetry, relay.Retry, "publish_failed")
 	}
 }
 
@@ -70,7 +70,7 @@ func (rc *relayClient) onReply(m *nats.Msg) {
 	if m.Header.Get("Status") == "503" {
 		verdict, reason = relay.Retry, "no_relay"
 	}
-	rc.finish(token, statusOf(verdict), verdictKey(verdict, reason))
+	rc.finish(token, statusOf(verdict), verdict, reason)
 }
 
 func statusOf(verdict string) channel.SendStatus {
@@ -85,14 +85,8 @@ func statusOf(verdict string) channel.SendStatus {
 	return channel.StatusRetry
 }
 
-func verdictKey(verdict, reason string) string {
-	if reason == "" {
-		return verdict
-	}
-	return verdict + "/" + reason
-}
-
-func (rc *relayClient) finish(token string, status channel.SendStatus, key string) {
+// finish answers a pending send with the relay's verdict (and reason).
+func (rc *relayClient) finish(token string, status channel.SendStatus, verdict, reason string) {
 	rc.mu.Lock()
 	p := rc.pending[token]
 	delete(rc.pending, token)
@@ -100,7 +94,7 @@ func (rc *relayClient) finish(token string, status channel.SendStatus, key strin
 	if p == nil {
 		return // already timed out
 	}
-	rc.g.Metrics.send(key)
+	rc.g.Metrics.send(verdict, reason)
 	p.ack.Status = status
 	p.s.sendAck(p.ack, true)
 }
@@ -115,7 +109,7 @@ func (rc *relayClient) sweep() {
 			return
 		case now := <-t.C:
 			for _, token := range rc.expired(now) {
-				rc.finish(token, channel.StatusRetry, "retry/timeout")
+				rc.finish(token, channel.StatusRetry, relay.Retry, "timeout")
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/relay"
 )
 
 // frame is one frame queued for a client.
@@ -160,7 +161,7 @@ func (s *session) handleSend(body []byte) error {
 		return err
 	}
 	if h.Sender != s.id {
-		s.gw.Metrics.send("refused/sender_mismatch")
+		s.gw.Metrics.send(relay.Refused, "sender_mismatch")
 		s.sendAck(channel.SendAck{Group: h.Group, Counter: h.Counter, Status: channel.StatusRefused}, false)
 		return nil
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -61,6 +62,9 @@ type Config struct {
 	ID  string
 	Log zerolog.Logger
 	Now func() time.Time
+	// Metrics receives the relay's counters and gauges (nil: a private
+	// registry, for tests). It must not hold another relay's.
+	Metrics *metrics.Registry
 
 	// FaultAfterRecord is for fault-injection tests: it runs between
 	// recording a counter and storing the message, and an error stops the
@@ -117,7 +121,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics()}
+	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics(cfg.Metrics)}
 	if err := r.open(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -145,6 +149,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.proj, err = events.Load(ctx, store, r.cfg.KeyserverKey, nil, r.refusedEvent); err != nil {
 		return err
 	}
+	r.Metrics.registerState(r.proj)
 	stop, err := events.Follow(context.Background(), store, r.proj, nil, r.refusedEvent)
 	if err != nil {
 		return err

@@ -1,232 +1,228 @@
 package main
 
 import (
-	"crypto/rand"
-	"errors"
+	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
+	"os"
+	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/clientsdk"
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/stack"
+	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
-	"github.com/commsec/communicator/protocol/bundle"
-	"github.com/commsec/communicator/protocol/channel"
-	"github.com/commsec/communicator/protocol/clientstate"
-	"github.com/commsec/communicator/protocol/envelope"
-	"github.com/commsec/communicator/protocol/handshake"
 	"github.com/commsec/communicator/protocol/keys"
 )
 
-// demoClient is one client (identity, state, its end of the channel) and
-// the gateway's end of the same channel.
-type demoClient struct {
-	name  string
-	id    *keys.ClientIdentity
-	state *clientstate.State
-	conn  *channel.Conn // client side
-	gw    *channel.Conn // gateway side
+// The demo's cast and timing.
+var demoNames = []string{"alice", "bob", "carol"}
+
+const (
+	demoGroup   = "ops"
+	stepTimeout = 15 * time.Second // bounds each send, receive and wait
+	quietWatch  = time.Second      // how long a client that must get nothing is watched
+)
+
+// demoConfig is `commstack demo`'s command line.
+type demoConfig struct {
+	data string // "" for a temporary directory, removed afterwards
+	log  zerolog.Logger
 }
 
-func runDemo(out io.Writer) error {
-	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
-	ks, gw, err := twoKeys()
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	gwPub := gw.Public()
-	say("gateway listening on %s, Pk_S %x…", ln.Addr(), gwPub[:6])
-	accepted := acceptAll(ln, gw)
+// demo is one run: the stack, the clients, and the tally of checks.
+type demo struct {
+	out    io.Writer
+	s      *stack.Stack
+	group  protocol.GroupID
+	users  map[string]*user
+	passed int
+	failed []string
+	tally  map[protocol.Epoch]*epochTally
+	carol  removedTally // what carol got and did after her removal
+}
 
-	var clients []*demoClient
-	for _, name := range []string{"alice", "bob", "carol"} {
-		c, err := dial(name, ln.Addr().String(), gwPub)
-		if err != nil {
+// removedTally is what the removed member got and did.
+type removedTally struct {
+	received int            // messages delivered to her
+	sendsOut int            // messages of hers the relay accepted
+	newest   protocol.Epoch // the newest epoch she holds a key for
+}
+
+type user struct {
+	name string
+	id   *keys.ClientIdentity
+	c    *clientsdk.Client
+}
+
+type epochTally struct{ sent, received int }
+
+// runDemo starts the stack on a data directory, plays the scenario and
+// prints each step; it fails if any expectation does not hold.
+func runDemo(ctx context.Context, cfg demoConfig, out io.Writer) error {
+	dir, cleanup, err := demoDir(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	s, err := stack.Start(ctx, stack.Config{DataDir: dir, Gateway: "127.0.0.1:0", HTTP: "127.0.0.1:0", Log: cfg.log})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	d := &demo{out: out, s: s, users: map[string]*user{}, tally: map[protocol.Epoch]*epochTally{}}
+	defer d.closeClients()
+	if err := d.checkFresh(dir); err != nil {
+		return err
+	}
+	d.intro(dir, cfg.data == "")
+	for _, step := range []func(context.Context) error{d.register, d.createGroup, d.connect, d.epochOne, d.removeCarol, d.epochTwo} {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		c.gw = <-accepted
-		defer c.conn.Close()
-		defer c.gw.Close()
-		clients = append(clients, c)
-		say("%-5s handshake done (M1..M4, keys confirmed by the Ready frame), id %s…", name, c.id.ID().Short())
 	}
-	group := protocol.GroupID{0xd3, 0x70}
-	if err := deliverKeys(ks, group, 1, clients); err != nil {
-		return err
-	}
-	say("keyserver wrapped the epoch 1 key to each member with HPKE and signed each bundle; every client verified and installed its own")
-	env, err := send(clients[0], group, "meet at the north gate at 0600")
-	if err != nil {
-		return err
-	}
-	say("alice sent an envelope of %d bytes (clear metadata, XChaCha20-Poly1305 payload)", len(env))
-	for _, c := range clients[1:] {
-		text, err := deliver(c, env)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
-		}
-		say("%-5s got from alice: %q", c.name, text)
-	}
-	if _, err := deliver(clients[1], env); !errors.Is(err, protocol.ErrReplayedMessage) {
-		return fmt.Errorf("a replayed message was not refused: %v", err)
-	} else {
-		say("bob   refused the same envelope delivered again: %v", err)
-	}
-	say("demo done")
-	return nil
+	return d.summary(cfg.data)
 }
 
-func twoKeys() (*keys.SigningKey, *keys.SigningKey, error) {
-	a, err := keys.GenerateSigningKey(nil)
-	if err != nil {
-		return nil, nil, err
+// demoDir is the data directory: the one given, or a fresh temporary one.
+func demoDir(data string) (string, func(), error) {
+	if data != "" {
+		return data, func() {}, nil
 	}
-	b, err := keys.GenerateSigningKey(nil)
-	return a, b, err
+	dir, err := os.MkdirTemp("", "commstack-demo-")
+	if err != nil {
+		return "", nil, fmt.Errorf("temporary data directory: %w", err)
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
-// acceptAll runs the server side of each incoming handshake.
-func acceptAll(ln net.Listener, gw *keys.SigningKey) <-chan *channel.Conn {
-	out := make(chan *channel.Conn)
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
+// checkFresh refuses a data directory that already has the demo's names:
+// the demo's identities are made anew each time.
+func (d *demo) checkFresh(dir string) error {
+	var taken string
+	d.s.Keyserver().Projection().Read(func(st *events.State) {
+		for _, n := range demoNames {
+			if _, ok := st.ClientByName(n); ok && taken == "" {
+				taken = "client " + n
 			}
-			conn, _, err := handshake.Server(nc, handshake.ServerConfig{Identity: gw})
-			if err == nil {
-				out <- conn
-			}
 		}
-	}()
-	return out
-}
-
-func dial(name, addr string, server [32]byte) (*demoClient, error) {
-	id, err := keys.GenerateClientIdentity(nil)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := handshake.Client(nc, handshake.ClientConfig{Identity: id.Sig, ServerKey: server})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	state, err := clientstate.Load(&clientstate.MemStore{}, clientstate.Options{})
-	if err != nil {
-		return nil, err
-	}
-	return &demoClient{name: name, id: id, state: state, conn: conn}, nil
-}
-
-// deliverKeys plays the keyserver and the gateway: a fresh group key is
-// wrapped to every member and pushed over its channel as a KeyBundle frame.
-func deliverKeys(ks *keys.SigningKey, g protocol.GroupID, e protocol.Epoch, members []*demoClient) error {
-	var groupKey [32]byte
-	defer clear(groupKey[:])
-	if _, err := rand.Read(groupKey[:]); err != nil {
-		return err
-	}
-	ids := make([]protocol.ClientID, len(members))
-	for i, m := range members {
-		ids[i] = m.id.ID()
-	}
-	digest := bundle.MemberDigest(ids)
-	for _, m := range members {
-		b, err := bundle.Wrap(ks, g, e, bundle.Recipient{ID: m.id.ID(), Wrap: m.id.Wrap.Public()}, &digest, &groupKey)
-		if err != nil {
-			return err
+		if _, ok := st.GroupByName(demoGroup); ok && taken == "" {
+			taken = "group " + demoGroup
 		}
-		if err := m.gw.WriteFrame(channel.TypeKeyBundle, b.Marshal()); err != nil {
-			return err
-		}
-		if err := m.install(ks.Public()); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
+	})
+	if taken != "" {
+		return fmt.Errorf("%s already has a %s; the demo needs a data directory without alice, bob, carol and ops (omit --data for a fresh one)", dir, taken)
 	}
 	return nil
 }
 
-// install reads a KeyBundle frame, verifies it and installs the key.
-func (c *demoClient) install(ksPub [32]byte) error {
-	f, err := c.conn.ReadFrame()
-	if err != nil {
-		return err
+func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
+
+// check records an expectation and prints its outcome.
+func (d *demo) check(ok bool, format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	if ok {
+		d.passed++
+		d.say("   %s", line)
+		return
 	}
-	b, err := bundle.Parse(f.Body)
-	if err != nil {
-		return err
-	}
-	key, err := b.Open(&ksPub, c.id)
-	if err != nil {
-		return err
-	}
-	defer clear(key[:])
-	return c.state.InstallKey(b.Group, b.Epoch, &key)
+	d.failed = append(d.failed, line)
+	d.say("   FAILED: %s", line)
 }
 
-// send seals text for g and writes it as a Send frame; the gateway reads it.
-func send(c *demoClient, g protocol.GroupID, text string) ([]byte, error) {
-	epoch, key, err := c.state.Current(g)
-	if err != nil {
-		return nil, err
+func (d *demo) intro(dir string, temporary bool) {
+	keys := d.s.Keys()
+	where := dir
+	if temporary {
+		where += " (temporary, removed at the end)"
 	}
-	defer clear(key[:])
-	counter, err := c.state.NextCounter(g)
-	if err != nil {
-		return nil, err
-	}
-	h := envelope.Header{Group: g, Epoch: epoch, Sender: c.id.ID(), Counter: counter}
-	env, err := envelope.Seal(nil, h, &key, []byte(text), nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.conn.WriteFrame(channel.TypeSend, env); err != nil {
-		return nil, err
-	}
-	f, err := c.gw.ReadFrame()
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), f.Body...), nil
+	d.say("Communicator demo: keyserver, relay and gateway in this process, on an embedded NATS JetStream")
+	d.say("  data       %s", where)
+	d.say("  gateway    %s (TCP), server key Pk_S %s…", d.s.GatewayAddr(), short(keys.Gateway.Public()))
+	d.say("  keyserver  key Pk_Ks %s…: every change is a signed, hash-chained event", short(keys.Keyserver.Public()))
+	d.say("")
 }
 
-// deliver pushes env to c as a Deliver frame; c opens it and applies the
-// client's acceptance rules.
-func deliver(c *demoClient, env []byte) (string, error) {
-	if err := c.gw.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, 1, env)); err != nil {
-		return "", err
+func short(k [32]byte) string { return hex.EncodeToString(k[:6]) }
+
+func (d *demo) register(ctx context.Context) error {
+	d.say("1. Register alice, bob and carol (identities made here; the keyserver gets their public keys)")
+	for _, name := range demoNames {
+		id, err := keys.GenerateClientIdentity(nil)
+		if err != nil {
+			return err
+		}
+		if err := d.s.Keyserver().RegisterClient(ctx, keyserver.Actor{}, id.Public(), name); err != nil {
+			return fmt.Errorf("registering %s: %w", name, err)
+		}
+		d.users[name] = &user{name: name, id: id}
+		d.say("   %-5s  client id %s…", name, id.ID().Short())
 	}
-	f, err := c.conn.ReadFrame()
+	return nil
+}
+
+func (d *demo) createGroup(ctx context.Context) error {
+	ks := d.s.Keyserver()
+	g, err := ks.CreateGroup(ctx, keyserver.Actor{}, demoGroup, events.Policy{})
 	if err != nil {
-		return "", err
+		return fmt.Errorf("creating %s: %w", demoGroup, err)
 	}
-	_, body, err := channel.ParseDeliver(f.Body)
+	d.group = g
+	e, err := ks.AddMembers(ctx, keyserver.Actor{}, demoGroup, demoNames)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("adding the members: %w", err)
 	}
-	h, err := envelope.ParseHeader(body)
-	if err != nil {
-		return "", err
+	d.say("2. Create group %s (id %s…) and add alice, bob and carol: epoch %d", demoGroup, g.String()[:12], e)
+	d.say("   the keyserver wrapped a fresh group key to each member with HPKE and signed each bundle")
+	if err := d.sync(ctx); err != nil {
+		return err
 	}
-	key, err := c.state.Key(h.Group, h.Epoch)
-	if err != nil {
-		return "", err
+	members := d.members()
+	d.check(members == "alice, bob, carol", "members of epoch %d in the event log: %s", e, members)
+	return nil
+}
+
+func (d *demo) sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	return d.s.Sync(ctx)
+}
+
+func (d *demo) connect(ctx context.Context) error {
+	d.say("3. Connect the three clients to the gateway over TCP (handshake M1..M4, Pk_S pinned)")
+	for _, name := range demoNames {
+		u := d.users[name]
+		c, err := d.dial(ctx, u)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		u.c = c
+		wctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		err = c.WaitKey(wctx, d.group)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s got no key for %s: %w", name, demoGroup, err)
+		}
+		d.say("   %-5s  connected; verified and installed its bundle: holds the key of epoch %d", name, c.Epoch(d.group))
 	}
-	defer clear(key[:])
-	_, payload, err := envelope.Open(nil, body, &key)
-	if err != nil {
-		return "", err
+	return nil
+}
+
+func (d *demo) dial(ctx context.Context, u *user) (*clientsdk.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	k := d.s.Keys()
+	return clientsdk.Dial(ctx, clientsdk.Config{Addr: d.s.GatewayAddr(), Identity: u.id,
+		ServerKey: k.Gateway.Public(), KeyserverKey: k.Keyserver.Public()})
+}
+
+func (d *demo) closeClients() {
+	for _, u := range d.users {
+		if u.c != nil {
+			u.c.Close()
+		}
 	}
-	if err := c.state.Accept(h); err != nil {
-		return "", err
-	}
-	return string(payload), nil
 }

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/commsec/communicator/clientsdk"
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/keyserver"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/relay"
+)
+
+// keyFiles writes the gateway's key pair and the keyserver's public key
+// as ksctl init does.
+type keyFiles struct {
+	dir, gwKey, ksPub string
+	gw, ks            *keys.SigningKey
+}
+
+func writeKeys(t *testing.T) keyFiles {
+	t.Helper()
+	dir := t.TempDir()
+	gw, _ := keys.GenerateSigningKey(nil)
+	ks, _ := keys.GenerateSigningKey(nil)
+	f := keyFiles{dir: dir, gwKey: filepath.Join(dir, "gateway.key"), ksPub: filepath.Join(dir, "keyserver.pub"), gw: gw, ks: ks}
+	must(t, keys.WriteFile(f.gwKey, keys.EncodeSigningKey(keys.KindServerPrivate, gw), false))
+	must(t, os.WriteFile(f.ksPub, keys.EncodePublicKey(keys.KindKeyserverPublic, ks.Public()), 0o644))
+	return f
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logLines collects what the command writes to stderr.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// field waits for the JSON log line whose message is msg and returns one
+// of its fields.
+func (l *logLines) field(t *testing.T, msg, field string) string {
+	t.Helper()
+	var v string
+	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		for line := range strings.SplitSeq(l.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
+				v = fmt.Sprint(m[field])
+				return nil
+			}
+		}
+		return fmt.Errorf("no log line %q in:\n%s", msg, l.String())
+	})
+	return v
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// world is a keyserver and a relay with a group ops of alice.
+type world struct {
+	alice *keys.ClientIdentity
+	group protocol.GroupID
+}
+
+func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
+	t.Helper()
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
+	must(t, err)
+	t.Cleanup(k.Close)
+	r, err := relay.Start(t.Context(), nc, relay.Config{KeyserverKey: ks.Public(), LeaseTTL: time.Second})
+	must(t, err)
+	t.Cleanup(r.Close)
+	alice, _ := keys.GenerateClientIdentity(nil)
+	must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
+	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
+	must(t, err)
+	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
+	must(t, err)
+	return world{alice: alice, group: g}
+}
+
+func dial(t *testing.T, addr string, id *keys.ClientIdentity, kf keyFiles) (*clientsdk.Client, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	return clientsdk.Dial(ctx, clientsdk.Config{Addr: addr, Identity: id, ServerKey: kf.gw.Public(), KeyserverKey: kf.ks.Public()})
+}
+
+// TestServe runs the command against a real NATS server, with the key
+// files from the environment and the rest from flags: it gets ready,
+// admits a registered client and refuses a stranger, forwards a message
+// to the relay, serves health and metrics, and shuts down cleanly when
+// its context ends.
+func TestServe(t *testing.T) {
+	s, nc := natstest.Start(t)
+	kf := writeKeys(t)
+	w := newWorld(t, nc, kf.ks)
+	vars := map[string]string{"COMM_KEY": kf.gwKey, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_QUEUE": "16"}
+	stderr := &logLines{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-format", "json"},
+			env(vars), io.Discard, stderr)
+	}()
+	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
+	listen := stderr.field(t, "gateway ready", "listen")
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), &out, &errOut); code != 0 {
+		t.Errorf("health of a ready gateway: exit %d, %s", code, errOut.String())
+	}
+	alice, err := dial(t, listen, w.alice, kf)
+	must(t, err)
+	defer alice.Close()
+	must(t, alice.WaitKey(t.Context(), w.group))
+	must(t, alice.Send(t.Context(), w.group, []byte("hello")))
+	mallory, _ := keys.GenerateClientIdentity(nil)
+	if c, err := dial(t, listen, mallory, kf); err == nil {
+		c.Close()
+		t.Error("an unregistered client was admitted")
+	}
+	pollMetrics(t, addr, []string{
+		"\ncomm_gateway_connections 1\n", "\ncomm_gateway_handshakes_total 1\n",
+		`comm_gateway_handshakes_refused_total{reason="denied"} 1` + "\n",
+		`comm_gateway_sends_total{verdict="accepted",reason=""} 1` + "\n",
+		"\ncomm_gateway_bundles_out_total 1\n", "\ncomm_gateway_log_position 3\n",
+	})
+	cancel()
+	waitExit(t, done, stderr)
+	stderr.field(t, "stopped cleanly", "level")
+	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, env(nil), &out, &errOut); code != 1 {
+		t.Errorf("health after shutdown: exit %d, want 1", code)
+	}
+}
+
+// pollMetrics waits until /metrics holds every line of want: the gateway
+// counts a handshake after the client has returned from it.
+func pollMetrics(t *testing.T, addr string, want []string) {
+	t.Helper()
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, text := get(t, "http://"+addr+"/metrics")
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				return fmt.Errorf("metrics lack %q:\n%s", w, text)
+			}
+		}
+		return nil
+	})
+}
+
+func waitExit(t *testing.T, done <-chan int, stderr *logLines) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after cancel:\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no shutdown 15 s after cancel")
+	}
+}
+
+// TestNotReadyWithoutNATS: while NATS cannot be reached the gateway is
+// alive but not ready, and says why.
+func TestNotReadyWithoutNATS(t *testing.T) {
+	kf := writeKeys(t)
+	stderr := &logLines{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--key", kf.gwKey, "--keyserver-pub", kf.ksPub,
+			"--http", "127.0.0.1:0", "--log-format", "json"}, env(nil), io.Discard, stderr)
+	}()
+	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, body := get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d after cancel while waiting for NATS", code)
+	}
+}
+
+// TestListenInUse: a client address that is taken is an error naming
+// --listen, exit 1.
+func TestListenInUse(t *testing.T) {
+	s, _ := natstest.Start(t)
+	kf := writeKeys(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	var stderr bytes.Buffer
+	args := []string{"--nats", s.ClientURL(), "--key", kf.gwKey, "--keyserver-pub", kf.ksPub, "--listen", ln.Addr().String(),
+		"--http", "127.0.0.1:0", "--log-format", "json"}
+	if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "--listen "+ln.Addr().String()) {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestKeyFileErrors: a wrong, missing or exposed key file is refused with
+// the flag that named it and the keys package's reason.
+func TestKeyFileErrors(t *testing.T) {
+	kf := writeKeys(t)
+	loose := filepath.Join(kf.dir, "loose.key")
+	data, _ := os.ReadFile(kf.gwKey)
+	must(t, os.WriteFile(loose, data, 0o644))
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing key", []string{"--key", filepath.Join(kf.dir, "nope.key"), "--keyserver-pub", kf.ksPub}, []string{"--key", "no such file"}},
+		{"public key as private", []string{"--key", kf.ksPub, "--keyserver-pub", kf.ksPub}, []string{"--key", "want a server key (private)"}},
+		{"readable by others", []string{"--key", loose, "--keyserver-pub", kf.ksPub}, []string{"--key", "0644"}},
+		{"private key as keyserver-pub", []string{"--key", kf.gwKey, "--keyserver-pub", kf.gwKey}, []string{"--keyserver-pub", "want a keyserver public key"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := append(c.args, "--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-format", "json")
+			if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("error lacks %q: %s", w, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	k := []string{"--key", "g.key", "--keyserver-pub", "k.pub"}
+	cases := []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{nil, nil, "--key is required"},
+		{[]string{"--key", "g.key"}, nil, "--keyserver-pub is required"},
+		{[]string{"--bogus"}, nil, "flag provided but not defined"},
+		{append(k, "--max-handshakes", "0"), nil, "--max-handshakes 0"},
+		{append(k, "--queue", "-1"), nil, "--queue -1"},
+		{append(k, "--idle-timeout", "10ms"), nil, "--idle-timeout 10ms"},
+		{append(k, "--replicas", "7"), nil, "--replicas 7"},
+		{append(k, "--listen", "7400"), nil, `--listen "7400"`},
+		{k, map[string]string{"COMM_QUEUE": "lots"}, "COMM_QUEUE"},
+		{append(k, "--nats", "http://x:1"), nil, "--nats"},
+		{append(k, "--log-level", "loud"), nil, "log level"},
+		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"health", "--bogus"}, nil, "flag provided but not defined"},
+	}
+	for _, c := range cases {
+		var stderr bytes.Buffer
+		if code := run(t.Context(), c.args, env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
+
+// TestFlagWinsOverEnv: a flag beats its variable, the variable the default.
+func TestFlagWinsOverEnv(t *testing.T) {
+	vars := map[string]string{"COMM_LISTEN": "0.0.0.0:7400", "COMM_KEY": "env.key", "COMM_KEYSERVER_PUB": "env.pub",
+		"COMM_MAX_HANDSHAKES": "32", "COMM_IDLE_TIMEOUT": "2m"}
+	cfg, err := parseFlags([]string{"--listen", "127.0.0.1:7500", "--max-handshakes", "8"}, env(vars))
+	must(t, err)
+	if cfg.listen != "127.0.0.1:7500" || cfg.keyFile != "env.key" || cfg.maxHandshakes != 8 || cfg.idleTimeout != 2*time.Minute {
+		t.Errorf("got %+v", cfg)
+	}
+	if cfg.httpAddr != defaultHTTP || cfg.queue != 256 {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+// TestHelp: --help explains every flag and its environment variable, and
+// how to listen on every interface.
+func TestHelp(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := run(t.Context(), []string{"--help"}, env(nil), &stdout, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
+		for _, w := range []string{"--" + f.Name + " ", "[" + envVars[f.Name] + "]"} {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("help lacks %q", w)
+			}
+		}
+	})
+	for _, w := range []string{"gateway health", "Example:", "/readyz", "SIGTERM", "0.0.0.0:7400", "comm_gateway_sends_total"} {
+		if !strings.Contains(stdout.String(), w) {
+			t.Errorf("help lacks %q", w)
+		}
+	}
+}
+
+// TestBinarySIGTERM builds the real binary, runs it until it is ready and
+// stops it with SIGTERM: it exits 0 after a graceful shutdown.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	s, _ := natstest.Start(t)
+	kf := writeKeys(t)
+	stderr := &logLines{}
+	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "COMM_KEY="+kf.gwKey, "COMM_KEYSERVER_PUB="+kf.ksPub, "COMM_LOG_FORMAT=json")
+	cmd.Stderr = stderr
+	must(t, cmd.Start())
+	defer cmd.Process.Kill()
+	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
+	stderr.field(t, "gateway ready", "level")
+	if out, err := exec.Command(bin, "health", "--http", addr).CombinedOutput(); err != nil {
+		t.Fatalf("gateway health: %v: %s", err, out)
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	stderr.field(t, "stopped cleanly", "level")
+}

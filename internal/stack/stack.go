@@ -1,0 +1,206 @@
+// Package stack runs the whole Communicator in one process on a data
+// directory: an embedded NATS server with JetStream, the keyserver (with
+// the admin API that ksctl talks to), one relay, one gateway, and one HTTP
+// listener serving the metrics of all three with /healthz and /readyz. It
+// is what `commstack` runs. A deployment runs the same parts as separate
+// services (cmd/keyserver, cmd/relay, cmd/gateway) on a NATS cluster.
+//
+// The data directory:
+//
+//	DATA/keys/operator.key, .pub   the operator's admin key pair (ksctl --operator-key)
+//	DATA/keys/keyserver.key, .pub  Sk_Ks, and Pk_Ks for clients and audits
+//	DATA/keys/gateway.key, .pub    Sk_S, and Pk_S, the key clients pin
+//	DATA/nats/                     JetStream's files: the event log, bundles, messages
+//
+// The keys are made on the first start and reused afterwards; private key
+// files are 0600 and a start is refused if one is readable by others.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/embeddednats"
+	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/internal/service"
+	"github.com/commsec/communicator/keyserver"
+	"github.com/commsec/communicator/relay"
+)
+
+// Defaults of the listeners.
+const (
+	DefaultGateway    = "127.0.0.1:7400"
+	DefaultNATSListen = "127.0.0.1:4222"
+	DefaultHTTP       = "127.0.0.1:9100"
+)
+
+// shutdownTimeout bounds each step of Close.
+const shutdownTimeout = 5 * time.Second
+
+// Config configures a stack.
+type Config struct {
+	// DataDir holds the keys and JetStream's files; required.
+	DataDir string
+	// Gateway is the clients' TCP address (DefaultGateway if empty; port 0
+	// picks a free one).
+	Gateway string
+	// NATSListen is a loopback address where ksctl and the nats CLI reach
+	// the embedded NATS server, e.g. DefaultNATSListen; empty means none
+	// (in-process connections only). The server has no authentication.
+	NATSListen string
+	// HTTP is the address of /metrics, /healthz and /readyz (DefaultHTTP
+	// if empty).
+	HTTP string
+	// SyncInterval, when positive, fsyncs JetStream every interval instead
+	// of on every write (faster; a crash loses acknowledged writes).
+	SyncInterval time.Duration
+	Log          zerolog.Logger
+}
+
+func (c *Config) fill() error {
+	if c.DataDir == "" {
+		return errors.New("stack: no data directory")
+	}
+	if c.SyncInterval < 0 {
+		return fmt.Errorf("stack: negative sync interval %v", c.SyncInterval)
+	}
+	if c.Gateway == "" {
+		c.Gateway = DefaultGateway
+	}
+	if c.HTTP == "" {
+		c.HTTP = DefaultHTTP
+	}
+	return nil
+}
+
+// Stack is a running Communicator.
+type Stack struct {
+	cfg       Config
+	log       zerolog.Logger
+	reg       *metrics.Registry
+	keys      *Keys
+	http      *service.Server
+	nats      *embeddednats.Server
+	conns     []*nats.Conn
+	keyserver *keyserver.Keyserver
+	relay     *relay.Relay
+	gateway   *gateway.Gateway
+	closers   []func() // run in reverse order by Close
+	ready     atomic.Bool
+	closeOnce sync.Once
+}
+
+// Start starts every part, in the order they depend on each other, and
+// returns once clients can connect. On an error it stops what it started.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &Stack{cfg: cfg, log: cfg.Log, reg: metrics.NewRegistry()}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.ready.Store(true)
+	s.logWhere()
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context) error {
+	k, err := loadKeys(filepath.Join(s.cfg.DataDir, "keys"))
+	if err != nil {
+		return err
+	}
+	s.keys = k
+	s.onClose(k.Wipe)
+	if err := s.listenHTTP(); err != nil {
+		return err
+	}
+	if err := s.startNATS(); err != nil {
+		return err
+	}
+	if err := s.startKeyserver(ctx); err != nil {
+		return err
+	}
+	if err := s.startRelay(ctx); err != nil {
+		return err
+	}
+	return s.startGateway(ctx)
+}
+
+// onClose adds a step to Close; the steps run last added first.
+func (s *Stack) onClose(f func()) { s.closers = append(s.closers, f) }
+
+// Close stops the gateway (saving the clients' cursors), the relay
+// (releasing its partitions), the keyserver, NATS and the HTTP listener.
+// It may be called more than once.
+func (s *Stack) Close() {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	})
+}
+
+// Ready is the readiness check of /readyz: every part started and every
+// NATS connection up.
+func (s *Stack) Ready() error {
+	if !s.ready.Load() {
+		return errors.New("starting")
+	}
+	for _, nc := range s.conns {
+		if err := service.NATSReady(nc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keyserver is the stack's keyserver: its Go API is the admin API
+// without the signed requests.
+func (s *Stack) Keyserver() *keyserver.Keyserver { return s.keyserver }
+
+// Relay is the stack's relay.
+func (s *Stack) Relay() *relay.Relay { return s.relay }
+
+// Gateway is the stack's gateway.
+func (s *Stack) Gateway() *gateway.Gateway { return s.gateway }
+
+// Keys are the stack's key pairs.
+func (s *Stack) Keys() *Keys { return s.keys }
+
+// GatewayAddr is where clients connect.
+func (s *Stack) GatewayAddr() string { return s.gateway.Addr().String() }
+
+// HTTPAddr is where /metrics, /healthz and /readyz are served.
+func (s *Stack) HTTPAddr() string { return s.http.Addr() }
+
+// NATSURL is the embedded NATS server's loopback URL, or "" if it has no
+// listener.
+func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+
+// Metrics is the registry of all three services.
+func (s *Stack) Metrics() *metrics.Registry { return s.reg }
+
+// Sync waits until the relay and the gateway have applied every event the
+// keyserver has written: a change is then in force everywhere.
+func (s *Stack) Sync(ctx context.Context) error {
+	seq := s.keyserver.Projection().LastSeq()
+	if err := s.relay.Projection().WaitFor(ctx, seq); err != nil {
+		return fmt.Errorf("stack: relay catching up with the event log: %w", err)
+	}
+	if err := s.gateway.Projection().WaitFor(ctx, seq); err != nil {
+		return fmt.Errorf("stack: gateway catching up with the event log: %w", err)
+	}
+	return nil
+}
