@@ -28,7 +28,7 @@ type cursorStore struct {
 }
 
 func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
-	kv, err := streams.EnsureKV(ctx, g.js, streams.CursorsConfig(g.cfg.Streams))
+	kv, err := streams.BindKV(ctx, g.js, streams.Cursors)
 	if err != nil {
 		return nil, err
 	}

@@ -111,16 +111,17 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
 		handshakes: make(chan struct{}, cfg.MaxHandshakes), sessions: newRegistry(), closing: make(chan struct{}),
 		Metrics: newMetrics(cfg.Metrics)}
+	// Listen first, so that a taken address is reported at once; clients
+	// wait in the backlog until the event log is loaded.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen: %w", err)
+	}
+	g.ln = ln
 	if err := g.open(ctx); err != nil {
 		g.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		g.Close()
-		return nil, fmt.Errorf("gateway: listen: %w", err)
-	}
-	g.ln = ln
 	g.wg.Add(1)
 	go g.acceptLoop()
 	g.log.Info().Str("listen", ln.Addr().String()).Msg("gateway listening")
@@ -136,8 +137,8 @@ func (g *Gateway) open(ctx context.Context) error {
 	if err := g.loadEvents(ctx); err != nil {
 		return err
 	}
-	for _, sc := range []jetstream.StreamConfig{streams.MessagesConfig(g.cfg.Streams), streams.BundlesConfig(g.cfg.Streams)} {
-		if _, err := streams.EnsureStream(ctx, js, sc); err != nil {
+	for _, name := range []string{streams.Messages, streams.Bundles} {
+		if _, err := streams.BindStream(ctx, js, name); err != nil {
 			return err
 		}
 	}
@@ -152,7 +153,7 @@ func (g *Gateway) open(ctx context.Context) error {
 }
 
 func (g *Gateway) loadEvents(ctx context.Context) error {
-	store, err := events.OpenStore(ctx, g.js, events.StoreConfig{Replicas: g.cfg.Streams.Replicas})
+	store, err := events.Bind(ctx, g.js)
 	if err != nil {
 		return err
 	}

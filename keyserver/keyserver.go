@@ -115,12 +115,10 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
 		return err
 	}
-	for _, sc := range []jetstream.StreamConfig{streams.BundlesConfig(k.cfg.Streams), streams.MessagesConfig(k.cfg.Streams)} {
-		if _, err := streams.EnsureStream(ctx, js, sc); err != nil {
-			return err
-		}
+	if err := streams.EnsureAll(ctx, js, k.cfg.Streams); err != nil {
+		return err
 	}
-	k.kv, err = streams.EnsureKV(ctx, js, streams.KeyserverKVConfig(k.cfg.Streams))
+	k.kv, err = streams.BindKV(ctx, js, streams.KeyserverKV)
 	return err
 }
 

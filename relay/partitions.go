@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -17,13 +18,14 @@ import (
 
 // partitions claims and renews this relay's fair share of the partitions.
 // Each relay announces itself with a "member.<id>" key; partition p is
-// owned by whoever holds the "part.<p>" key. Keys expire after LeaseTTL
+// owned by whoever holds the "part.<p>" key. Keys expire after the bucket's TTL
 // unless renewed, so a dead relay's partitions are free again within that
 // time; renewals are compare-and-swap, so a relay that lost a lease learns
 // it on its next renewal and stops serving the partition.
 type partitions struct {
 	r     *Relay
 	kv    jetstream.KeyValue
+	ttl   time.Duration // the bucket's: a lease not renewed within it expires
 	mu    sync.Mutex
 	held  map[int]*lease
 	stopC chan struct{}
@@ -36,11 +38,18 @@ type lease struct {
 }
 
 func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
-	kv, err := streams.EnsureKV(ctx, r.js, streams.RelaysConfig(r.cfg.Streams, r.cfg.LeaseTTL))
+	kv, err := streams.BindKV(ctx, r.js, streams.Relays)
 	if err != nil {
 		return nil, err
 	}
-	p := &partitions{r: r, kv: kv, held: map[int]*lease{}, stopC: make(chan struct{}), done: make(chan struct{})}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("relay: lease bucket: %w", err)
+	}
+	if status.TTL() <= 0 {
+		return nil, fmt.Errorf("relay: bucket %s has no TTL: leases would never expire", streams.Relays)
+	}
+	p := &partitions{r: r, kv: kv, ttl: status.TTL(), held: map[int]*lease{}, stopC: make(chan struct{}), done: make(chan struct{})}
 	p.tick(ctx)
 	go p.loop()
 	return p, nil
@@ -48,14 +57,14 @@ func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
 
 func (p *partitions) loop() {
 	defer close(p.done)
-	t := time.NewTicker(p.r.cfg.LeaseTTL / 3)
+	t := time.NewTicker(p.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.stopC:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), p.r.cfg.LeaseTTL/3)
+			ctx, cancel := context.WithTimeout(context.Background(), p.ttl/3)
 			p.tick(ctx)
 			cancel()
 		}
@@ -192,5 +201,6 @@ func (p *partitions) close() {
 	for n := range p.held {
 		p.release(ctx, n)
 	}
+	p.r.Metrics.partitions.Store(0)
 	p.kv.Delete(ctx, "member."+p.r.cfg.ID)
 }

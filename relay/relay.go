@@ -31,6 +31,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +54,6 @@ type Config struct {
 	// Workers decide messages in parallel, each (group, sender) always on
 	// the same worker (default 256).
 	Workers int
-	// LeaseTTL is how long a dead relay's partitions stay unowned (default 5 s).
-	LeaseTTL time.Duration
 	// EpochWait bounds the wait for the event log when a message names an
 	// epoch the relay has not seen yet (default 2 s).
 	EpochWait time.Duration
@@ -82,11 +81,11 @@ func (c *Config) fill() error {
 	if c.Workers <= 0 {
 		c.Workers = 256
 	}
-	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 5 * time.Second
-	}
 	if c.EpochWait <= 0 {
 		c.EpochWait = 2 * time.Second
+	}
+	if strings.ContainsAny(c.ID, ".*> ") {
+		return fmt.Errorf("relay: id %q: no '.', '*', '>' or spaces (it is a key in the lease bucket)", c.ID)
 	}
 	if c.ID == "" {
 		var b [6]byte
@@ -142,7 +141,7 @@ func (r *Relay) open(ctx context.Context) error {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r.js = js
-	store, err := events.OpenStore(ctx, js, events.StoreConfig{Replicas: r.cfg.Streams.Replicas})
+	store, err := events.Bind(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -155,10 +154,10 @@ func (r *Relay) open(ctx context.Context) error {
 		return err
 	}
 	r.stop = append(r.stop, stop)
-	if _, err := streams.EnsureStream(ctx, js, streams.MessagesConfig(r.cfg.Streams)); err != nil {
+	if _, err := streams.BindStream(ctx, js, streams.Messages); err != nil {
 		return err
 	}
-	kv, err := streams.EnsureKV(ctx, js, streams.CountersConfig(r.cfg.Streams))
+	kv, err := streams.BindKV(ctx, js, streams.Counters)
 	if err != nil {
 		return err
 	}

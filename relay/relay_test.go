@@ -37,7 +37,7 @@ func newWorld(t *testing.T) *world {
 	_, nc := natstest.Start(t)
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
-	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +64,6 @@ func (w *world) register(name string) *keys.ClientIdentity {
 func (w *world) relay(cfg Config) *Relay {
 	w.t.Helper()
 	cfg.KeyserverKey = w.ks.Public()
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = time.Second
-	}
 	r, err := Start(w.t.Context(), w.nc, cfg)
 	if err != nil {
 		w.t.Fatal(err)

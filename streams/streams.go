@@ -19,6 +19,7 @@ package streams
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -67,6 +68,7 @@ func PartitionSubject(p int) string { return "comm.in." + strconv.Itoa(p) }
 const (
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultBundleHistory = 8
+	DefaultLeaseTTL      = 5 * time.Second
 )
 
 // Config sizes the shared streams.
@@ -74,6 +76,9 @@ type Config struct {
 	Replicas      int           // 1 on one machine, 3 on a cluster
 	Retention     time.Duration // how long messages and bundles are kept for offline clients
 	BundleHistory int           // bundles kept per (group, member): the epochs an offline client can catch up on
+	// LeaseTTL is how long a dead relay's partitions stay unowned (the
+	// COMM_RELAYS bucket's TTL; relays renew every third of it).
+	LeaseTTL time.Duration
 }
 
 func (c Config) filled() Config {
@@ -83,6 +88,9 @@ func (c Config) filled() Config {
 	}
 	if c.BundleHistory <= 0 {
 		c.BundleHistory = DefaultBundleHistory
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	return c
 }
@@ -165,15 +173,15 @@ func CountersConfig(c Config) jetstream.KeyValueConfig {
 }
 
 // RelaysConfig holds relay presence and partition leases; entries expire
-// after ttl unless renewed.
-func RelaysConfig(c Config, ttl time.Duration) jetstream.KeyValueConfig {
+// after LeaseTTL unless renewed.
+func RelaysConfig(c Config) jetstream.KeyValueConfig {
 	c = c.filled()
 	return jetstream.KeyValueConfig{
 		Bucket:      Relays,
 		Description: "Communicator relays: presence and partition leases",
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
-		TTL:         ttl,
+		TTL:         c.LeaseTTL,
 	}
 }
 
@@ -215,4 +223,62 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 		return nil, fmt.Errorf("streams: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// EnsureAll creates or updates every shared stream and bucket. Only the
+// keyserver does this: with least-privilege credentials, relays and
+// gateways may not change stream configuration, they bind.
+func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
+	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), MessagesConfig(c)} {
+		if _, err := EnsureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	for _, kc := range []jetstream.KeyValueConfig{CountersConfig(c), RelaysConfig(c), CursorsConfig(c), KeyserverKVConfig(c)} {
+		if _, err := EnsureKV(ctx, js, kc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindPoll is how often Bind* look again for a missing stream.
+const bindPoll = 250 * time.Millisecond
+
+// BindStream waits until the stream exists (the keyserver creates it) and
+// returns it; it gives up when ctx ends.
+func BindStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	for {
+		s, err := js.Stream(ctx, name)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("streams: %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("streams: %s does not exist (is the keyserver running?): %w", name, ctx.Err())
+		case <-time.After(bindPoll):
+		}
+	}
+}
+
+// BindKV waits until the bucket exists (the keyserver creates it) and
+// returns it; it gives up when ctx ends.
+func BindKV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	for {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err == nil {
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("streams: bucket %s: %w", bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("streams: bucket %s does not exist (is the keyserver running?): %w", bucket, ctx.Err())
+		case <-time.After(bindPoll):
+		}
+	}
 }

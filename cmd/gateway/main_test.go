@@ -23,10 +23,12 @@ import (
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // keyFiles writes the gateway's key pair and the keyserver's public key
@@ -113,10 +115,10 @@ type world struct {
 
 func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
 	t.Helper()
-	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
 	must(t, err)
 	t.Cleanup(k.Close)
-	r, err := relay.Start(t.Context(), nc, relay.Config{KeyserverKey: ks.Public(), LeaseTTL: time.Second})
+	r, err := relay.Start(t.Context(), nc, relay.Config{KeyserverKey: ks.Public()})
 	must(t, err)
 	t.Cleanup(r.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
@@ -236,7 +238,8 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 // TestListenInUse: a client address that is taken is an error naming
 // --listen, exit 1.
 func TestListenInUse(t *testing.T) {
-	s, _ := natstest.Start(t)
+	s, nc0 := natstest.Start(t)
+	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
@@ -356,7 +359,8 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s, _ := natstest.Start(t)
+	s, nc0 := natstest.Start(t)
+	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
 	stderr := &logLines{}
 	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")

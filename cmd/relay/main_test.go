@@ -22,6 +22,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -370,7 +371,8 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s, _ := natstest.Start(t)
+	s, nc0 := natstest.Start(t)
+	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
 	stderr := &logLines{}
 	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0")

@@ -22,6 +22,7 @@ import (
 	"github.com/commsec/communicator/protocol/clientstate"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // Stack is a running test stack.
@@ -45,7 +46,8 @@ func New(t testing.TB) *Stack {
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
 	gw, _ := keys.GenerateSigningKey(nil)
-	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks})
+	// Relay leases expire after a second: a stopped relay's partitions move fast.
+	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +59,6 @@ func New(t testing.TB) *Stack {
 func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 	s.T.Helper()
 	cfg.KeyserverKey = s.KS.Public()
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = time.Second
-	}
 	r, err := relay.Start(context.Background(), natstest.Connect(s.T, s.NATS), cfg)
 	if err != nil {
 		s.T.Fatal(err)
@@ -191,5 +190,23 @@ func Receive(t testing.TB, cl *clientsdk.Client, within time.Duration) (clientsd
 		return m, nil
 	case <-time.After(within):
 		return clientsdk.Message{}, fmt.Errorf("no message within %v", within)
+	}
+}
+
+// CreateStreams creates the event stream and every shared stream and
+// bucket, as a keyserver would, for tests that run a relay or gateway
+// without one.
+func CreateStreams(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := events.OpenStore(ctx, js, events.StoreConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.EnsureAll(ctx, js, streams.Config{LeaseTTL: time.Second}); err != nil {
+		t.Fatal(err)
 	}
 }
