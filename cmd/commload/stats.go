@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// usage is what the load cost the server: JetStream writes by stream and
+// this process's CPU time.
+type usage struct {
+	writes map[string]uint64 // stream → messages written during the load
+	cpu    time.Duration     // user + system time of the whole process
+	wall   time.Duration
+}
+
+// snapshot is the streams' last sequences and the CPU time at one moment.
+type snapshot struct {
+	seqs map[string]uint64
+	cpu  time.Duration
+	at   time.Time
+}
+
+func takeSnapshot(ctx context.Context, js jetstream.JetStream) (snapshot, error) {
+	s := snapshot{seqs: map[string]uint64{}, cpu: processCPU(), at: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l := js.ListStreams(ctx)
+	for info := range l.Info() {
+		s.seqs[info.Config.Name] = info.State.LastSeq
+	}
+	if err := l.Err(); err != nil {
+		return s, fmt.Errorf("listing streams: %w", err)
+	}
+	return s, nil
+}
+
+func usageBetween(a, b snapshot) usage {
+	u := usage{writes: map[string]uint64{}, cpu: b.cpu - a.cpu, wall: b.at.Sub(a.at)}
+	for name, seq := range b.seqs {
+		if seq > a.seqs[name] {
+			u.writes[name] = seq - a.seqs[name]
+		}
+	}
+	return u
+}
+
+// writesPer says how many JetStream writes each accepted message cost,
+// in total and by stream.
+func (u usage) writesPer(accepted uint64) string {
+	if accepted == 0 {
+		return "no message accepted"
+	}
+	names := make([]string, 0, len(u.writes))
+	var total uint64
+	for name, n := range u.writes {
+		names, total = append(names, name), total+n
+	}
+	slices.Sort(names)
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %.2f", name, float64(u.writes[name])/float64(accepted))
+	}
+	return fmt.Sprintf("%.2f (%s)", float64(total)/float64(accepted), strings.Join(parts, ", "))
+}
+
+// cores is the process's average CPU use during the load.
+func (u usage) cores() float64 {
+	if u.cpu < 0 || u.wall <= 0 {
+		return 0
+	}
+	return u.cpu.Seconds() / u.wall.Seconds()
+}
