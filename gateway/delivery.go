@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +94,7 @@ func (s *session) catchUp(groups []protocol.GroupID) error {
 	s.dl.mu.Unlock()
 	subjects := make([]string, len(groups))
 	for i, g := range groups {
-		subjects[i] = streams.MessageSubject(g)
+		subjects[i] = streams.GroupAccepted(g)
 	}
 	return s.gw.readStored(ctx, subjects, from, func(m message) bool {
 		return s.deliverWaiting(m)
@@ -206,7 +205,7 @@ func (g *Gateway) groupsOf(id protocol.ClientID) []protocol.GroupID {
 // readStored calls fn for each stored message on subjects from sequence
 // from on, up to the end of the stream, until fn returns false.
 func (g *Gateway) readStored(ctx context.Context, subjects []string, from uint64, fn func(message) bool) error {
-	cons, err := g.js.OrderedConsumer(ctx, streams.Messages, jetstream.OrderedConsumerConfig{
+	cons, err := g.js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1),
 	})
 	if err != nil {
@@ -241,15 +240,11 @@ func toMessage(msg jetstream.Msg) (message, *jetstream.MsgMetadata, bool) {
 	if err != nil {
 		return message{}, nil, false
 	}
-	g, err := protocol.ParseGroupID(strings.TrimPrefix(msg.Subject(), "comm.msgs."))
-	if err != nil {
+	g, sender, ok := streams.ParseAccepted(msg.Subject())
+	if !ok {
 		return message{}, meta, false
 	}
 	e, err := strconv.ParseUint(msg.Headers().Get(streams.HeaderEpoch), 10, 32)
-	if err != nil {
-		return message{}, meta, false
-	}
-	sender, err := protocol.ParseClientID(msg.Headers().Get(streams.HeaderSender))
 	if err != nil {
 		return message{}, meta, false
 	}
@@ -263,7 +258,7 @@ func (g *Gateway) startFeeds(ctx context.Context) error {
 		stream, filter string
 		handle         func(jetstream.Msg)
 	}{
-		{streams.Messages, streams.AllMessages, g.liveMessage},
+		{streams.AcceptedStream, streams.AllAccepted, g.liveMessage},
 		{streams.Bundles, streams.AllBundles, g.liveBundle},
 	} {
 		cons, err := g.js.OrderedConsumer(ctx, f.stream, jetstream.OrderedConsumerConfig{

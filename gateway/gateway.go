@@ -137,7 +137,7 @@ func (g *Gateway) open(ctx context.Context) error {
 	if err := g.loadEvents(ctx); err != nil {
 		return err
 	}
-	for _, name := range []string{streams.Messages, streams.Bundles} {
+	for _, name := range []string{streams.AcceptedStream, streams.Bundles} {
 		if _, err := streams.BindStream(ctx, js, name); err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func storedEnvelopes(t *testing.T, s *stacktest.Stack) [][]byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := s.JS.Stream(ctx, streams.Messages)
+	stream, err := s.JS.Stream(ctx, streams.AcceptedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func storedEnvelopes(t *testing.T, s *stacktest.Stack) [][]byte {
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cons, err := s.JS.OrderedConsumer(ctx, streams.Messages, jetstream.OrderedConsumerConfig{})
+	cons, err := s.JS.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,15 +109,16 @@ func TestRestartedClientNeverReusesACounter(t *testing.T) {
 	checkNoCounterTwice(t, storedEnvelopes(t, s))
 }
 
-// TestRelayCrashBetweenRecordAndStore: the relay records alice's counter
-// and "crashes" before storing; alice's client gets no verdict in time,
-// sends the same envelope again, and the message is stored and delivered
-// exactly once.
-func TestRelayCrashBetweenRecordAndStore(t *testing.T) {
+// TestRelayCrashBetweenStoreAndReply: the relay stores alice's message
+// (the stored message is its counter's record: one write) and "crashes"
+// before replying; alice's client gets no verdict in time, sends the same
+// envelope again, is told "duplicate", and the message is stored and
+// delivered exactly once.
+func TestRelayCrashBetweenStoreAndReply(t *testing.T) {
 	s := stacktest.New(t)
 	crashes := make(chan struct{}, 1)
 	crashes <- struct{}{}
-	s.AddRelay(relay.Config{FaultAfterRecord: func() error {
+	s.AddRelay(relay.Config{FaultAfterStore: func() error {
 		select {
 		case <-crashes:
 			return errors.New("injected crash")

@@ -298,7 +298,7 @@ func TestPolicyRekeyByMessages(t *testing.T) {
 	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{MaxMessages: 3})
 	k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"})
 	for i := range 3 {
-		msg := nats.NewMsg(streams.MessageSubject(g))
+		msg := nats.NewMsg(streams.AcceptedSubject(g, protocol.ClientID{byte(i)}))
 		msg.Header.Set(streams.HeaderEpoch, "1")
 		msg.Data = []byte(fmt.Sprint(i))
 		if _, err := e.js.PublishMsg(e.ctx, msg); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -111,11 +110,11 @@ func (k *Keyserver) agedGroups() []rekeyDue {
 // (from the Comm-Epoch header; headers only, no payload) and asks for a
 // rekey when a group's policy limit is reached.
 func (k *Keyserver) countMessages(ctx context.Context, due chan<- rekeyDue) (func(), error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AllMessages}, HeadersOnly: true, DeliverPolicy: jetstream.DeliverNewPolicy}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AllAccepted}, HeadersOnly: true, DeliverPolicy: jetstream.DeliverNewPolicy}
 	if start, ok := k.oldestCountedEpoch(); ok {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
-	cons, err := k.js.OrderedConsumer(ctx, streams.Messages, cfg)
+	cons, err := k.js.OrderedConsumer(ctx, streams.AcceptedStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("keyserver: message counter: %w", err)
 	}
@@ -154,8 +153,8 @@ type msgCounter struct {
 }
 
 func (c *msgCounter) count(msg jetstream.Msg) {
-	g, err := protocol.ParseGroupID(strings.TrimPrefix(msg.Subject(), "comm.msgs."))
-	if err != nil {
+	g, _, ok := streams.ParseAccepted(msg.Subject())
+	if !ok {
 		return
 	}
 	e, err := strconv.ParseUint(msg.Headers().Get(streams.HeaderEpoch), 10, 32)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"hash/maphash"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
@@ -90,8 +88,7 @@ func (r *Relay) reply(m *nats.Msg, verdict, reason string) {
 	r.nc.PublishMsg(out)
 }
 
-// accept applies the acceptance rules and, for an acceptable message,
-// records its counter and stores it.
+// accept applies the acceptance rules and stores an acceptable envelope.
 func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 	sender, err := protocol.ParseClientID(j.msg.Header.Get(streams.HeaderSender))
 	if err != nil {
@@ -100,62 +97,41 @@ func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 	if reason := r.checkRules(ctx, j.header, sender, j.received); reason != "" {
 		return Refused, reason
 	}
-	key := streams.CounterKey(j.header.Group, sender)
-	hash := sha256.Sum256(j.msg.Data)
+	key := streams.AcceptedKey(j.header.Group, sender)
 	for range 3 {
-		prev, err := r.counters.get(ctx, key)
+		prev, err := r.accepted.get(ctx, key)
 		if err != nil {
-			r.log.Warn().Err(err).Msg("counter unavailable")
-			return Retry, "counters_unavailable"
+			r.log.Warn().Err(err).Msg("last accepted envelope unavailable")
+			return Retry, "store_unavailable"
 		}
 		if j.header.Counter <= prev.counter {
-			return r.again(ctx, j, prev, hash)
+			return again(j, prev)
 		}
-		_, err = r.counters.record(ctx, key, prev, last{counter: j.header.Counter, hash: hash})
+		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev)
 		if err == errConflict {
 			r.Metrics.conflicts.Add(1)
 			continue
 		}
 		if err != nil {
-			r.log.Warn().Err(err).Msg("counter not recorded")
-			return Retry, "counters_unavailable"
+			r.log.Warn().Err(err).Msg("message not stored")
+			return Retry, "store_unavailable"
 		}
-		if hook := r.cfg.FaultAfterRecord; hook != nil && hook() != nil {
+		if hook := r.cfg.FaultAfterStore; hook != nil && hook() != nil {
 			return "", ""
 		}
-		return r.store(ctx, j, sender)
+		return Accepted, ""
 	}
 	return Refused, "counter_contended"
 }
 
-// again handles a counter not above the last accepted one: the very last
-// envelope sent again within the duplicate window is stored at most once
-// (a sender retrying after a lost acknowledgement, or after a relay
-// crashed between recording and storing); anything else is a replay.
-func (r *Relay) again(ctx context.Context, j *job, prev last, hash [32]byte) (string, string) {
-	if j.header.Counter == prev.counter && hash == prev.hash && time.Since(prev.at) < streams.DedupWindow-time.Minute {
-		return r.store(ctx, j, j.header.Sender)
-	}
-	return Refused, "replayed_counter"
-}
-
-// store puts the accepted envelope into the messages stream. Its message
-// id makes a second store of the same (group, sender, counter) a no-op.
-func (r *Relay) store(ctx context.Context, j *job, sender protocol.ClientID) (string, string) {
-	m := nats.NewMsg(streams.MessageSubject(j.header.Group))
-	m.Data = j.msg.Data
-	m.Header.Set(jetstream.MsgIDHeader, streams.CounterKey(j.header.Group, sender)+"."+strconv.FormatUint(j.header.Counter, 10))
-	m.Header.Set(streams.HeaderEpoch, strconv.FormatUint(uint64(j.header.Epoch), 10))
-	m.Header.Set(streams.HeaderSender, sender.String())
-	ack, err := r.js.PublishMsg(ctx, m)
-	if err != nil {
-		r.log.Warn().Err(err).Msg("message not stored")
-		return Retry, "store_unavailable"
-	}
-	if ack.Duplicate {
+// again answers an envelope whose counter is not above the last accepted:
+// the very last envelope again (a sender whose acknowledgement was lost)
+// is a duplicate, not stored twice; anything else is a replay.
+func again(j *job, prev last) (string, string) {
+	if j.header.Counter == prev.counter && sha256.Sum256(j.msg.Data) == prev.hash {
 		return Duplicate, ""
 	}
-	return Accepted, ""
+	return Refused, "replayed_counter"
 }
 
 // checkRules applies the membership and epoch rules; it returns the reason

@@ -16,6 +16,7 @@ type Metrics struct {
 	verdicts      *labelled // by verdict and reason
 	conflicts     *metrics.Counter
 	refusedEvents *metrics.Counter
+	trims         *metrics.Counter
 	partitions    atomic.Int64
 }
 
@@ -31,6 +32,8 @@ func newMetrics(r *metrics.Registry) *Metrics {
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
 		refusedEvents: r.Counter("comm_relay_events_refused_total",
 			"Events in the log that failed verification (a forged or corrupt log)."),
+		trims: r.Counter("comm_relay_trims_total",
+			"(group, sender) histories trimmed to the retention period (their last envelope is always kept)."),
 	}
 	r.GaugeFunc("comm_relay_partitions_owned", "Relay partitions this relay owns now.",
 		func() float64 { return float64(m.partitions.Load()) })

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -152,12 +151,12 @@ func (p *partitions) renew(ctx context.Context) {
 func (p *partitions) claim(ctx context.Context, n int) {
 	rev, err := p.kv.Create(ctx, leaseKey(n), []byte(p.r.cfg.ID))
 	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !isCASFailure(err) { // taken by another relay: 10071, or 10164 on replicated buckets
 			p.r.log.Warn().Err(err).Int("partition", n).Msg("claim failed")
 		}
 		return
 	}
-	p.r.counters.forgetPartition(n)
+	p.r.accepted.forgetPartition(n)
 	sub, err := p.r.nc.Subscribe(streams.PartitionSubject(n), p.r.dispatch)
 	if err != nil {
 		p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))

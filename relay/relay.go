@@ -10,14 +10,16 @@
 // of the epoch change; its counter is greater than the last accepted for
 // (group, sender).
 //
-// The last accepted counters live in the COMM_COUNTERS key-value bucket.
-// A relay first records the new counter there by compare-and-swap (so no
-// two relays can ever accept the same (group, sender, counter)), then
-// stores the envelope with a message id of (group, sender, counter). A
-// crash between the two loses the message, never duplicates it: the
-// sender got no acknowledgement and retries the same envelope, which the
-// relay stores once (JetStream's duplicate window makes the store
-// idempotent); after the window a retry is refused like any replay.
+// Accepted envelopes live in the COMM_ACCEPTED key-value bucket, one key
+// per (group, sender) whose values are that sender's envelopes. A relay
+// stores an envelope by compare-and-swap on its key's last revision, so
+// the stored message is also the record of its counter: one write, and no
+// two relays can ever accept the same (group, sender, counter). There is
+// no moment between storing and recording for a crash to fall into. A
+// sender that got no acknowledgement sends the same envelope again and is
+// told "duplicate" if it was stored; the relays trim each key to the
+// retention period but keep its last value forever, so the last accepted
+// counter is never forgotten.
 //
 // Groups are spread over streams.Partitions partitions; each relay owns a
 // fair share of them through leases in the COMM_RELAYS bucket, and
@@ -65,10 +67,13 @@ type Config struct {
 	// registry, for tests). It must not hold another relay's.
 	Metrics *metrics.Registry
 
-	// FaultAfterRecord is for fault-injection tests: it runs between
-	// recording a counter and storing the message, and an error stops the
-	// decision there, with no store and no reply, as a crash would.
-	FaultAfterRecord func() error
+	// FaultAfterStore is for fault-injection tests: it runs between
+	// storing an envelope and replying, and an error stops the decision
+	// there, with no reply, as a crash would.
+	FaultAfterStore func() error
+	// TrimInterval is how often envelopes older than Streams.Retention are
+	// removed (default a tenth of the retention, at most 10 minutes).
+	TrimInterval time.Duration
 }
 
 func (c *Config) fill() error {
@@ -95,23 +100,32 @@ func (c *Config) fill() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.TrimInterval <= 0 {
+		retention := c.Streams.Retention
+		if retention <= 0 {
+			retention = streams.DefaultRetention
+		}
+		c.TrimInterval = max(min(retention/10, 10*time.Minute), time.Second)
+	}
 	return nil
 }
 
 // Relay is a running relay.
 type Relay struct {
-	cfg       Config
-	log       zerolog.Logger
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	proj      *events.Projection
-	counters  *counters
-	parts     *partitions
-	workers   []chan *job
-	wg        sync.WaitGroup
-	stop      []func()
-	closeOnce sync.Once
-	Metrics   *Metrics
+	cfg         Config
+	log         zerolog.Logger
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	proj        *events.Projection
+	accepted    *accepted
+	stream      jetstream.Stream // COMM_ACCEPTED's, for the janitor
+	stopJanitor func()
+	parts       *partitions
+	workers     []chan *job
+	wg          sync.WaitGroup
+	stop        []func()
+	closeOnce   sync.Once
+	Metrics     *Metrics
 }
 
 // Start loads the event log, opens the buckets and streams, starts the
@@ -132,6 +146,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r.parts = parts
+	r.stopJanitor = r.runJanitor(r.cfg.TrimInterval)
 	return r, nil
 }
 
@@ -154,14 +169,14 @@ func (r *Relay) open(ctx context.Context) error {
 		return err
 	}
 	r.stop = append(r.stop, stop)
-	if _, err := streams.BindStream(ctx, js, streams.Messages); err != nil {
-		return err
-	}
-	kv, err := streams.BindKV(ctx, js, streams.Counters)
+	kv, err := streams.BindKV(ctx, js, streams.Accepted)
 	if err != nil {
 		return err
 	}
-	r.counters = newCounters(kv)
+	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
+		return err
+	}
+	r.accepted = newAccepted(js, kv)
 	return nil
 }
 
@@ -175,6 +190,9 @@ func (r *Relay) refusedEvent(err error) {
 func (r *Relay) Close() { r.closeOnce.Do(r.close) }
 
 func (r *Relay) close() {
+	if r.stopJanitor != nil {
+		r.stopJanitor()
+	}
 	if r.parts != nil {
 		r.parts.close()
 	}

@@ -101,7 +101,7 @@ func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (
 }
 
 func (w *world) stored() int {
-	s, err := w.js.Stream(w.t.Context(), streams.Messages)
+	s, err := w.js.Stream(w.t.Context(), streams.AcceptedStream)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -161,14 +161,15 @@ func TestEpochGraceAndRemoval(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenRecordAndStore: the relay records the counter, then
-// "crashes" before storing. The sender's retry of the same envelope is
-// stored exactly once; any further copy is a duplicate or a replay.
-func TestCrashBetweenRecordAndStore(t *testing.T) {
+// TestCrashAfterStore: the relay stores an envelope (its counter's record
+// in the same write) and "crashes" before it replies. The sender's retry
+// of the same envelope is a duplicate, stored once; another envelope with
+// that counter is a replay.
+func TestCrashAfterStore(t *testing.T) {
 	w := newWorld(t)
 	var crash atomic.Bool
 	crash.Store(true)
-	w.relay(Config{FaultAfterRecord: func() error {
+	w.relay(Config{FaultAfterStore: func() error {
 		if crash.Load() {
 			return errors.New("crash")
 		}
@@ -178,23 +179,18 @@ func TestCrashBetweenRecordAndStore(t *testing.T) {
 	if v, _ := w.sendWithin(w.alice, e, 300*time.Millisecond); v != "" {
 		t.Fatalf("the crashed relay answered %q", v)
 	}
-	if n := w.stored(); n != 0 {
-		t.Fatalf("%d messages stored before the retry", n)
-	}
 	crash.Store(false)
-	if v, r := w.send(w.alice, e); v != Accepted {
-		t.Fatalf("retry after the crash: %s %s", v, r)
-	}
-	if v, _ := w.send(w.alice, e); v != Duplicate {
-		t.Fatalf("second retry: %s, want duplicate", v)
+	if v, r := w.send(w.alice, e); v != Duplicate {
+		t.Fatalf("retry after the crash: %s %s, want duplicate", v, r)
 	}
 	if n := w.stored(); n != 1 {
 		t.Fatalf("%d messages stored, want exactly 1", n)
 	}
-	// Another envelope with the same counter (a forgery or a reused
-	// counter) is a replay, crash or not.
 	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Refused || r != "replayed_counter" {
 		t.Fatalf("same counter, other bytes: %s %s", v, r)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 2)); v != Accepted {
+		t.Fatalf("the next counter: %s %s", v, r)
 	}
 }
 
@@ -260,5 +256,34 @@ func TestPartitionsShareAndFailOver(t *testing.T) {
 	})
 	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Accepted {
 		t.Fatalf("after fail-over: %s %s", v, r)
+	}
+}
+
+// TestTrimKeepsTheLastEnvelope: with a short retention, the janitor
+// removes old envelopes but keeps each sender's last, so its counter is
+// still refused as a replay afterwards.
+func TestTrimKeepsTheLastEnvelope(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	var offset atomic.Int64
+	r := w.relay(Config{Streams: streams.Config{Retention: time.Hour}, TrimInterval: time.Hour,
+		Now: func() time.Time { return now.Add(time.Duration(offset.Load())) }})
+	for c := uint64(1); c <= 5; c++ {
+		if v, _ := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
+			t.Fatalf("counter %d: %s", c, v)
+		}
+	}
+	w.send(w.bob, env(w.bob, w.group, 1, 1))
+	offset.Store(int64(2 * time.Hour)) // everything is now older than the retention
+	if err := r.Trim(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.stored(); n != 2 {
+		t.Fatalf("%d envelopes after the trim, want each sender's last (2)", n)
+	}
+	r.Close()
+	w.relay(Config{}) // a fresh relay knows only what the bucket kept
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 4)); v != Refused || r != "replayed_counter" {
+		t.Fatalf("an old counter after the trim: %s %s", v, r)
 	}
 }

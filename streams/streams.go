@@ -5,8 +5,9 @@
 //	comm.events.<aggregate>          COMM_EVENTS    keyserver → everyone (package events)
 //	comm.bundles.<member>.<group>    COMM_BUNDLES   keyserver → gateways: signed, wrapped group keys
 //	comm.in.<partition>              (request/reply) gateways → the relay owning the partition
-//	$KV.COMM_COUNTERS.<group>.<sender>  KV bucket   relays: last accepted counter, by compare-and-swap
-//	comm.msgs.<group>                COMM_MSGS      relays → gateways: accepted envelopes, store-and-forward
+//	$KV.COMM_ACCEPTED.<group>.<sender>  KV bucket   relays → gateways: accepted envelopes, stored by
+//	                                                compare-and-swap; the last one of each (group,
+//	                                                sender) is its last accepted counter
 //	$KV.COMM_RELAYS.*                KV bucket      relays: presence and partition leases
 //	$KV.COMM_CURSORS.<client>        KV bucket      gateways: each client's delivery cursor
 //	comm.admin.>                     (request/reply) ksctl → keyserver
@@ -21,7 +22,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,8 +35,7 @@ import (
 // Stream and bucket names.
 const (
 	Bundles  = "COMM_BUNDLES"
-	Messages = "COMM_MSGS"
-	Counters = "COMM_COUNTERS"
+	Accepted = "COMM_ACCEPTED" // a key-value bucket: its stream is AcceptedStream
 	Relays   = "COMM_RELAYS"
 	Cursors  = "COMM_CURSORS"
 	// KeyserverKV holds the keyserver's bookkeeping (which epoch's bundles
@@ -44,7 +46,7 @@ const (
 // Message headers.
 const (
 	HeaderEpoch  = "Comm-Epoch"  // on accepted messages: the envelope's epoch
-	HeaderSender = "Comm-Sender" // on inbound and accepted messages: the authenticated sender (hex)
+	HeaderSender = "Comm-Sender" // on inbound messages: the authenticated sender (hex)
 	HeaderStatus = "Comm-Status" // on relay replies: accepted, duplicate or refused
 	HeaderReason = "Comm-Reason" // on relay replies: why a message was refused (for logs and metrics)
 )
@@ -111,16 +113,37 @@ func GroupBundles(g protocol.GroupID) string { return "comm.bundles.*." + g.Stri
 // AllBundles filters every bundle.
 const AllBundles = "comm.bundles.*.*"
 
-// CounterKey is the COMM_COUNTERS key of (g, sender).
-func CounterKey(g protocol.GroupID, sender protocol.ClientID) string {
+// The accepted envelopes' stream and subjects.
+const (
+	AcceptedStream = "KV_" + Accepted
+	AcceptedPrefix = "$KV." + Accepted + "."
+	AllAccepted    = AcceptedPrefix + "*.*"
+)
+
+// AcceptedKey is the COMM_ACCEPTED key of (g, sender).
+func AcceptedKey(g protocol.GroupID, sender protocol.ClientID) string {
 	return g.String() + "." + sender.String()
 }
 
-// MessageSubject is where relays store the accepted envelopes of g.
-func MessageSubject(g protocol.GroupID) string { return "comm.msgs." + g.String() }
+// AcceptedSubject is where relays store the envelopes of sender in g.
+func AcceptedSubject(g protocol.GroupID, sender protocol.ClientID) string {
+	return AcceptedPrefix + AcceptedKey(g, sender)
+}
 
-// AllMessages filters every accepted message.
-const AllMessages = "comm.msgs.*"
+// GroupAccepted filters the accepted envelopes of g.
+func GroupAccepted(g protocol.GroupID) string { return AcceptedPrefix + g.String() + ".*" }
+
+// ParseAccepted reads the group and sender of an accepted envelope's subject.
+func ParseAccepted(subject string) (protocol.GroupID, protocol.ClientID, bool) {
+	rest, ok := strings.CutPrefix(subject, AcceptedPrefix)
+	g, s, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 {
+		return protocol.GroupID{}, protocol.ClientID{}, false
+	}
+	gid, err := protocol.ParseGroupID(g)
+	sid, err2 := protocol.ParseClientID(s)
+	return gid, sid, err == nil && err2 == nil
+}
 
 // BundlesConfig keeps the last BundleHistory bundles per (group, member)
 // for the retention period.
@@ -139,36 +162,29 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
-// DedupWindow is how long JetStream remembers a stored message's id: a
-// relay that recorded a counter but crashed before storing its message can
-// still store it once when the sender retries within this window.
-const DedupWindow = 10 * time.Minute
-
-// MessagesConfig keeps accepted envelopes for the retention period.
-func MessagesConfig(c Config) jetstream.StreamConfig {
+// AcceptedConfig is the COMM_ACCEPTED key-value bucket, configured as a
+// stream: one key per (group, sender) whose values are that sender's
+// accepted envelopes, every one kept (not only the last, as a plain bucket
+// would) so that gateways can deliver them. A relay stores an envelope by
+// compare-and-swap on its key's last revision: the stored message is the
+// counter's record, one write. Nothing expires by age: the relays trim
+// each key to the retention period but always keep its last value, the
+// sender's last accepted counter, whose loss would let an old message
+// through.
+func AcceptedConfig(c Config) jetstream.StreamConfig {
 	c = c.filled()
 	return jetstream.StreamConfig{
-		Name:        Messages,
-		Description: "Communicator accepted group messages (end-to-end encrypted envelopes)",
-		Subjects:    []string{AllMessages},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      c.Retention,
-		Replicas:    c.Replicas,
-		Duplicates:  DedupWindow,
-		AllowDirect: true,
-	}
-}
-
-// CountersConfig keeps, forever, the last accepted counter of every
-// (group, sender): its loss would let an old message through.
-func CountersConfig(c Config) jetstream.KeyValueConfig {
-	c = c.filled()
-	return jetstream.KeyValueConfig{
-		Bucket:      Counters,
-		Description: "Communicator relays: last accepted counter per (group, sender)",
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
+		Name:              AcceptedStream,
+		Description:       "Communicator accepted group messages (end-to-end encrypted envelopes), by (group, sender)",
+		Subjects:          []string{AcceptedPrefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: math.MaxInt32, // a key-value bucket needs a history limit; this one keeps all
+		Discard:           jetstream.DiscardNew,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Replicas:          c.Replicas,
+		AllowDirect:       true,
 	}
 }
 
@@ -229,12 +245,12 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 // keyserver does this: with least-privilege credentials, relays and
 // gateways may not change stream configuration, they bind.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
-	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), MessagesConfig(c)} {
+	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), AcceptedConfig(c)} {
 		if _, err := EnsureStream(ctx, js, sc); err != nil {
 			return err
 		}
 	}
-	for _, kc := range []jetstream.KeyValueConfig{CountersConfig(c), RelaysConfig(c), CursorsConfig(c), KeyserverKVConfig(c)} {
+	for _, kc := range []jetstream.KeyValueConfig{RelaysConfig(c), CursorsConfig(c), KeyserverKVConfig(c)} {
 		if _, err := EnsureKV(ctx, js, kc); err != nil {
 			return err
 		}

@@ -5,26 +5,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commsec/communicator/streams"
 )
 
-// The scratch stream and bucket of the raw measurements, deleted
-// afterwards.
+// The scratch stream of the raw measurements, deleted afterwards.
 const (
-	scratchStream  = "COMMLOAD_SCRATCH"
-	scratchKV      = "COMMLOAD_SCRATCH"
-	scratchRate    = "commload.scratch.rate"
-	scratchLatency = "commload.scratch.latency"
-	scratchPattern = "commload.scratch.pattern"
-	maxRawMessages = 10_000_000 // bound on the async-publish phase
+	scratchStream        = "COMMLOAD_SCRATCH"
+	scratchRate          = "commload.scratch.rate"
+	scratchLatency       = "commload.scratch.latency"
+	scratchPatternPrefix = "commload.scratch.pattern"
+	maxRawMessages       = 10_000_000 // bound on the async-publish phase
 )
 
 // rawResult is raw JetStream on the same server: the async-publish rate,
@@ -48,8 +43,8 @@ func (r *rawResult) pairRate() float64 { return float64(r.pairs) / r.pairsIn.Sec
 // measureRaw runs the raw phases on a scratch stream.
 func measureRaw(ctx context.Context, js jetstream.JetStream, o *options) (*rawResult, error) {
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: scratchStream,
-		Subjects: []string{scratchRate, scratchLatency, scratchPattern}, Storage: jetstream.FileStorage,
-		Replicas: 1, Duplicates: streams.DedupWindow})
+		Subjects: []string{scratchRate, scratchLatency, scratchPatternPrefix + ".*"}, Storage: jetstream.FileStorage,
+		Replicas: 1})
 	if err != nil {
 		return nil, fmt.Errorf("raw: scratch stream: %w", err)
 	}
@@ -142,49 +137,35 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, o *options) uint6
 }
 
 // relayPattern does, with one worker per client, only what the relay
-// does to store a message: a compare-and-swap of a key-value entry, then
-// a synchronous publish with a message id to a stream with a duplicate
-// window. It isolates the storage cost from the rest of the path.
+// does to store a message: a synchronous publish that compares-and-swaps
+// the last sequence of the worker's own subject. It isolates the storage
+// cost from the rest of the path.
 func (r *rawResult) relayPattern(ctx context.Context, js jetstream.JetStream, o *options) error {
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: scratchKV, Storage: jetstream.FileStorage})
-	if err != nil {
-		return fmt.Errorf("raw: scratch bucket: %w", err)
-	}
-	defer js.DeleteKeyValue(context.Background(), scratchKV)
 	start := time.Now()
 	end := start.Add(o.rawDuration)
 	var pairs atomic.Uint64
 	var wg sync.WaitGroup
 	for w := range o.clients {
-		wg.Go(func() { pairs.Add(patternWorker(ctx, js, kv, w, end, o.size)) })
+		wg.Go(func() { pairs.Add(patternWorker(ctx, js, w, end, o.size)) })
 	}
 	wg.Wait()
 	r.pairs, r.workers, r.pairsIn = pairs.Load(), o.clients, time.Since(start)
 	return nil
 }
 
-// patternWorker runs compare-and-swap + publish pairs on its own key
-// until end, or until an error; it returns how many it completed.
-func patternWorker(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, w int, end time.Time, size int) uint64 {
-	key := fmt.Sprintf("w%05d", w)
-	value := make([]byte, 48) // a counter and a SHA-256, as the relay stores
-	var rev, n uint64
+// patternWorker stores messages on its own subject by compare-and-swap
+// until end, or until an error; it returns how many it stored.
+func patternWorker(ctx context.Context, js jetstream.JetStream, w int, end time.Time, size int) uint64 {
+	subject := fmt.Sprintf("%s.w%05d", scratchPatternPrefix, w)
+	var last, n uint64
 	for ; n < maxRawMessages && ctx.Err() == nil && time.Now().Before(end); n++ {
-		var err error
-		if rev == 0 {
-			rev, err = kv.Create(ctx, key, value)
-		} else {
-			rev, err = kv.Update(ctx, key, value, rev)
-		}
+		m := nats.NewMsg(subject)
+		m.Data = make([]byte, size)
+		ack, err := js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(last))
 		if err != nil {
 			return n
 		}
-		m := nats.NewMsg(scratchPattern)
-		m.Data = make([]byte, size)
-		m.Header.Set(jetstream.MsgIDHeader, key+"."+strconv.FormatUint(n, 10))
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			return n
-		}
+		last = ack.Sequence
 	}
 	return n
 }

@@ -47,8 +47,8 @@ func reportRaw(w io.Writer, raw *rawResult) {
 	fmt.Fprintln(w, "Raw JetStream, same server and payload size, after the load")
 	row(w, "async publish msgs/s", fmt.Sprintf("%.0f", raw.rate()), fmt.Sprintf("(%d stored in %v)", raw.stored, raw.elapsed.Round(time.Millisecond)))
 	row(w, "latency publish → consume", quantiles(&raw.latency), fmt.Sprintf("(at %.0f msgs/s, %d consumed)", raw.latRate, raw.consumed))
-	row(w, "relay pattern pairs/s", fmt.Sprintf("%.0f", raw.pairRate()),
-		fmt.Sprintf("(KV compare-and-swap + publish with message id, %d workers: the relay's storage alone)", raw.workers))
+	row(w, "relay pattern stores/s", fmt.Sprintf("%.0f", raw.pairRate()),
+		fmt.Sprintf("(synchronous compare-and-swap publish, %d workers: the relay's storage alone)", raw.workers))
 }
 
 func groupSizes(o *options) string {

@@ -8,9 +8,9 @@
 //   - only the keyserver writes events and bundles, and nobody may delete
 //     or purge a stream;
 //   - gateways send to relays and read messages, bundles and events, but
-//     cannot write events, accepted messages or counters;
-//   - relays write accepted messages and counters and read events, but
-//     cannot write events or bundles;
+//     cannot write events or accepted messages;
+//   - relays write accepted messages (and trim them to the retention
+//     period) and read events, but cannot write events or bundles;
 //   - the admin role reaches only the admin API; the auditor only reads
 //     the event log;
 //   - every role has its own reply-inbox prefix, so no role can listen to
@@ -74,26 +74,26 @@ func Of(r Role) Permissions {
 	switch r {
 	case Keyserver:
 		return Permissions{
-			PubAllow: []string{"comm.events.>", "comm.bundles.>", "$KV.COMM_KEYSERVER.>", "$JS.API.>", "$SRV.>", InboxPrefix(Admin) + ".>"},
+			PubAllow: []string{"comm.events.>", "comm.event-checkpoints", "comm.bundles.>", "$KV.COMM_KEYSERVER.>", "$JS.API.>", "$SRV.>", InboxPrefix(Admin) + ".>"},
 			PubDeny:  []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"},
 			SubAllow: []string{"comm.admin.>", "$SRV.>", InboxPrefix(Keyserver) + ".>"},
 		}
 	case Relay:
 		return Permissions{
-			PubAllow: concat([]string{"comm.msgs.*", "$KV.COMM_COUNTERS.>", "$KV.COMM_RELAYS.>", InboxPrefix(Gateway) + ".>", "$JS.API.INFO"},
-				readStream("COMM_EVENTS"), readStream("COMM_MSGS"), readStream("KV_COMM_COUNTERS"), readStream("KV_COMM_RELAYS")),
+			PubAllow: concat([]string{"$KV.COMM_ACCEPTED.>", "$JS.API.STREAM.PURGE.KV_COMM_ACCEPTED", "$KV.COMM_RELAYS.>", InboxPrefix(Gateway) + ".>", "$JS.API.INFO"},
+				readStream("COMM_EVENTS"), readStream("COMM_EVENT_CHECKPOINTS"), readStream("KV_COMM_ACCEPTED"), readStream("KV_COMM_RELAYS")),
 			SubAllow: []string{"comm.in.*", InboxPrefix(Relay) + ".>"},
 		}
 	case Gateway:
 		return Permissions{
 			PubAllow: concat([]string{"comm.in.*", "$KV.COMM_CURSORS.>", "$JS.API.INFO"},
-				readStream("COMM_EVENTS"), readStream("COMM_MSGS"), readStream("COMM_BUNDLES"), readStream("KV_COMM_CURSORS")),
+				readStream("COMM_EVENTS"), readStream("COMM_EVENT_CHECKPOINTS"), readStream("KV_COMM_ACCEPTED"), readStream("COMM_BUNDLES"), readStream("KV_COMM_CURSORS")),
 			SubAllow: []string{InboxPrefix(Gateway) + ".>"},
 		}
 	case Admin:
 		return Permissions{PubAllow: []string{"comm.admin.>"}, SubAllow: []string{InboxPrefix(Admin) + ".>"}}
 	case Auditor:
-		return Permissions{PubAllow: readStream("COMM_EVENTS"), SubAllow: []string{InboxPrefix(Auditor) + ".>"}}
+		return Permissions{PubAllow: concat(readStream("COMM_EVENTS"), readStream("COMM_EVENT_CHECKPOINTS")), SubAllow: []string{InboxPrefix(Auditor) + ".>"}}
 	}
 	return Permissions{}
 }

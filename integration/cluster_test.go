@@ -1,0 +1,581 @@
+//go:build docker
+
+// The fault tests of the docker compose deployment: the full stack on a
+// three-node NATS cluster, with relays killed, a NATS node stopped and the
+// whole stack restarted, and the least-privilege permissions probed.
+// .ci/run runs them whenever a Docker engine answers:
+//
+//	go test -tags docker -run TestCluster -v -timeout 25m ./integration
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/clientsdk"
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/service"
+	"github.com/commsec/communicator/keyserver/admin"
+	"github.com/commsec/communicator/keyserver/audit"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
+)
+
+// cluster is one docker compose project of the deployment.
+type cluster struct {
+	t       *testing.T
+	root    string
+	project string
+	secrets string
+	env     []string
+	natsURL string
+	gateway [2]string
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func startCluster(t *testing.T) *cluster {
+	root, _ := filepath.Abs("..")
+	c := &cluster{t: t, root: root, project: fmt.Sprintf("commfault%d", time.Now().Unix()%100000), secrets: t.TempDir()}
+	ports := [3]int{freePort(t), freePort(t), freePort(t)}
+	c.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
+	c.gateway = [2]string{fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	c.env = append(os.Environ(), "COMM_SECRETS="+c.secrets, fmt.Sprintf("COMM_NATS_PORT=%d", ports[0]),
+		fmt.Sprintf("COMM_GATEWAY1_PORT=%d", ports[1]), fmt.Sprintf("COMM_GATEWAY2_PORT=%d", ports[2]))
+	c.run("deploy/build-images")
+	c.run("go", "run", "./cmd/ksctl", "init", "--dir", filepath.Join(c.secrets, "keys"))
+	c.run("go", "run", "./cmd/comminit", "--dir", c.secrets)
+	t.Cleanup(c.down)
+	c.compose("up", "-d", "--scale", "relay=3")
+	c.waitHealthy(3 * time.Minute)
+	return c
+}
+
+func (c *cluster) run(name string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = c.root, c.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// compose runs docker compose (the plugin if present, else docker-compose).
+func (c *cluster) compose(args ...string) string {
+	c.t.Helper()
+	base := []string{"-p", c.project, "-f", "docker-compose.yml"}
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		return c.run("docker", append(append([]string{"compose"}, base...), args...)...)
+	}
+	return c.run("docker-compose", append(base, args...)...)
+}
+
+func (c *cluster) down() {
+	if c.t.Failed() {
+		c.t.Logf("logs:\n%s", tail(c.composeQuiet("logs", "--no-color", "--tail", "40"), 20000))
+	}
+	c.composeQuiet("down", "-v", "--remove-orphans")
+}
+
+func (c *cluster) composeQuiet(args ...string) string {
+	base := []string{"-p", c.project, "-f", "docker-compose.yml"}
+	cmd := exec.Command("docker-compose", append(base, args...)...)
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		cmd = exec.Command("docker", append(append([]string{"compose"}, base...), args...)...)
+	}
+	cmd.Dir, cmd.Env = c.root, c.env
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// containers lists the project's container ids of a service.
+func (c *cluster) containers(service string) []string {
+	out := c.run("docker", "ps", "-q", "--filter", "label=com.docker.compose.project="+c.project,
+		"--filter", "label=com.docker.compose.service="+service)
+	return strings.Fields(out)
+}
+
+// waitHealthy waits until every container of the project reports healthy.
+func (c *cluster) waitHealthy(within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ids := strings.Fields(c.run("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+c.project))
+		unhealthy := 0
+		for _, id := range ids {
+			state := strings.TrimSpace(c.run("docker", "inspect", "--format", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}", id))
+			if state != "running/healthy" {
+				unhealthy++
+			}
+		}
+		if len(ids) >= 8 && unhealthy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d of %d containers not healthy after %v", unhealthy, len(ids), within)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// connect opens a NATS connection with a role's credentials.
+func (c *cluster) connect(name, role string) (*nats.Conn, error) {
+	opts, err := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
+	if err != nil {
+		return nil, err
+	}
+	return nats.Connect(c.natsURL, append(opts, nats.Timeout(10*time.Second), nats.MaxReconnects(-1))...)
+}
+
+func (c *cluster) mustConnect(name, role string) *nats.Conn {
+	c.t.Helper()
+	nc, err := c.connect(name, role)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
+func (c *cluster) readKey(name string, kind keys.Kind) [32]byte {
+	c.t.Helper()
+	data, err := os.ReadFile(filepath.Join(c.secrets, "keys", name))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pub, err := keys.DecodePublicKey(data, kind)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return pub
+}
+
+// tally counts what the test clients did and saw.
+type tally struct {
+	sent, acked, refused, failed, delivered, duplicates atomic.Int64
+	mu                                                  sync.Mutex
+	seen                                                map[string]bool
+}
+
+func (t *tally) deliver(payload string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen[payload] {
+		t.duplicates.Add(1)
+		return
+	}
+	t.seen[payload] = true
+	t.delivered.Add(1)
+}
+
+// pair is a sender on one gateway and a receiver on the other, alone in a group.
+type pair struct {
+	group    protocol.GroupID
+	from, to *clientsdk.Client
+}
+
+func TestClusterFaults(t *testing.T) {
+	if exec.Command("docker", "info").Run() != nil {
+		t.Skip("no Docker engine answers")
+	}
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	op := c.adminClient()
+	pairs := c.makePairs(ctx, op, 4)
+	tl := &tally{seen: map[string]bool{}}
+	for _, p := range pairs {
+		go receive(p.to, tl)
+	}
+
+	t.Log("phase 1: load on both gateways, kill -9 one of three relays mid-stream")
+	relays := c.containers("relay")
+	if len(relays) != 3 {
+		t.Fatalf("%d relays running, want 3", len(relays))
+	}
+	exchange(ctx, t, pairs, tl, "p1", 60, func() { c.run("docker", "kill", "-s", "KILL", relays[0]) })
+	waitDelivered(t, tl)
+	c.run("docker", "start", relays[0]) // the crashed relay comes back and takes its share again
+
+	t.Log("phase 2: stop one NATS node; admin changes and messages continue; it rejoins")
+	c.compose("stop", "nats-2")
+	events := c.adminChanges(ctx, op)
+	exchange(ctx, t, pairs, tl, "p2", 20, nil)
+	c.compose("start", "nats-2")
+	c.waitHealthy(3 * time.Minute)
+	c.checkReplicasCurrent(ctx)
+	waitDelivered(t, tl)
+	before := c.audit(ctx, "pair-0")
+	c.checkEventsPresent(ctx, events)
+
+	t.Log("phase 3: restart the whole stack; state rebuilt by replay; the audit is unchanged")
+	c.compose("stop")
+	c.compose("start")
+	c.waitHealthy(3 * time.Minute)
+	if after := c.audit(ctx, "pair-0"); after != before {
+		t.Fatalf("audit after the restart differs:\nbefore %s\nafter  %s", before, after)
+	}
+	exchange(ctx, t, pairs, tl, "p3", 10, nil)
+	waitDelivered(t, tl)
+
+	t.Log("phase 4: permissions")
+	c.checkPermissions(ctx)
+	c.checkNoCounterTwice(ctx)
+	summary := fmt.Sprintf("cluster figures: messages sent %d, acknowledged %d, delivered %d, refused %d, send errors %d, duplicates delivered %d, duplicates accepted 0",
+		tl.sent.Load(), tl.acked.Load(), tl.delivered.Load(), tl.refused.Load(), tl.failed.Load(), tl.duplicates.Load())
+	t.Log(summary)
+	fmt.Println(summary)
+	if tl.duplicates.Load() != 0 || tl.delivered.Load() != tl.acked.Load() {
+		t.Fatal("an acknowledged message was lost or delivered twice")
+	}
+}
+
+func (c *cluster) adminClient() *admin.Client {
+	c.t.Helper()
+	data, err := keys.ReadFile(filepath.Join(c.secrets, "keys", "operator.key"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	key, err := keys.DecodeSigningKey(data, keys.KindOperatorPrivate)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return &admin.Client{NC: c.mustConnect("ksctl", "admin"), Operator: key}
+}
+
+// makePairs registers 2n clients and n groups of two through the admin
+// API, and connects each pair's sender and receiver to different gateways.
+func (c *cluster) makePairs(ctx context.Context, op *admin.Client, n int) []pair {
+	c.t.Helper()
+	gwKey, ksKey := c.readKey("gateway.pub", keys.KindServerPublic), c.readKey("keyserver.pub", keys.KindKeyserverPublic)
+	var pairs []pair
+	for i := range n {
+		from, to := c.newClient(ctx, op, fmt.Sprintf("s%d", i)), c.newClient(ctx, op, fmt.Sprintf("r%d", i))
+		r, err := op.Do(ctx, admin.OpCreate, admin.Args{Name: fmt.Sprintf("pair-%d", i)})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if _, err := op.Do(ctx, admin.OpAdd, admin.Args{Group: r.Group, Clients: []string{fmt.Sprintf("s%d", i), fmt.Sprintf("r%d", i)}}); err != nil {
+			c.t.Fatal(err)
+		}
+		g, _ := protocol.ParseGroupID(r.Group)
+		p := pair{group: g, from: c.dial(ctx, from, i%2, gwKey, ksKey), to: c.dial(ctx, to, (i+1)%2, gwKey, ksKey)}
+		for _, cl := range []*clientsdk.Client{p.from, p.to} {
+			if err := cl.WaitKey(ctx, g); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		pairs = append(pairs, p)
+	}
+	return pairs
+}
+
+func (c *cluster) newClient(ctx context.Context, op *admin.Client, name string) *keys.ClientIdentity {
+	id, _ := keys.GenerateClientIdentity(nil)
+	if _, err := op.Do(ctx, admin.OpRegister, admin.Args{Client: keys.EncodeClientPublic(id.Public()), Name: name}); err != nil {
+		c.t.Fatal(err)
+	}
+	return id
+}
+
+func (c *cluster) dial(ctx context.Context, id *keys.ClientIdentity, gw int, gwKey, ksKey [32]byte) *clientsdk.Client {
+	c.t.Helper()
+	var cl *clientsdk.Client
+	var err error
+	for range 30 { // the gateway may not have the registration yet
+		cl, err = clientsdk.Dial(ctx, clientsdk.Config{Addr: c.gateway[gw], Identity: id, ServerKey: gwKey, KeyserverKey: ksKey,
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second})
+		if err == nil {
+			c.t.Cleanup(func() { cl.Close() })
+			return cl
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.t.Fatal(err)
+	return nil
+}
+
+func receive(cl *clientsdk.Client, tl *tally) {
+	for m := range cl.Messages() {
+		tl.deliver(string(m.Payload))
+	}
+}
+
+// exchange has every pair's sender send n messages at once; during runs
+// once half of all sends are acknowledged.
+func exchange(ctx context.Context, t *testing.T, pairs []pair, tl *tally, phase string, n int, during func()) {
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	var once sync.Once
+	total := int64(n * len(pairs))
+	for i, p := range pairs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range n {
+				tl.sent.Add(1)
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				err := p.from.Send(sctx, p.group, []byte(fmt.Sprintf("%s/%d/%d", phase, i, j)))
+				cancel()
+				switch {
+				case err == nil:
+					tl.acked.Add(1)
+				case err == clientsdk.ErrRefused:
+					tl.refused.Add(1)
+				default:
+					tl.failed.Add(1)
+					t.Errorf("send %s/%d/%d: %v", phase, i, j, err)
+				}
+				if done.Add(1) == total/2 && during != nil {
+					once.Do(during)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func waitDelivered(t *testing.T, tl *tally) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for tl.delivered.Load() < tl.acked.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d of %d acknowledged messages", tl.delivered.Load(), tl.acked.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// adminChanges makes changes while a NATS node is down and returns the
+// names of what it created: each change was acknowledged.
+func (c *cluster) adminChanges(ctx context.Context, op *admin.Client) []string {
+	c.t.Helper()
+	var names []string
+	for i := range 3 {
+		name := fmt.Sprintf("late-%d", i)
+		c.newClient(ctx, op, name)
+		if _, err := op.Do(ctx, admin.OpCreate, admin.Args{Name: "g-" + name}); err != nil {
+			c.t.Fatal(err)
+		}
+		if _, err := op.Do(ctx, admin.OpAdd, admin.Args{Group: "g-" + name, Clients: []string{name}}); err != nil {
+			c.t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if _, err := op.Do(ctx, admin.OpRekey, admin.Args{Group: "pair-0", Reason: "while nats-2 is down"}); err != nil {
+		c.t.Fatal(err)
+	}
+	return names
+}
+
+// projection replays the log with the keyserver's credentials.
+func (c *cluster) projection(ctx context.Context) *events.Projection {
+	c.t.Helper()
+	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
+	store, err := events.OpenReadOnly(ctx, js)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p, err := events.Load(ctx, store, c.readKey("keyserver.pub", keys.KindKeyserverPublic), nil, func(err error) { c.t.Errorf("refused: %v", err) })
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// checkEventsPresent: every acknowledged change made while a node was
+// down is in the log.
+func (c *cluster) checkEventsPresent(ctx context.Context, names []string) {
+	c.t.Helper()
+	c.projection(ctx).Read(func(s *events.State) {
+		for _, n := range names {
+			g, ok := s.GroupByName("g-" + n)
+			cl, ok2 := s.ClientByName(n)
+			if !ok || !ok2 || !g.IsMember(cl.ID) {
+				c.t.Fatalf("change %s acknowledged while nats-2 was down is missing from the log", n)
+			}
+		}
+	})
+}
+
+// checkReplicasCurrent waits until every replica of the streams is current.
+func (c *cluster) checkReplicasCurrent(ctx context.Context) {
+	c.t.Helper()
+	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
+	for _, name := range []string{events.StreamName, streams.AcceptedStream, streams.Bundles} {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			s, err := js.Stream(ctx, name)
+			if err == nil {
+				info, err := s.Info(ctx)
+				if err == nil && replicasCurrent(info) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("stream %s: replicas not current after the node rejoined", name)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+func replicasCurrent(info *jetstream.StreamInfo) bool {
+	if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		return false
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current || r.Offline {
+			return false
+		}
+	}
+	return true
+}
+
+// audit returns the group's audited timeline as JSON, without the time
+// the audit ran.
+func (c *cluster) audit(ctx context.Context, group string) string {
+	c.t.Helper()
+	js, _ := jetstream.New(c.mustConnect("ksctl-audit", "auditor"))
+	r, err := audit.Run(ctx, js, c.readKey("keyserver.pub", keys.KindKeyserverPublic), group, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r.Until = time.Time{}
+	r.Verified.LogEvents = 0 // other groups' events may follow
+	var b bytes.Buffer
+	json.NewEncoder(&b).Encode(r)
+	return b.String()
+}
+
+// checkPermissions probes the least-privilege users.
+func (c *cluster) checkPermissions(ctx context.Context) {
+	c.t.Helper()
+	for _, p := range []struct{ role, name, subject string }{
+		{"gateway", "comm-gateway", "comm.events.client.forged"},
+		{"relay", "comm-relay", "comm.events.group.forged"},
+		{"gateway", "comm-gateway", "$KV.COMM_ACCEPTED.forged.x"},
+		{"gateway", "comm-gateway", "$JS.API.STREAM.PURGE.KV_COMM_ACCEPTED"},
+		{"relay", "comm-relay", "comm.bundles.forged.x"},
+		{"admin", "ksctl", "comm.events.client.forged"},
+		{"relay", "comm-relay", "$JS.API.STREAM.PURGE." + events.StreamName},
+		{"keyserver", "comm-keyserver", "$JS.API.STREAM.DELETE." + events.StreamName},
+	} {
+		if err := c.publishDenied(ctx, p.role, p.name, p.subject); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if _, err := nats.Connect(c.natsURL, nats.Timeout(5*time.Second)); err == nil {
+		c.t.Fatal("an unauthenticated connection reached NATS")
+	} else {
+		c.t.Logf("unauthenticated connection refused: %v", err)
+	}
+}
+
+// publishDenied publishes to subject as role and expects NATS to report a
+// permissions violation and no stream to change.
+func (c *cluster) publishDenied(ctx context.Context, role, name, subject string) error {
+	violations := make(chan error, 4)
+	opts, _ := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	nc, err := nats.Connect(c.natsURL, opts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	before := c.eventCount(ctx)
+	if _, err := nc.Request(subject, []byte("forged"), 2*time.Second); err == nil {
+		return fmt.Errorf("%s could publish to %s and got an answer", role, subject)
+	}
+	select {
+	case err := <-violations:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			return fmt.Errorf("%s on %s: %v, want a permissions violation", role, subject, err)
+		}
+		c.t.Logf("%s denied %s: %v", role, subject, err)
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s publishing to %s: no permissions violation reported", role, subject)
+	}
+	if after := c.eventCount(ctx); after != before {
+		return fmt.Errorf("the event log changed (%d to %d) after %s published to %s", before, after, role, subject)
+	}
+	return nil
+}
+
+func (c *cluster) eventCount(ctx context.Context) uint64 {
+	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// checkNoCounterTwice reads every accepted envelope: no (group, sender,
+// counter) was stored twice.
+func (c *cluster) checkNoCounterTwice(ctx context.Context) {
+	c.t.Helper()
+	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
+	cons, err := js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, streams.AcceptedStream)
+	info, _ := s.Info(ctx)
+	seen := map[string]bool{}
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := cons.Fetch(int(info.State.Msgs-n), jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			n++
+			h, err := envelope.ParseHeader(m.Data())
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			k := fmt.Sprint(h.Group, h.Sender, h.Counter)
+			if seen[k] {
+				c.t.Fatalf("(group, sender, counter) %s accepted twice", k)
+			}
+			seen[k] = true
+		}
+	}
+	c.t.Logf("%d accepted messages, every (group, sender, counter) once", len(seen))
+}
