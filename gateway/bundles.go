@@ -36,7 +36,7 @@ func (s *session) pushBundles() error {
 			}
 			n++
 			from = m.Sequence + 1
-			if !s.enqueueWait(frame{channel.TypeKeyBundle, m.Data}) {
+			if !s.enqueueWait(channel.Outgoing{Type: channel.TypeKeyBundle, Body: m.Data}) {
 				return nil
 			}
 			s.gw.Metrics.bundlesOut.Add(1)
@@ -65,7 +65,7 @@ func (g *Gateway) liveBundle(msg jetstream.Msg) {
 		return
 	}
 	for _, s := range g.sessions.client(id) {
-		if s.enqueue(frame{channel.TypeKeyBundle, msg.Data()}) {
+		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data()}) {
 			g.Metrics.bundlesOut.Add(1)
 		}
 	}

@@ -174,8 +174,8 @@ func (s *session) groupsChanged() {
 	}
 }
 
-func deliverFrame(m message) frame {
-	return frame{channel.TypeDeliver, channel.AppendDeliver(make([]byte, 0, 8+len(m.data)), m.seq, m.data)}
+func deliverFrame(m message) channel.Outgoing {
+	return channel.Outgoing{Type: channel.TypeDeliver, Body: channel.AppendDeliver(make([]byte, 0, 8+len(m.data)), m.seq, m.data)}
 }
 
 // mayRead reports whether the client may be delivered a message of group

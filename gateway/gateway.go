@@ -5,10 +5,10 @@
 // group's partition, and delivers the accepted messages of its groups from
 // a per-client cursor.
 //
-// Each connection has one reader goroutine and one writer goroutine fed by
-// a bounded queue: a client that does not keep up is disconnected (and
-// catches up from its cursor later); it never slows the others. Drops are
-// counted by reason.
+// Each connection has one reader goroutine and a bounded queue whose
+// writer goroutine runs only while frames wait: a client that does not
+// keep up is disconnected (and catches up from its cursor later); it
+// never slows the others. Drops are counted by reason.
 //
 // The gateway never sees a group key or a plaintext: bundles are wrapped
 // to the client, envelopes are sealed under the group key.

@@ -15,19 +15,13 @@ import (
 	"github.com/commsec/communicator/relay"
 )
 
-// frame is one frame queued for a client.
-type frame struct {
-	typ  channel.Type
-	body []byte
-}
-
 // session is one authenticated client connection.
 type session struct {
 	gw       *Gateway
 	conn     *channel.Conn
 	id       protocol.ClientID
 	log      zerolog.Logger
-	out      chan frame
+	out      outbox
 	done     chan struct{}
 	stopOnce sync.Once
 	inflight chan struct{}
@@ -40,7 +34,6 @@ func newSession(g *Gateway, conn *channel.Conn, id protocol.ClientID) *session {
 	return &session{
 		gw: g, conn: conn, id: id,
 		log:      g.log.With().Str("client", id.Short()).Str("remote", conn.NetConn().RemoteAddr().String()).Logger(),
-		out:      make(chan frame, g.cfg.QueueSize),
 		done:     make(chan struct{}),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 	}
@@ -56,12 +49,11 @@ func (s *session) run() {
 	g.sessions.add(s, groups)
 	g.Metrics.connections.Add(1)
 	s.log.Info().Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); s.writer() }()
+	s.out.init(s)
 	go s.deliver(groups)
 	err := s.reader()
 	s.shutdown()
-	<-writerDone
+	s.out.wait()
 	g.sessions.remove(s)
 	g.cursors.mark(s.id, s.acked.Load())
 	g.Metrics.connections.Add(-1)
@@ -72,6 +64,7 @@ func (s *session) run() {
 func (s *session) shutdown() {
 	s.stopOnce.Do(func() {
 		close(s.done)
+		s.out.close()
 		s.conn.Close()
 	})
 }
@@ -132,7 +125,7 @@ func (s *session) handle(f channel.Frame) (done bool, err error) {
 		cursor, _ := channel.ParseUint64(f.Body)
 		s.ack(cursor)
 	case channel.TypePing:
-		s.enqueue(frame{channel.TypePong, append([]byte(nil), f.Body...)})
+		s.enqueue(channel.Outgoing{Type: channel.TypePong, Body: append([]byte(nil), f.Body...)})
 	case channel.TypeClose:
 		return true, nil
 	case channel.TypeError:
@@ -179,51 +172,5 @@ func (s *session) sendAck(a channel.SendAck, release bool) {
 	if release {
 		<-s.inflight
 	}
-	s.enqueue(frame{channel.TypeSendAck, channel.AppendSendAck(nil, a)})
-}
-
-// enqueue queues a frame without waiting: a client whose queue is full is
-// too slow and is disconnected.
-func (s *session) enqueue(f frame) bool {
-	select {
-	case s.out <- f:
-		return true
-	case <-s.done:
-		return false
-	default:
-		s.fail("slow", protocol.ErrSlowClient)
-		return false
-	}
-}
-
-// enqueueWait queues a frame, waiting for room: catch-up traffic that the
-// client asked for by connecting.
-func (s *session) enqueueWait(f frame) bool {
-	select {
-	case s.out <- f:
-		return true
-	case <-s.done:
-		return false
-	}
-}
-
-// writer writes queued frames, each within WriteTimeout.
-func (s *session) writer() {
-	for {
-		select {
-		case <-s.done:
-			return
-		case f := <-s.out:
-			s.conn.NetConn().SetWriteDeadline(time.Now().Add(s.gw.cfg.WriteTimeout))
-			if err := s.conn.WriteFrame(f.typ, f.body); err != nil {
-				select {
-				case <-s.done: // closed meanwhile: not the write's fault
-				default:
-					s.fail("write_failed", err)
-				}
-				return
-			}
-			s.gw.Metrics.framesOut.Add(1)
-		}
-	}
+	s.enqueue(channel.Outgoing{Type: channel.TypeSendAck, Body: channel.AppendSendAck(nil, a)})
 }

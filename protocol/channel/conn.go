@@ -13,17 +13,30 @@ import (
 
 // Reader reads and opens frames from a stream. One goroutine reads; Wipe
 // may be called from any goroutine.
+//
+// It reads into its own buffer as much as the stream offers, so one read
+// usually brings a whole frame, often several. The buffer starts small
+// (idle connections are many) and grows to the largest frame seen; after
+// a long run of small frames it shrinks back.
 type Reader struct {
-	r      io.Reader
-	lb     [LengthSize]byte // a field, so that reading it does not allocate
-	buf    []byte
-	mu     sync.Mutex // guards opener: the blocking read runs without it
-	opener *Opener
+	r          io.Reader
+	buf        []byte // unread bytes are buf[start:end]
+	start, end int
+	smallRun   int        // consecutive small frames since the buffer grew
+	mu         sync.Mutex // guards opener: the blocking read runs without it
+	opener     *Opener
 }
+
+// Buffer sizes of a Reader.
+const (
+	readerBuf   = 512
+	shrinkAfter = 64 // small frames in a row before a grown buffer shrinks
+	shrinkAbove = 8 * readerBuf
+)
 
 // NewReader reads frames from r and opens them with o.
 func NewReader(r io.Reader, o *Opener) *Reader {
-	return &Reader{r: r, opener: o, buf: make([]byte, 0, 512)}
+	return &Reader{r: r, opener: o, buf: make([]byte, readerBuf)}
 }
 
 // Read returns the next frame. Its Body is valid until the next Read. A
@@ -42,25 +55,60 @@ func (r *Reader) Read() (Frame, error) {
 	return Frame{}, err
 }
 
-// read reads one whole frame, checking its length before allocating.
+// read returns one whole frame, checking its length before it makes room.
 func (r *Reader) read() ([]byte, error) {
-	if _, err := io.ReadFull(r.r, r.lb[:]); err != nil {
-		return nil, readError(err, true)
+	if err := r.fill(LengthSize); err != nil {
+		return nil, readError(err, r.end == r.start)
 	}
-	length := binary.BigEndian.Uint32(r.lb[:])
+	length := binary.BigEndian.Uint32(r.buf[r.start:])
 	if err := CheckLength(length); err != nil {
 		return nil, err
 	}
 	n := LengthSize + int(length)
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
-	}
-	frame := r.buf[:n]
-	copy(frame, r.lb[:])
-	if _, err := io.ReadFull(r.r, frame[LengthSize:]); err != nil {
+	r.resize(n)
+	if err := r.fill(n); err != nil {
 		return nil, readError(err, false)
 	}
+	frame := r.buf[r.start : r.start+n]
+	r.start += n
 	return frame, nil
+}
+
+// fill reads until at least n unread bytes are buffered, taking whatever
+// more the stream already has.
+func (r *Reader) fill(n int) error {
+	for r.end-r.start < n {
+		if len(r.buf)-r.start < n { // no room after start: move the unread bytes down
+			r.end = copy(r.buf, r.buf[r.start:r.end])
+			r.start = 0
+		}
+		m, err := r.r.Read(r.buf[r.end:])
+		r.end += m
+		if err != nil && r.end-r.start < n {
+			return err
+		}
+	}
+	return nil
+}
+
+// resize makes the buffer hold a frame of n bytes, and shrinks it after a
+// long run of small frames.
+func (r *Reader) resize(n int) {
+	switch {
+	case n > len(r.buf):
+		r.smallRun = 0
+		r.realloc(n)
+	case n <= readerBuf && len(r.buf) > shrinkAbove:
+		if r.smallRun++; r.smallRun >= shrinkAfter && r.end-r.start <= readerBuf {
+			r.realloc(readerBuf)
+		}
+	}
+}
+
+func (r *Reader) realloc(size int) {
+	buf := make([]byte, size)
+	r.end = copy(buf, r.buf[r.start:r.end])
+	r.start, r.buf = 0, buf
 }
 
 func readError(err error, atBoundary bool) error {
@@ -95,14 +143,32 @@ func NewWriter(w io.Writer, s *Sealer) *Writer {
 
 // Write seals one frame and writes it with a single Write call.
 func (w *Writer) Write(t Type, body []byte) error {
+	return w.WriteAll([]Outgoing{{t, body}})
+}
+
+// Outgoing is a frame to send.
+type Outgoing struct {
+	Type Type
+	Body []byte
+}
+
+// WriteAll seals the frames in order and writes them with a single Write
+// call: a busy connection costs one system call for many frames.
+func (w *Writer) WriteAll(frames []Outgoing) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	frame, err := w.sealer.Seal(w.buf[:0], t, body)
-	if err != nil {
-		return err
+	buf := w.buf[:0]
+	for _, f := range frames {
+		var err error
+		if buf, err = w.sealer.Seal(buf, f.Type, f.Body); err != nil {
+			return err
+		}
 	}
-	w.buf = frame
-	if _, err := w.w.Write(frame); err != nil {
+	w.buf = buf
+	if len(buf) > 4*readerBuf*16 {
+		w.buf = nil // do not keep a burst's buffer on an idle connection
+	}
+	if _, err := w.w.Write(buf); err != nil {
 		w.sealer.Wipe()
 		return fmt.Errorf("channel: write: %w", err)
 	}
@@ -154,6 +220,9 @@ func (c *Conn) ReadFrame() (Frame, error) { return c.r.Read() }
 
 // WriteFrame seals and writes one frame; see Writer.Write.
 func (c *Conn) WriteFrame(t Type, body []byte) error { return c.w.Write(t, body) }
+
+// WriteFrames seals and writes frames with one Write; see Writer.WriteAll.
+func (c *Conn) WriteFrames(frames []Outgoing) error { return c.w.WriteAll(frames) }
 
 // NetConn returns the underlying connection, for deadlines and addresses.
 func (c *Conn) NetConn() net.Conn { return c.nc }
