@@ -19,5 +19,8 @@
 //
 // Projection is the one fold every service uses: it verifies the subject,
 // the chain and the signature of each event and checks that the change is
-// valid in the current State before it applies it.
+// valid in the current State before it applies it. A cold start (Load)
+// checks signatures only at the aggregates' heads, and with a checkpoint
+// (the keyserver's signature over the hash of the log up to a point, in
+// its own stream; see Checkpoint) only at the heads after it.
 package events

@@ -2,6 +2,7 @@ package events
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -129,14 +130,14 @@ func (r Record) Decode() (*Event, error) {
 	if len(r) < minRecordSize || len(r) > MaxRecordSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(r))
 	}
-	var e Event
-	if err := msgpack.Unmarshal(r[:len(r)-protocol.SignatureSize], &e); err != nil {
+	e, err := decodeEvent(r[:len(r)-protocol.SignatureSize])
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if err := e.check(); err != nil {
 		return nil, err
 	}
-	return &e, nil
+	return e, nil
 }
 
 // check validates the shape of a decoded event: version, one payload that
@@ -151,29 +152,47 @@ func (e *Event) check() error {
 	if len(e.Actor) != 0 && len(e.Actor) != protocol.PublicKeySize {
 		return fmt.Errorf("%w: actor", ErrMalformed)
 	}
-	want, err := e.aggregateOfPayload()
+	prefix, id, err := e.aggregateOfPayload()
 	if err != nil {
 		return err
 	}
-	if e.Aggregate != want {
-		return fmt.Errorf("%w: aggregate %q, payload is about %q", ErrMalformed, e.Aggregate, want)
+	if !isAggregate(e.Aggregate, prefix, id) {
+		return fmt.Errorf("%w: aggregate %q, payload is about %q", ErrMalformed, e.Aggregate, prefix+hex.EncodeToString(id))
 	}
 	return nil
 }
 
-func (e *Event) aggregateOfPayload() (string, error) {
+// aggregateOfPayload returns the aggregate the payload is about, as the
+// prefix and id of its name (see ClientAggregate and GroupAggregate).
+func (e *Event) aggregateOfPayload() (prefix string, id []byte, err error) {
 	switch {
 	case (e.Type == ClientRegistered || e.Type == ClientRevoked) && e.Client != nil && e.Group == nil && e.Members == nil:
-		return ClientAggregate(e.Client.ID), nil
+		return clientPrefix, e.Client.ID[:], nil
 	case (e.Type == GroupCreated || e.Type == GroupDeleted) && e.Group != nil && e.Client == nil && e.Members == nil:
-		return GroupAggregate(e.Group.ID), nil
+		return groupPrefix, e.Group.ID[:], nil
 	case (e.Type == MembersAdded || e.Type == MembersRemoved || e.Type == GroupRekeyed) && e.Members != nil && e.Client == nil && e.Group == nil:
 		if len(e.Members.Digest) != protocol.HashSize {
-			return "", fmt.Errorf("%w: member digest", ErrMalformed)
+			return "", nil, fmt.Errorf("%w: member digest", ErrMalformed)
 		}
-		return GroupAggregate(e.Members.Group), nil
+		return groupPrefix, e.Members.Group[:], nil
 	}
-	return "", fmt.Errorf("%w: type %q with the wrong payload", ErrMalformed, e.Type)
+	return "", nil, fmt.Errorf("%w: type %q with the wrong payload", ErrMalformed, e.Type)
+}
+
+// isAggregate reports whether agg is prefix followed by id in lowercase
+// hex, without building that name.
+func isAggregate(agg, prefix string, id []byte) bool {
+	const digits = "0123456789abcdef"
+	if len(agg) != len(prefix)+2*len(id) || agg[:len(prefix)] != prefix {
+		return false
+	}
+	h := agg[len(prefix):]
+	for i, b := range id {
+		if h[2*i] != digits[b>>4] || h[2*i+1] != digits[b&0x0f] {
+			return false
+		}
+	}
+	return true
 }
 
 // When returns the event's time.
@@ -182,11 +201,16 @@ func (e *Event) When() time.Time { return time.Unix(0, e.Time).UTC() }
 // Subject prefix of the event log.
 const SubjectPrefix = "comm.events."
 
+const (
+	clientPrefix = "client."
+	groupPrefix  = "group."
+)
+
 // ClientAggregate names a client's aggregate.
-func ClientAggregate(id protocol.ClientID) string { return "client." + id.String() }
+func ClientAggregate(id protocol.ClientID) string { return clientPrefix + id.String() }
 
 // GroupAggregate names a group's aggregate.
-func GroupAggregate(id protocol.GroupID) string { return "group." + id.String() }
+func GroupAggregate(id protocol.GroupID) string { return groupPrefix + id.String() }
 
 // Subject is the JetStream subject of an aggregate.
 func Subject(aggregate string) string { return SubjectPrefix + aggregate }

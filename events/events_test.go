@@ -1,8 +1,12 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -181,14 +185,23 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 	const perWriter = 20
 	var conflicts [2]int
 	var wg sync.WaitGroup
+	if err := s2.proj.WaitFor(f.ctx, s1.proj.LastSeq()); err != nil {
+		t.Fatal(err)
+	}
 	for i, s := range []*service{s1, s2} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for done := 0; done < perWriter; {
+				// The event is built on the writer's view; if the other
+				// writer's event reached that view before Append checked
+				// it, the change is stale: build it again, as after a
+				// conflict.
+				before := s.proj.LastSeq()
 				_, err := s.w.Append(f.ctx, s.epoch(t, events.GroupRekeyed, g))
 				switch {
-				case errors.Is(err, events.ErrConflict):
+				case errors.Is(err, events.ErrConflict),
+					errors.Is(err, events.ErrWrongEpoch) && s.proj.LastSeq() != before:
 					conflicts[i]++
 				case err != nil:
 					t.Error(err)
@@ -204,7 +217,14 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 		t.Log("no conflict happened in this run; the chain check below still holds")
 	}
 	want := protocol.Epoch(1 + 2*perWriter)
+	last, err := f.store.LastSeq(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []*service{s1, s2, f.service()} {
+		if err := s.proj.WaitFor(f.ctx, last); err != nil {
+			t.Fatal(err)
+		}
 		s.proj.Read(func(st *events.State) {
 			if e := st.Groups[g].Epoch; e != want {
 				t.Fatalf("epoch %d, want %d: the history forked or lost an event", e, want)
@@ -293,5 +313,246 @@ func TestAppendConflictCodes(t *testing.T) {
 	}
 	if !events.IsConflict(&jetstream.APIError{ErrorCode: 10164}) {
 		t.Fatal("10164 (replicated streams) is not mapped to a conflict")
+	}
+}
+
+// TestNextDigestIsMemberDigest: through random additions and removals
+// in a group, the digest the state computes for the next epoch (from its
+// sorted member list) is bundle.MemberDigest of the new members, and the
+// projection applies the events that carry it.
+func TestNextDigestIsMemberDigest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	p := events.NewProjection(fuzzKS.Public())
+	seq := uint64(0)
+	heads := map[string]events.Head{}
+	apply := func(e *events.Event) {
+		t.Helper()
+		h := heads[e.Aggregate]
+		e.Format, e.Seq = events.Format, h.Seq+1
+		if h.Seq > 0 {
+			e.Prev = h.Hash[:]
+		}
+		rec, err := events.Sign(e, fuzzKS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate), Record: rec}); err != nil {
+			t.Fatal(err)
+		}
+		heads[e.Aggregate] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
+	}
+	var clients []protocol.ClientID
+	for range 200 {
+		var id protocol.ClientID
+		for i := range id {
+			id[i] = byte(rng.UintN(256))
+		}
+		clients = append(clients, id)
+		apply(events.NewClientRegistered(id, [32]byte{1}, ""))
+	}
+	g := protocol.GroupID{9}
+	apply(events.NewGroupCreated(g, "g", events.Policy{}))
+	members := map[protocol.ClientID]bool{}
+	for epoch := protocol.Epoch(1); epoch <= 40; epoch++ {
+		typ := events.MembersAdded
+		if len(members) > 0 && rng.IntN(3) == 0 {
+			typ = events.MembersRemoved
+		}
+		var changed []protocol.ClientID
+		for _, id := range clients {
+			if members[id] == (typ == events.MembersRemoved) && rng.IntN(8) == 0 {
+				changed = append(changed, id)
+			}
+		}
+		if len(changed) == 0 {
+			typ, changed = events.GroupRekeyed, nil
+			if len(members) == 0 {
+				continue
+			}
+		}
+		for _, id := range changed {
+			members[id] = typ == events.MembersAdded
+			if !members[id] {
+				delete(members, id)
+			}
+		}
+		var list []protocol.ClientID
+		for id := range members {
+			list = append(list, id)
+		}
+		want := bundle.MemberDigest(list)
+		var got [32]byte
+		var err error
+		p.Read(func(s *events.State) { got, err = s.NextDigest(typ, s.Groups[g], changed) })
+		if err != nil || got != want {
+			t.Fatalf("epoch %d (%s of %d): NextDigest = %x, %v; MemberDigest = %x", epoch, typ, len(changed), got, err, want)
+		}
+		apply(events.NewEpoch(typ, g, epoch, changed, want, ""))
+		p.Read(func(s *events.State) {
+			if l := s.Groups[g].MemberList(); len(l) != len(members) || !slices.IsSortedFunc(l, func(a, b protocol.ClientID) int { return bytes.Compare(a[:], b[:]) }) {
+				t.Fatalf("epoch %d: member list of %d, want %d sorted", epoch, len(l), len(members))
+			}
+		})
+	}
+}
+
+// TestWriterEventsReachFollowers: the Writer applies its own events to
+// its projection as they are stored; its follower still hands each one to
+// onApplied, once, and refuses none; another service applies them all.
+func TestWriterEventsReachFollowers(t *testing.T) {
+	f := newFixture(t)
+	p, err := events.Load(f.ctx, f.store, f.ks.Public(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	var refused []error
+	stop, err := events.Follow(f.ctx, f.store, p, func(e *events.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[e.Seq]++
+	}, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		refused = append(refused, err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	w := events.NewWriter(f.store, p, f.ks, nil)
+	g := protocol.GroupID{5}
+	if _, err := w.Append(f.ctx, events.NewGroupCreated(g, "ops", events.Policy{})); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for range n {
+		a, aw := newClient(t)
+		if _, err := w.Append(f.ctx, events.NewClientRegistered(a, aw, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(refused) > 0 {
+			t.Fatalf("the follower refused the writer's events: %v", refused)
+		}
+		if len(seen) != 1 || seen[1] != n+1 { // every event is the first of its aggregate
+			return fmt.Errorf("onApplied saw %v", seen)
+		}
+		return nil
+	})
+	other := f.service()
+	if a, b := digest(p), digest(other.proj); a != b {
+		t.Fatal("the writer's projection and a replay differ")
+	}
+}
+
+func digest(p *events.Projection) (d [32]byte) {
+	p.Read(func(s *events.State) { d = s.Digest() })
+	return d
+}
+
+// TestCheckpoints: Load with a checkpoint builds the same state as
+// without; a checkpoint that does not verify, or whose log hash the log
+// does not match, is reported and Load checks every signature instead; an
+// event forged after a checkpoint is refused.
+func TestCheckpoints(t *testing.T) {
+	f := newFixture(t)
+	s := f.service()
+	a, aw := newClient(t)
+	b, bw := newClient(t)
+	g := protocol.GroupID{6}
+	s.must(t, events.NewClientRegistered(a, aw, "alice"))
+	s.must(t, events.NewClientRegistered(b, bw, "bob"))
+	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
+	s.must(t, s.epoch(t, events.MembersAdded, g, a, b))
+	if err := s.w.Checkpoint(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.must(t, s.epoch(t, events.MembersRemoved, g, b))
+	want := digest(s.proj)
+
+	load := func() (*events.Projection, []error) {
+		var refused []error
+		p, err := events.Load(f.ctx, f.store, f.ks.Public(), nil, func(err error) { refused = append(refused, err) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if digest(p) != want {
+			t.Fatal("the loaded state differs from the live one")
+		}
+		return p, refused
+	}
+	if _, refused := load(); len(refused) != 0 {
+		t.Fatalf("refused with a good checkpoint: %v", refused)
+	}
+
+	js, _ := jetstream.New(f.nc)
+	publish := func(wire []byte) {
+		t.Helper()
+		if _, err := js.Publish(f.ctx, events.CheckpointSubject, wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, seq := s.proj.LogHash()
+	other, _ := keys.GenerateSigningKey(nil)
+	for name, wire := range map[string][]byte{
+		"signed by another key": events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, other),
+		"another log hash":      events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: [32]byte{1}}, f.ks),
+		"beyond the log":        events.SignCheckpoint(events.Checkpoint{Seq: seq + 5, Log: hash}, f.ks),
+		"truncated":             events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, f.ks)[:events.CheckpointSize-1],
+	} {
+		publish(wire)
+		if _, refused := load(); len(refused) != 1 {
+			t.Errorf("%s: refused %v, want the checkpoint reported", name, refused)
+		}
+	}
+
+	// A good checkpoint again, then an event forged after it: chained to
+	// the group's head, valid, but signed by another key.
+	publish(events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, f.ks))
+	agg := events.GroupAggregate(g)
+	head := s.proj.Head(agg)
+	forged := s.epoch(t, events.GroupRekeyed, g)
+	forged.Format, forged.Seq, forged.Prev, forged.Time = events.Format, head.Seq+1, head.Hash[:], time.Now().UnixNano()
+	rec, err := events.Sign(forged, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(f.ctx, agg, rec, head.StreamSeq); err != nil {
+		t.Fatal(err)
+	}
+	p, refused := load()
+	if len(refused) < 2 || !errors.Is(refused[len(refused)-1], events.ErrBadSignature) {
+		t.Fatalf("refused %v: want the failed head, then the forged event", refused)
+	}
+	if h := p.Head(agg); h.Seq != head.Seq || h.Hash != head.Hash {
+		t.Fatal("the forged event is the group's head")
+	}
+}
+
+// TestCheckpointWire: a checkpoint parses back, and any change of its
+// bytes is refused.
+func TestCheckpointWire(t *testing.T) {
+	ks, _ := keys.GenerateSigningKey(nil)
+	pub := ks.Public()
+	c := events.Checkpoint{Seq: 1234, Log: [32]byte{9, 8, 7}}
+	wire := events.SignCheckpoint(c, ks)
+	if len(wire) != events.CheckpointSize {
+		t.Fatalf("%d bytes", len(wire))
+	}
+	if got, err := events.ParseCheckpoint(wire, &pub); err != nil || got != c {
+		t.Fatalf("ParseCheckpoint = %+v, %v", got, err)
+	}
+	for i := range wire {
+		bad := bytes.Clone(wire)
+		bad[i] ^= 0x40
+		if _, err := events.ParseCheckpoint(bad, &pub); !errors.Is(err, events.ErrBadCheckpoint) {
+			t.Fatalf("byte %d changed: %v", i, err)
+		}
 	}
 }

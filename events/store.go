@@ -25,8 +25,9 @@ type StoreConfig struct {
 
 // Store is the event log on JetStream.
 type Store struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	js          jetstream.JetStream
+	stream      jetstream.Stream
+	checkpoints jetstream.Stream // nil: looked up when needed (see Checkpoint)
 }
 
 // StreamConfig is the event stream's configuration: file storage, limits
@@ -50,13 +51,17 @@ func StreamConfig(c StoreConfig) jetstream.StreamConfig {
 	}
 }
 
-// OpenStore creates or updates the event stream.
+// OpenStore creates or updates the event stream and the checkpoint stream.
 func OpenStore(ctx context.Context, js jetstream.JetStream, c StoreConfig) (*Store, error) {
 	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(c))
 	if err != nil {
 		return nil, fmt.Errorf("events: stream %s: %w", StreamName, err)
 	}
-	return &Store{js: js, stream: st}, nil
+	cp, err := js.CreateOrUpdateStream(ctx, CheckpointConfig(c))
+	if err != nil {
+		return nil, fmt.Errorf("events: stream %s: %w", CheckpointStream, err)
+	}
+	return &Store{js: js, stream: st, checkpoints: cp}, nil
 }
 
 // Append stores rec as the next event of aggregate, if the aggregate's last

@@ -4,19 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/commsec/communicator/protocol/keys"
 )
 
 // Writer appends events signed by the keyserver, each chained to the head
-// of its aggregate in the projection, and waits until the projection has
-// applied it (the projection's follower is the only applier).
+// of its aggregate in the projection, and returns once the projection has
+// applied it. When the projection has seen every record before the new
+// one, the Writer applies its event itself (it made the signature); else
+// it waits for the projection's follower. Every checkpointInterval events
+// it stores a checkpoint (see Checkpoint).
 type Writer struct {
 	store *Store
 	proj  *Projection
 	key   *keys.SigningKey
 	now   func() time.Time
+	// own: the key is the one the projection trusts, so the Writer may
+	// apply its events and sign checkpoints.
+	own           bool
+	checkpointing atomic.Bool
 }
 
 // NewWriter returns a Writer; now is the clock (time.Now if nil).
@@ -24,7 +32,7 @@ func NewWriter(store *Store, proj *Projection, key *keys.SigningKey, now func() 
 	if now == nil {
 		now = time.Now
 	}
-	return &Writer{store: store, proj: proj, key: key, now: now}
+	return &Writer{store: store, proj: proj, key: key, now: now, own: key.Public() == proj.KeyserverKey()}
 }
 
 // Append completes e (format, position, previous hash, time), checks it
@@ -53,7 +61,13 @@ func (w *Writer) Append(ctx context.Context, e *Event) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return seq, w.proj.WaitFor(ctx, seq)
+	if !w.own || !w.proj.applyOwn(Stored{Seq: seq, Subject: Subject(e.Aggregate), Record: rec}) {
+		if err := w.proj.WaitFor(ctx, seq); err != nil {
+			return seq, err
+		}
+	}
+	w.maybeCheckpoint()
+	return seq, nil
 }
 
 func (w *Writer) complete(e *Event, head Head) {
@@ -77,4 +91,39 @@ func (w *Writer) catchUp(ctx context.Context, aggregate string) error {
 		return fmt.Errorf("events: after a conflict on %s: %w", aggregate, err)
 	}
 	return w.proj.WaitFor(ctx, last.Sequence)
+}
+
+// Checkpoint signs the projection's log hash and stores it as the newest
+// checkpoint, so that the next Load checks only the signatures of the
+// events appended after it. The projection must have checked the signature
+// of every event it applied (it has, once Load has returned it).
+func (w *Writer) Checkpoint(ctx context.Context) error {
+	if !w.own {
+		return errors.New("events: checkpoint: the writer's key is not the one the projection trusts")
+	}
+	cp, ok := w.proj.checkpoint()
+	if !ok {
+		return errors.New("events: checkpoint: the projection is empty or has unverified heads")
+	}
+	if err := w.store.saveCheckpoint(ctx, SignCheckpoint(cp, w.key)); err != nil {
+		return err
+	}
+	w.proj.setCheckpointed(cp.Seq)
+	return nil
+}
+
+// maybeCheckpoint stores a checkpoint, in the background, when the last
+// one is checkpointInterval events old. An append neither waits for it nor
+// fails with it: a checkpoint not stored is tried again after the next
+// append.
+func (w *Writer) maybeCheckpoint() {
+	if !w.own || w.proj.sinceCheckpoint() < checkpointInterval || !w.checkpointing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer w.checkpointing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+		defer cancel()
+		_ = w.Checkpoint(ctx)
+	}()
 }

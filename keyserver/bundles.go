@@ -1,11 +1,13 @@
 package keyserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,7 +15,6 @@ import (
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
-	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -44,27 +45,100 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 
 func epochKey(g protocol.GroupID) string { return "epoch." + g.String() }
 
-// publishBundles wraps key to every recipient on all workers and publishes
-// each bundle asynchronously as it is made; it returns once JetStream has
-// acknowledged all of them.
+// publishBatch is how many bundles a worker of publishBundles hands to
+// the connection at once: a batch leaves in a few writes, instead of one
+// write (and one read by the server) per bundle.
+const publishBatch = 64
+
+// publishBundles wraps key to every recipient on k.cfg.Workers goroutines,
+// each taking the next recipient itself and publishing its bundles
+// asynchronously a batch at a time, and returns once JetStream has
+// acknowledged all of them. A recipient whose key cannot be wrapped to
+// does not stop the others; its error is returned after them.
 func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e protocol.Epoch, to []bundle.Recipient,
 	digest *[protocol.HashSize]byte, key *[protocol.GroupKeySize]byte) error {
-	made, errs := wrapAll(k.cfg.Key, g, e, to, digest, key, k.cfg.Workers)
-	futures := make([]jetstream.PubAckFuture, 0, len(to))
-	for b := range made {
-		msg := nats.NewMsg(streams.BundleSubject(g, b.Member))
-		msg.Data = b.Marshal()
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s.%d.%s", g, e, b.Member))
-		f, err := k.js.PublishMsgAsync(msg)
+	p := &bundlePublisher{k: k, g: g, e: e, to: to, digest: digest, key: key,
+		msgID: g.String() + "." + strconv.FormatUint(uint64(e), 10) + "."}
+	workers := max(min(k.cfg.Workers, len(to)), 1)
+	futures := make([][]jetstream.PubAckFuture, workers)
+	wrapErrs := make([]error, workers)
+	pubErrs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			futures[w], wrapErrs[w], pubErrs[w] = p.work()
+		}()
+	}
+	wg.Wait()
+	for _, errs := range [][]error{pubErrs, wrapErrs} {
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for _, fs := range futures {
+		if err := waitAcks(ctx, fs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bundlePublisher is one epoch's bundles being wrapped and published.
+type bundlePublisher struct {
+	k      *Keyserver
+	g      protocol.GroupID
+	e      protocol.Epoch
+	to     []bundle.Recipient
+	digest *[protocol.HashSize]byte
+	key    *[protocol.GroupKeySize]byte
+	msgID  string       // the message id's prefix: group.epoch.
+	next   atomic.Int64 // the next recipient to wrap to
+	failed atomic.Bool  // a publish failed: stop
+}
+
+// work wraps to recipients until none is left and publishes the bundles.
+// It returns the acknowledgements to wait for, the first wrap error and a
+// publish error.
+func (p *bundlePublisher) work() (futures []jetstream.PubAckFuture, wrapErr, pubErr error) {
+	batch := make([]*nats.Msg, 0, publishBatch)
+	for !p.failed.Load() {
+		i := int(p.next.Add(1) - 1)
+		if i >= len(p.to) {
+			break
+		}
+		b, err := bundle.Wrap(p.k.cfg.Key, p.g, p.e, p.to[i], p.digest, p.key)
 		if err != nil {
-			return fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", g, e, err)
+			wrapErr = cmp.Or(wrapErr, err)
+			continue
+		}
+		msg := nats.NewMsg(streams.BundleSubject(p.g, b.Member))
+		msg.Data = b.Marshal()
+		msg.Header.Set(jetstream.MsgIDHeader, p.msgID+b.Member.String())
+		if batch = append(batch, msg); len(batch) == publishBatch {
+			if futures, pubErr = p.publish(batch, futures); pubErr != nil {
+				return futures, wrapErr, pubErr
+			}
+			batch = batch[:0]
+		}
+	}
+	futures, pubErr = p.publish(batch, futures)
+	return futures, wrapErr, pubErr
+}
+
+func (p *bundlePublisher) publish(batch []*nats.Msg, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+	for _, msg := range batch {
+		f, err := p.k.js.PublishMsgAsync(msg)
+		if err != nil {
+			p.failed.Store(true)
+			return futures, fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", p.g, p.e, err)
 		}
 		futures = append(futures, f)
 	}
-	if err := <-errs; err != nil {
-		return err
-	}
-	return waitAcks(ctx, futures)
+	return futures, nil
 }
 
 func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
@@ -78,41 +152,4 @@ func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
 		}
 	}
 	return nil
-}
-
-// wrapAll wraps key to every recipient on n goroutines. It sends the
-// bundles on the first channel (in no particular order) and then the first
-// error, or nil, on the second.
-func wrapAll(ks *keys.SigningKey, g protocol.GroupID, e protocol.Epoch, to []bundle.Recipient,
-	digest *[protocol.HashSize]byte, key *[protocol.GroupKeySize]byte, n int) (<-chan *bundle.Bundle, <-chan error) {
-	made := make(chan *bundle.Bundle, 256)
-	errs := make(chan error, 1)
-	work := make(chan bundle.Recipient)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range work {
-				b, err := bundle.Wrap(ks, g, e, r, digest, key)
-				if err != nil {
-					once.Do(func() { first = err })
-					continue
-				}
-				made <- b
-			}
-		}()
-	}
-	go func() {
-		for _, r := range to {
-			work <- r
-		}
-		close(work)
-		wg.Wait()
-		close(made)
-		errs <- first
-	}()
-	return made, errs
 }
