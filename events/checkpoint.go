@@ -43,11 +43,8 @@ import (
 
 // The checkpoint stream and its wire format.
 const (
-	CheckpointStream  = "COMM_EVENT_CHECKPOINTS"
-	CheckpointSubject = "comm.event-checkpoints"
-	// LabelCheckpoint separates checkpoint signatures from the other
-	// signatures of the keyserver's key.
-	LabelCheckpoint         = "communicator/1 keyserver event log checkpoint"
+	CheckpointStream        = "COMM_EVENT_CHECKPOINTS"
+	CheckpointSubject       = "comm.event-checkpoints"
 	checkpointVersion  byte = 1
 	CheckpointSize          = 1 + 8 + 32 + protocol.SignatureSize
 	checkpointsKept         = 4
@@ -72,7 +69,7 @@ func (c *Checkpoint) appendBody(dst []byte) []byte {
 }
 
 func (c *Checkpoint) signedInput() []byte {
-	return c.appendBody([]byte(LabelCheckpoint))
+	return c.appendBody([]byte(protocol.LabelCheckpoint))
 }
 
 // SignCheckpoint returns the wire form of c signed with the keyserver's key.

@@ -556,3 +556,37 @@ func TestCheckpointWire(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedTailDoesNotFreezeAggregate: a forged record published last on
+// a group's subject is refused, and the keyserver can still append to the
+// group (its next append expects the forged record as the subject's last).
+func TestForgedTailDoesNotFreezeAggregate(t *testing.T) {
+	f := newFixture(t)
+	s := f.service()
+	a, aw := newClient(t)
+	g := protocol.GroupID{6}
+	s.must(t, events.NewClientRegistered(a, aw, "alice"))
+	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
+	s.must(t, s.epoch(t, events.MembersAdded, g, a))
+	js, _ := jetstream.New(f.nc)
+	stream, _ := js.Stream(f.ctx, events.StreamName)
+	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(events.GroupAggregate(g)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]byte(nil), last.Data...)
+	forged[len(forged)-1] ^= 1 // a bad signature
+	ack, err := js.Publish(f.ctx, last.Subject, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.proj.WaitFor(f.ctx, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	s.must(t, s.epoch(t, events.GroupRekeyed, g))
+	s.proj.Read(func(st *events.State) {
+		if e := st.Groups[g].Epoch; e != 2 {
+			t.Fatalf("epoch %d after the rekey, want 2", e)
+		}
+	})
+}

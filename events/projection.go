@@ -96,13 +96,14 @@ func (k aggKey) name() string {
 // Projection folds the log into a State, verifying each event first. It is
 // safe for concurrent use: one goroutine applies, any number read.
 type Projection struct {
-	mu       sync.RWMutex
-	ks       [protocol.PublicKeySize]byte
-	state    *State
-	heads    map[aggKey]Head
-	lastSeq  uint64        // the last record seen, applied or refused
-	logHash  [32]byte      // of the records applied so far (see Checkpoint)
-	advanced chan struct{} // closed when lastSeq grows
+	refusedTail map[string]uint64 // aggregate → its last refused record (rare: a forged or corrupt log)
+	mu          sync.RWMutex
+	ks          [protocol.PublicKeySize]byte
+	state       *State
+	heads       map[aggKey]Head
+	lastSeq     uint64        // the last record seen, applied or refused
+	logHash     [32]byte      // of the records applied so far (see Checkpoint)
+	advanced    chan struct{} // closed when lastSeq grows
 	// deferred: signatures are checked at the aggregate heads only (see
 	// DeferSignatures); unverified holds the records of the heads still to
 	// check. Those up to stream sequence covered are not kept: a
@@ -156,6 +157,7 @@ func (p *Projection) applyLocked(r prepared) (*Event, error) {
 	defer p.seen(r.m.Seq)
 	e, next, err := p.verify(r, !p.deferred)
 	if err != nil {
+		p.refusedOn(r.m)
 		return nil, &ApplyError{Seq: r.m.Seq, Subject: r.m.Subject, Err: err}
 	}
 	p.commit(r, e, next)
@@ -350,6 +352,26 @@ func (p *Projection) Head(aggregate string) Head {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.headLocked(aggregate)
+}
+
+// refusedOn remembers the stream sequence of a refused record on an
+// aggregate's subject: the next append to that aggregate must expect it
+// as the subject's last message, or it would conflict forever.
+func (p *Projection) refusedOn(m Stored) {
+	agg, ok := AggregateOf(m.Subject)
+	if !ok {
+		return
+	}
+	if p.refusedTail == nil {
+		p.refusedTail = map[string]uint64{}
+	}
+	p.refusedTail[agg] = max(p.refusedTail[agg], m.Seq)
+}
+
+// expectedLocked is the stream sequence an append to aggregate must
+// expect as its subject's last: its head's, or a later refused record's.
+func (p *Projection) expectedLocked(aggregate string) uint64 {
+	return max(p.headLocked(aggregate).StreamSeq, p.refusedTail[aggregate])
 }
 
 func (p *Projection) headLocked(aggregate string) Head {

@@ -41,9 +41,11 @@ func NewWriter(store *Store, proj *Projection, key *keys.SigningKey, now func() 
 // returns, so the caller can rebuild its change and try again.
 func (w *Writer) Append(ctx context.Context, e *Event) (uint64, error) {
 	var head Head
+	var expected uint64
 	var err error
 	w.proj.Read(func(s *State) {
 		head = w.proj.headLocked(e.Aggregate)
+		expected = w.proj.expectedLocked(e.Aggregate)
 		w.complete(e, head)
 		err = s.Check(e)
 	})
@@ -54,7 +56,7 @@ func (w *Writer) Append(ctx context.Context, e *Event) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	seq, err := w.store.Append(ctx, e.Aggregate, rec, head.StreamSeq)
+	seq, err := w.store.Append(ctx, e.Aggregate, rec, expected)
 	if errors.Is(err, ErrConflict) {
 		return 0, errors.Join(err, w.catchUp(ctx, e.Aggregate))
 	}

@@ -51,6 +51,9 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 			k.log.Warn().Str("aggregate", c.event.Aggregate).Int("attempt", attempt).Msg("conflict with another writer; retrying")
 			continue
 		}
+		if err != nil && attempt < maxAttempts && k.behind(ctx) {
+			continue // refused on a view that another instance had moved on: decide again
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -268,4 +271,15 @@ func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registr
 	}
 	k.Metrics.events.Add(uint64(len(regs)))
 	return nil
+}
+
+// behind reports whether the log had events this keyserver's view had
+// not seen yet, and waits until it has: a change refused on a stale view
+// (another keyserver instance wrote meanwhile) must be decided again.
+func (k *Keyserver) behind(ctx context.Context) bool {
+	last, err := k.store.LastSeq(ctx)
+	if err != nil || last <= k.proj.LastSeq() {
+		return false
+	}
+	return k.proj.WaitFor(ctx, last) == nil
 }

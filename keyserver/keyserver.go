@@ -140,7 +140,20 @@ func (k *Keyserver) load(ctx context.Context) error {
 	p.Read(func(s *events.State) { clients, groups = len(s.Clients), len(s.Groups) })
 	k.log.Info().Uint64("events", p.LastSeq()).Int("clients", clients).Int("groups", groups).
 		Dur("took", time.Since(start)).Msg("state rebuilt by replay")
+	if p.LastSeq() > 0 {
+		go k.checkpoint()
+	}
 	return nil
+}
+
+// checkpoint signs the replayed state's position, so that the next start
+// (of any service) checks only the signatures of the events after it.
+func (k *Keyserver) checkpoint() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.writer.Checkpoint(ctx); err != nil {
+		k.log.Warn().Err(err).Msg("no checkpoint after the replay")
+	}
 }
 
 // applied marks the request nonce of each event as used, so that a request

@@ -28,6 +28,7 @@ const (
 	LabelMemberDigest = "communicator/1 epoch member list"
 	LabelEvent        = "communicator/1 keyserver event"
 	LabelAdmin        = "communicator/1 admin request"
+	LabelCheckpoint   = "communicator/1 event log checkpoint"
 )
 
 // Sizes of suite 1 values, in bytes.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/commsec/communicator/internal/msgpacksafe"
+
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 )
@@ -174,7 +176,7 @@ func decode(wire []byte) (*Request, error) {
 		return nil, fmt.Errorf("%w: request of %d bytes", ErrUnauthorized, len(wire))
 	}
 	var req Request
-	if err := msgpack.Unmarshal(wire[:len(wire)-protocol.SignatureSize], &req); err != nil {
+	if err := msgpacksafe.Unmarshal(wire[:len(wire)-protocol.SignatureSize], &req); err != nil {
 		return nil, fmt.Errorf("%w: malformed request: %v", ErrUnauthorized, err)
 	}
 	if len(req.Operator) != protocol.PublicKeySize || len(req.Nonce) != 16 {

@@ -8,7 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/commsec/communicator/internal/msgpacksafe"
 
 	"github.com/commsec/communicator/protocol/keys"
 )
@@ -44,7 +45,7 @@ func (c *Client) Do(ctx context.Context, op string, args Args) (*Reply, error) {
 		return nil, &Error{Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
 	}
 	var r Reply
-	if err := msgpack.Unmarshal(msg.Data, &r); err != nil {
+	if err := msgpacksafe.Unmarshal(msg.Data, &r); err != nil {
 		return nil, fmt.Errorf("admin: malformed reply: %w", err)
 	}
 	return &r, nil
