@@ -257,9 +257,32 @@ func TestClusterFaults(t *testing.T) {
 		tl.sent.Load(), tl.acked.Load(), tl.delivered.Load(), tl.refused.Load(), tl.failed.Load(), tl.duplicates.Load())
 	t.Log(summary)
 	fmt.Println(summary)
+	verdicts := c.relayVerdicts()
+	t.Logf("relay verdicts:\n%s", verdicts)
 	if tl.duplicates.Load() != 0 || tl.delivered.Load() != tl.acked.Load() {
 		t.Fatal("an acknowledged message was lost or delivered twice")
 	}
+	if tl.refused.Load() != 0 {
+		t.Fatalf("%d messages of members were refused:\n%s", tl.refused.Load(), verdicts)
+	}
+}
+
+// relayVerdicts reads the verdict counters of every running relay.
+func (c *cluster) relayVerdicts() string {
+	var b strings.Builder
+	for _, id := range c.containers("relay") {
+		out, err := exec.Command("docker", "exec", id, "/httpprobe", "--print", "http://127.0.0.1:9101/metrics").Output()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", id[:12], err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "comm_relay_verdicts_total") {
+				fmt.Fprintf(&b, "%s %s\n", id[:12], line)
+			}
+		}
+	}
+	return b.String()
 }
 
 func (c *cluster) adminClient() *admin.Client {

@@ -95,6 +95,9 @@ func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 		return Refused, "no_authenticated_sender"
 	}
 	if reason := r.checkRules(ctx, j.header, sender, j.received); reason != "" {
+		if reason == "future_epoch" {
+			return Retry, reason // the log has not reached this relay yet: not the sender's fault
+		}
 		return Refused, reason
 	}
 	key := streams.AcceptedKey(j.header.Group, sender)

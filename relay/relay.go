@@ -57,7 +57,8 @@ type Config struct {
 	// the same worker (default 256).
 	Workers int
 	// EpochWait bounds the wait for the event log when a message names an
-	// epoch the relay has not seen yet (default 2 s).
+	// epoch the relay has not seen yet (default 3 s); after it the sender
+	// is told to retry.
 	EpochWait time.Duration
 	// ID names this relay in leases and logs (default random).
 	ID  string
@@ -87,7 +88,7 @@ func (c *Config) fill() error {
 		c.Workers = 256
 	}
 	if c.EpochWait <= 0 {
-		c.EpochWait = 2 * time.Second
+		c.EpochWait = 3 * time.Second
 	}
 	if strings.ContainsAny(c.ID, ".*> ") {
 		return fmt.Errorf("relay: id %q: no '.', '*', '>' or spaces (it is a key in the lease bucket)", c.ID)

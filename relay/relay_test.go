@@ -124,7 +124,7 @@ func TestAcceptanceRules(t *testing.T) {
 		{"another sender's counter space", w.bob, env(w.bob, w.group, 1, 1), Accepted, ""},
 		{"non-member", w.carol, env(w.carol, w.group, 1, 1), Refused, "not_member"},
 		{"sender is not the authenticated client", w.bob, env(w.alice, w.group, 1, 9), Refused, "sender_mismatch"},
-		{"future epoch", w.alice, env(w.alice, w.group, 7, 10), Refused, "future_epoch"},
+		{"epoch the relay has not seen", w.alice, env(w.alice, w.group, 7, 10), Retry, "future_epoch"},
 		{"unknown group", w.alice, env(w.alice, protocol.GroupID{9}, 1, 1), Refused, "unknown_group"},
 	}
 	for _, c := range cases {

@@ -14,13 +14,13 @@ func TestProbe(t *testing.T) {
 		http.Error(w, "not ready: replaying", http.StatusServiceUnavailable)
 	}))
 	defer bad.Close()
-	if err := probe(ok.URL, time.Second); err != nil {
+	if body, err := probe(ok.URL, time.Second); err != nil || string(body) != "ok" {
 		t.Fatalf("healthy endpoint: %v", err)
 	}
-	if err := probe(bad.URL, time.Second); err == nil {
+	if _, err := probe(bad.URL, time.Second); err == nil {
 		t.Fatal("a 503 passed the probe")
 	}
-	if err := probe("http://127.0.0.1:1/", time.Second); err == nil {
+	if _, err := probe("http://127.0.0.1:1/", time.Second); err == nil {
 		t.Fatal("a closed port passed the probe")
 	}
 }
