@@ -390,5 +390,12 @@ func (p *Projection) LastSeq() uint64 {
 	return p.lastSeq
 }
 
+// ReadAt is Read that also passes the log position the state is at.
+func (p *Projection) ReadAt(f func(s *State, seq uint64)) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	f(p.state, p.lastSeq)
+}
+
 // KeyserverKey is the key the projection trusts.
 func (p *Projection) KeyserverKey() [protocol.PublicKeySize]byte { return p.ks }

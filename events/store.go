@@ -47,7 +47,7 @@ func StreamConfig(c StoreConfig) jetstream.StreamConfig {
 		DenyPurge:   true,
 		Replicas:    max(c.Replicas, 1),
 		Duplicates:  2 * time.Minute,
-		AllowDirect: true,
+		AllowDirect: false, // reads go to the leader, never to a replica that lags
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
@@ -56,11 +57,11 @@ func (d *delivery) init(cursor uint64) {
 // switches it to the live feed.
 func (s *session) deliver(groups []protocol.GroupID) {
 	if err := s.pushBundles(); err != nil {
-		s.log.Warn().Err(err).Msg("bundles not pushed")
+		s.logAt(zerolog.WarnLevel).Err(err).Msg("bundles not pushed")
 	}
 	for attempt := 0; ; attempt++ {
 		if err := s.catchUp(groups); err != nil {
-			s.log.Warn().Err(err).Msg("catch-up failed")
+			s.logAt(zerolog.WarnLevel).Err(err).Msg("catch-up failed")
 			select {
 			case <-s.done:
 				return
@@ -205,34 +206,10 @@ func (g *Gateway) groupsOf(id protocol.ClientID) []protocol.GroupID {
 // readStored calls fn for each stored message on subjects from sequence
 // from on, up to the end of the stream, until fn returns false.
 func (g *Gateway) readStored(ctx context.Context, subjects []string, from uint64, fn func(message) bool) error {
-	cons, err := g.js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1),
+	return streams.ReadStored(ctx, g.js, streams.AcceptedStream, subjects, from, func(msg jetstream.Msg) bool {
+		m, _, ok := toMessage(msg)
+		return !ok || fn(m)
 	})
-	if err != nil {
-		return err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil || info.NumPending == 0 {
-		return err
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return err
-		}
-		m, meta, ok := toMessage(msg)
-		if ok && !fn(m) {
-			return nil
-		}
-		if meta == nil || meta.NumPending == 0 {
-			return nil
-		}
-	}
 }
 
 func toMessage(msg jetstream.Msg) (message, *jetstream.MsgMetadata, bool) {

@@ -38,7 +38,11 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 	for attempt := 1; ; attempt++ {
 		var c *change
 		var err error
-		k.proj.Read(func(s *events.State) { c, err = build(s) })
+		var view uint64
+		k.proj.ReadAt(func(s *events.State, seq uint64) {
+			c, err = build(s)
+			view = seq
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +55,7 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 			k.log.Warn().Str("aggregate", c.event.Aggregate).Int("attempt", attempt).Msg("conflict with another writer; retrying")
 			continue
 		}
-		if err != nil && attempt < maxAttempts && k.behind(ctx) {
+		if err != nil && attempt < maxAttempts && k.behind(ctx, view) {
 			continue // refused on a view that another instance had moved on: decide again
 		}
 		if err != nil {
@@ -273,12 +277,13 @@ func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registr
 	return nil
 }
 
-// behind reports whether the log had events this keyserver's view had
-// not seen yet, and waits until it has: a change refused on a stale view
-// (another keyserver instance wrote meanwhile) must be decided again.
-func (k *Keyserver) behind(ctx context.Context) bool {
+// behind reports whether the log has moved on since view, the position
+// a change was built on, and waits until the projection has the log's
+// end: a change refused on a stale view (another keyserver instance wrote
+// meanwhile) must be decided again.
+func (k *Keyserver) behind(ctx context.Context, view uint64) bool {
 	last, err := k.store.LastSeq(ctx)
-	if err != nil || last <= k.proj.LastSeq() {
+	if err != nil || last <= view {
 		return false
 	}
 	return k.proj.WaitFor(ctx, last) == nil

@@ -2,12 +2,10 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
@@ -91,19 +89,13 @@ func (r *Relay) ownedGroups() []protocol.GroupID {
 
 // trim purges a subject's envelopes older than cutoff, keeping its last.
 func (r *Relay) trim(ctx context.Context, subject string, cutoff time.Time) error {
-	msgs, err := jetstreamext.GetBatch(ctx, r.js, streams.AcceptedStream, 1,
-		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchStartTime(cutoff))
+	first, found, err := streams.FirstSince(ctx, r.js, streams.AcceptedStream, subject, cutoff)
 	if err != nil {
 		return fmt.Errorf("relay: trim %s: %w", subject, err)
 	}
 	keep := jetstream.WithPurgeKeep(1) // everything is older than cutoff
-	for m, err := range msgs {
-		if err != nil && !errors.Is(err, jetstreamext.ErrNoMessages) {
-			return fmt.Errorf("relay: trim %s: %w", subject, err)
-		}
-		if err == nil {
-			keep = jetstream.WithPurgeSequence(m.Sequence) // purges below it
-		}
+	if found {
+		keep = jetstream.WithPurgeSequence(first) // purges below it
 	}
 	if err := r.stream.Purge(ctx, jetstream.WithPurgeSubject(subject), keep); err != nil {
 		return fmt.Errorf("relay: trim %s: %w", subject, err)

@@ -158,7 +158,7 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 		MaxMsgsPerSubject: int64(c.BundleHistory),
 		MaxAge:            c.Retention,
 		Replicas:          c.Replicas,
-		AllowDirect:       true,
+		AllowDirect:       false, // reads go to the leader: a replica that lags must not hide a bundle or a counter
 	}
 }
 
@@ -184,7 +184,7 @@ func AcceptedConfig(c Config) jetstream.StreamConfig {
 		AllowRollup:       true,
 		DenyDelete:        true,
 		Replicas:          c.Replicas,
-		AllowDirect:       true,
+		AllowDirect:       false, // reads go to the leader: a replica that lags must not hide a bundle or a counter
 	}
 }
 
