@@ -19,6 +19,7 @@ func ReadStored(ctx context.Context, js jetstream.JetStream, stream string, subj
 	if err != nil {
 		return fmt.Errorf("streams: read %s: %w", stream, err)
 	}
+	defer forget(js, stream, cons)
 	return drain(ctx, cons, fn)
 }
 
@@ -31,6 +32,7 @@ func FirstSince(ctx context.Context, js jetstream.JetStream, stream, subject str
 	if err != nil {
 		return 0, false, fmt.Errorf("streams: read %s: %w", stream, err)
 	}
+	defer forget(js, stream, cons)
 	err = drain(ctx, cons, func(m jetstream.Msg) bool {
 		if meta, err := m.Metadata(); err == nil {
 			seq, ok = meta.Sequence.Stream, true
@@ -38,6 +40,21 @@ func FirstSince(ctx context.Context, js jetstream.JetStream, stream, subject str
 		return false
 	})
 	return seq, ok, err
+}
+
+// forget deletes an ordered consumer that has been read (best effort).
+// Left alone it would stay on the server for five minutes after its
+// reader stopped, and a burst of connections, each reading through one,
+// would reach the server's limit on consumers, which then refuses every
+// read.
+func forget(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 func drain(ctx context.Context, cons jetstream.Consumer, fn func(jetstream.Msg) bool) error {
