@@ -47,6 +47,9 @@ type message struct {
 	epoch  protocol.Epoch
 	sender protocol.ClientID
 	data   []byte
+	// deliver is the Deliver frame's body, the same for every member:
+	// the live feed makes it once and every session's writer reads it.
+	deliver []byte
 }
 
 func (d *delivery) init(cursor uint64) {
@@ -176,7 +179,14 @@ func (s *session) groupsChanged() {
 }
 
 func deliverFrame(m message) channel.Outgoing {
-	return channel.Outgoing{Type: channel.TypeDeliver, Body: channel.AppendDeliver(make([]byte, 0, 8+len(m.data)), m.seq, m.data)}
+	if m.deliver == nil {
+		m.deliver = deliverBody(m)
+	}
+	return channel.Outgoing{Type: channel.TypeDeliver, Body: m.deliver}
+}
+
+func deliverBody(m message) []byte {
+	return channel.AppendDeliver(make([]byte, 0, channel.CursorSize+len(m.data)), m.seq, m.data)
 }
 
 // mayRead reports whether the client may be delivered a message of group
@@ -257,11 +267,16 @@ func (g *Gateway) startFeeds(ctx context.Context) error {
 // If it names an epoch the gateway's view of the log has not reached,
 // membership is decided after a short wait for the log.
 func (g *Gateway) liveMessage(msg jetstream.Msg) {
-	m, _, ok := toMessage(msg)
-	if !ok {
-		return
+	if m, _, ok := toMessage(msg); ok {
+		g.fanOut(m)
 	}
+}
+
+// fanOut offers m to the sessions of its group's members. The Deliver
+// body is made once for all of them: a copy to a member allocates nothing.
+func (g *Gateway) fanOut(m message) {
 	g.awaitEpoch(m.group, m.epoch)
+	m.deliver = deliverBody(m)
 	for _, s := range g.sessions.group(m.group) {
 		s.offer(m)
 	}
@@ -269,12 +284,18 @@ func (g *Gateway) liveMessage(msg jetstream.Msg) {
 }
 
 func (g *Gateway) awaitEpoch(gid protocol.GroupID, e protocol.Epoch) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	g.proj.WaitUntil(ctx, func(s *events.State) bool {
+	reached := func(s *events.State) bool {
 		grp := s.Groups[gid]
 		return grp != nil && grp.Epoch >= e
-	})
+	}
+	ok := false
+	g.proj.Read(func(s *events.State) { ok = reached(s) })
+	if ok {
+		return // the usual case, without a timer
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g.proj.WaitUntil(ctx, reached)
 }
 
 // applied follows the log: a connected client that joins a group starts

@@ -10,15 +10,23 @@ import (
 
 // outbox is a session's bounded queue of frames and its writer. The
 // writer goroutine runs only while there is something to write: an idle
-// connection holds no writer and no queue memory. It writes everything
-// queued at once (one system call for many frames), each batch within
-// WriteTimeout.
+// connection holds no writer and no queue memory beyond two slots. It
+// writes everything queued at once (one system call for many frames),
+// each batch within WriteTimeout.
+//
+// Queuing allocates nothing in the steady state: the writer hands each
+// written batch's array back as the next queue (spare), so two arrays
+// alternate while it runs; when it stops they are dropped and the queue
+// starts again in first.
 type outbox struct {
 	s       *session
 	mu      sync.Mutex
 	room    sync.Cond // signalled when the queue shrinks or closes
 	queue   []channel.Outgoing
-	writing bool // a writer goroutine is running
+	spare   []channel.Outgoing // a written batch's array, empty, for the next queue
+	first   [2]channel.Outgoing
+	writer  func() // o.write, made once: a go statement with a method value allocates
+	writing bool   // a writer goroutine is running
 	closed  bool
 	idle    sync.WaitGroup // counts the running writer
 }
@@ -29,6 +37,8 @@ const maxBatch = 256 << 10
 func (o *outbox) init(s *session) {
 	o.s = s
 	o.room.L = &o.mu
+	o.queue = o.first[:0]
+	o.writer = o.write
 }
 
 // enqueue queues a frame without waiting: a client whose queue is full is
@@ -72,16 +82,16 @@ func (o *outbox) push(f channel.Outgoing) {
 	if !o.writing {
 		o.writing = true
 		o.idle.Add(1)
-		go o.write()
+		go o.writer()
 	}
 }
 
 // write writes batches until the queue is empty, then exits.
 func (o *outbox) write() {
 	defer o.idle.Done()
+	var batch []channel.Outgoing
 	for {
-		batch := o.take()
-		if batch == nil {
+		if batch = o.take(batch); batch == nil {
 			return
 		}
 		o.s.conn.NetConn().SetWriteDeadline(time.Now().Add(o.s.gw.cfg.WriteTimeout))
@@ -94,13 +104,21 @@ func (o *outbox) write() {
 }
 
 // take removes the next batch from the queue, or returns nil (and marks
-// the writer stopped) when there is nothing to write.
-func (o *outbox) take() []channel.Outgoing {
+// the writer stopped) when there is nothing to write. written is the
+// batch the writer has just written (nil at first); its array becomes
+// the spare.
+func (o *outbox) take(written []channel.Outgoing) []channel.Outgoing {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if written != nil {
+		clear(written) // drop the references to the frames' bodies
+		o.spare = written[:0]
+	}
 	if len(o.queue) == 0 || o.closed {
 		o.writing = false
-		o.queue = nil
+		if !o.closed {
+			o.queue, o.spare = o.first[:0], nil
+		}
 		return nil
 	}
 	n, size := 0, 0
@@ -109,7 +127,9 @@ func (o *outbox) take() []channel.Outgoing {
 		n++
 	}
 	batch := o.queue[:n:n]
-	o.queue = o.queue[n:]
+	if o.queue = o.queue[n:]; len(o.queue) == 0 {
+		o.queue, o.spare = o.spare, nil // batch and queue never share an array
+	}
 	o.room.Broadcast()
 	return batch
 }
@@ -129,7 +149,7 @@ func (o *outbox) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closed = true
-	o.queue = nil
+	o.queue, o.spare = nil, nil
 	o.room.Broadcast()
 }
 

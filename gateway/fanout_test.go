@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/keys"
+)
+
+// TestFanOutAllocs: delivering a message to a group's connected members
+// allocates per message (the Deliver body, the list of sessions), never
+// per member.
+func TestFanOutAllocs(t *testing.T) {
+	perMessage := func(members int) float64 {
+		g, m := fanOutGateway(t, members)
+		return testing.AllocsPerRun(200, func() {
+			m.seq++
+			g.fanOut(m)
+			g.waitWritten()
+		})
+	}
+	two, eight := perMessage(2), perMessage(8)
+	if eight > two {
+		t.Errorf("a message to 8 members allocates %.1f times, to 2 members %.1f: copies allocate", eight, two)
+	}
+	t.Logf("allocations per message: %.1f to 2 members, %.1f to 8", two, eight)
+	if two > 2 {
+		t.Errorf("a message allocates %.1f times, want at most 2", two)
+	}
+}
+
+// BenchmarkFanOut delivers 256-byte envelopes to a group of 8 members
+// (each copy sealed and written by its session's writer), one message
+// at a time.
+func BenchmarkFanOut(b *testing.B) {
+	g, m := fanOutGateway(b, 8)
+	b.ReportAllocs()
+	b.SetBytes(int64(8 * len(m.data)))
+	for b.Loop() {
+		m.seq++
+		g.fanOut(m)
+		g.waitWritten()
+	}
+}
+
+// fanOutGateway is a gateway whose projection holds one group of n
+// members, each connected (writing into discardConn), and a message of
+// that group from another client.
+func fanOutGateway(tb testing.TB, n int) (*Gateway, message) {
+	seed := [32]byte{0x6b}
+	ks := keys.NewSigningKey(&seed)
+	gid := protocol.GroupID{0x67}
+	ids := make([]protocol.ClientID, n)
+	for i := range ids {
+		ids[i] = protocol.ClientID{0xc1, byte(i)}
+	}
+	g := &Gateway{cfg: Config{QueueSize: 256, WriteTimeout: time.Second}, proj: testProjection(tb, ks, gid, ids),
+		sessions: newRegistry(), Metrics: newMetrics(nil)}
+	for _, id := range ids {
+		var k channel.Keys
+		s := newSession(g, channel.New(discardConn{}, &k, channel.ServerSide), id)
+		s.out.init(s)
+		s.dl.init(0)
+		s.dl.live = true
+		g.sessions.add(s, []protocol.GroupID{gid})
+	}
+	return g, message{seq: 1, group: gid, epoch: 1, sender: protocol.ClientID{0xee}, data: make([]byte, 256)}
+}
+
+// waitWritten waits until no session has a frame queued or a writer
+// running.
+func (g *Gateway) waitWritten() {
+	g.sessions.mu.RLock()
+	defer g.sessions.mu.RUnlock()
+	for _, set := range g.sessions.byClient {
+		for s := range set {
+			s.out.wait()
+		}
+	}
+}
+
+// testProjection applies, signed by ks, the registration of every member,
+// the group's creation and its first epoch.
+func testProjection(tb testing.TB, ks *keys.SigningKey, gid protocol.GroupID, members []protocol.ClientID) *events.Projection {
+	tb.Helper()
+	p := events.NewProjection(ks.Public())
+	heads := map[string]events.Head{}
+	pub := ks.Public()
+	var seq uint64
+	add := func(e *events.Event) {
+		h := heads[e.Aggregate]
+		e.Format, e.Seq, e.Time, e.Actor = events.Format, h.Seq+1, 1_700_000_000_000_000_000, pub[:]
+		if h.Seq > 0 {
+			e.Prev = h.Hash[:]
+		}
+		rec, err := events.Sign(e, ks)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seq++
+		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate), Record: rec}); err != nil {
+			tb.Fatal(err)
+		}
+		heads[e.Aggregate] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
+	}
+	for _, id := range members {
+		add(events.NewClientRegistered(id, id, ""))
+	}
+	add(events.NewGroupCreated(gid, "fan-out", events.Policy{}))
+	add(events.NewEpoch(events.MembersAdded, gid, 1, members, bundle.MemberDigest(members), ""))
+	return p
+}
+
+// discardConn is a connection that takes every write and has no peer.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) Close() error                     { return nil }
+func (discardConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
