@@ -50,6 +50,13 @@ func epochKey(g protocol.GroupID) string { return "epoch." + g.String() }
 // write (and one read by the server) per bundle.
 const publishBatch = 64
 
+// asyncMaxPending caps the keyserver's unacknowledged asynchronous
+// publishes. When the cap stays reached for 200 ms, as a disk that fsyncs
+// every write can make it, the client library fails the next publish
+// (ErrTooManyStalledMsgs); so publishBundles keeps at most half of it
+// unacknowledged, waiting for the oldest acknowledgements first.
+const asyncMaxPending = 4096
+
 // publishBundles wraps key to every recipient on k.cfg.Workers goroutines,
 // each taking the next recipient itself and publishing its bundles
 // asynchronously a batch at a time, and returns once JetStream has
@@ -60,6 +67,7 @@ func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e pr
 	p := &bundlePublisher{k: k, g: g, e: e, to: to, digest: digest, key: key,
 		msgID: g.String() + "." + strconv.FormatUint(uint64(e), 10) + "."}
 	workers := max(min(k.cfg.Workers, len(to)), 1)
+	window := max(asyncMaxPending/2/workers-publishBatch, 0) // outstanding after a worker's batch
 	futures := make([][]jetstream.PubAckFuture, workers)
 	wrapErrs := make([]error, workers)
 	pubErrs := make([]error, workers)
@@ -68,7 +76,7 @@ func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			futures[w], wrapErrs[w], pubErrs[w] = p.work()
+			futures[w], wrapErrs[w], pubErrs[w] = p.work(ctx, window)
 		}()
 	}
 	wg.Wait()
@@ -100,10 +108,12 @@ type bundlePublisher struct {
 	failed atomic.Bool  // a publish failed: stop
 }
 
-// work wraps to recipients until none is left and publishes the bundles.
-// It returns the acknowledgements to wait for, the first wrap error and a
+// work wraps to recipients until none is left and publishes the bundles,
+// with at most window of them unacknowledged after each batch (so at most
+// window + publishBatch at any time). It returns
+// the acknowledgements still to wait for, the first wrap error and a
 // publish error.
-func (p *bundlePublisher) work() (futures []jetstream.PubAckFuture, wrapErr, pubErr error) {
+func (p *bundlePublisher) work(ctx context.Context, window int) (futures []jetstream.PubAckFuture, wrapErr, pubErr error) {
 	batch := make([]*nats.Msg, 0, publishBatch)
 	for !p.failed.Load() {
 		i := int(p.next.Add(1) - 1)
@@ -119,7 +129,10 @@ func (p *bundlePublisher) work() (futures []jetstream.PubAckFuture, wrapErr, pub
 		msg.Data = b.Marshal()
 		msg.Header.Set(jetstream.MsgIDHeader, p.msgID+b.Member.String())
 		if batch = append(batch, msg); len(batch) == publishBatch {
-			if futures, pubErr = p.publish(batch, futures); pubErr != nil {
+			if futures, pubErr = p.publish(batch, futures); pubErr == nil {
+				futures, pubErr = p.settle(ctx, futures, window)
+			}
+			if pubErr != nil {
 				return futures, wrapErr, pubErr
 			}
 			batch = batch[:0]
@@ -139,6 +152,20 @@ func (p *bundlePublisher) publish(batch []*nats.Msg, futures []jetstream.PubAckF
 		futures = append(futures, f)
 	}
 	return futures, nil
+}
+
+// settle waits for the oldest acknowledgements until at most window
+// remain outstanding, and returns those.
+func (p *bundlePublisher) settle(ctx context.Context, futures []jetstream.PubAckFuture, window int) ([]jetstream.PubAckFuture, error) {
+	n := len(futures) - window
+	if n <= 0 {
+		return futures, nil
+	}
+	if err := waitAcks(ctx, futures[:n]); err != nil {
+		p.failed.Store(true)
+		return nil, err
+	}
+	return futures[n:], nil
 }
 
 func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {

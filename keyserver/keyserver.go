@@ -107,7 +107,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
 }
 
 func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
 	if err != nil {
 		return fmt.Errorf("keyserver: %w", err)
 	}
