@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/internal/stack"
 )
 
@@ -23,13 +23,13 @@ func load(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dir)
 	say := func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }
 	say("starting NATS (JetStream sync %s), keyserver, relay and gateway in %s", o.sync, dir)
-	s, err := startStack(ctx, dir, o.syncInterval)
+	s, err := loadgen.StartStack(ctx, dir, o.syncInterval)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	f, err := prepare(ctx, s, o, say)
-	defer f.close()
+	defer f.Close()
 	if err != nil {
 		return err
 	}
@@ -38,16 +38,16 @@ func load(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 
 // prepare registers the clients, makes the groups and connects the
 // clients; the fleet it returns is to be closed even on an error.
-func prepare(ctx context.Context, s *stack.Stack, o *options, say func(string, ...any)) (*fleet, error) {
+func prepare(ctx context.Context, s *stack.Stack, o *options, say func(string, ...any)) (*loadgen.Fleet, error) {
 	t := time.Now()
-	f, err := provision(ctx, s, o.clients, o.groups)
+	f, err := loadgen.Provision(ctx, s, loadgen.FleetConfig{Clients: o.clients, Groups: o.groups})
 	if err != nil {
 		return f, err
 	}
 	say("registered %d clients and made %d groups in %v", o.clients, o.groups, time.Since(t).Round(time.Millisecond))
 	t = time.Now()
-	logf := (&limitedLog{w: say, max: 20}).logf
-	if err := f.connect(ctx, s, logf); err != nil {
+	logf := (&loadgen.LimitedLog{W: say, Max: 20}).Logf
+	if err := f.Connect(ctx, s, logf); err != nil {
 		return f, err
 	}
 	say("connected %d clients through the gateway at %s in %v", o.clients, s.GatewayAddr(), time.Since(t).Round(time.Millisecond))
@@ -55,8 +55,8 @@ func prepare(ctx context.Context, s *stack.Stack, o *options, say func(string, .
 }
 
 // measure drives the load, then the raw phases, and prints the table.
-func measure(ctx context.Context, s *stack.Stack, f *fleet, o *options, stdout io.Writer, say func(string, ...any)) error {
-	nc, js, err := measureConn(s)
+func measure(ctx context.Context, s *stack.Stack, f *loadgen.Fleet, o *options, stdout io.Writer, say func(string, ...any)) error {
+	nc, js, err := loadgen.Connect(s, "commload")
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func measure(ctx context.Context, s *stack.Stack, f *fleet, o *options, stdout i
 
 // drive runs the load, under the CPU profiler if asked, then closes the
 // clients. It also returns what the load cost.
-func drive(ctx context.Context, f *fleet, o *options, js jetstream.JetStream, say func(string, ...any)) (*driver, usage, error) {
+func drive(ctx context.Context, f *loadgen.Fleet, o *options, js jetstream.JetStream, say func(string, ...any)) (*loadgen.Driver, usage, error) {
 	before, err := takeSnapshot(ctx, js)
 	if err != nil {
 		return nil, usage{}, err
@@ -85,18 +85,47 @@ func drive(ctx context.Context, f *fleet, o *options, js jetstream.JetStream, sa
 	if err != nil {
 		return nil, usage{}, err
 	}
-	d := newDriver(f, o, say)
-	d.run(ctx)
+	d := loadgen.NewDriver(f, loadgen.DriveConfig{Rate: o.rate, Size: o.size, Warmup: o.warmup, Duration: o.duration, Say: say})
+	d.Run(ctx)
 	if err := stop(); err != nil {
 		return nil, usage{}, err
 	}
 	after, err := takeSnapshot(ctx, js)
-	f.close()
-	d.waitReceivers()
+	d.Stop()
+	f.Close()
 	if err == nil {
 		err = ctx.Err()
 	}
 	return d, usageBetween(before, after), err
+}
+
+// rawResult is raw JetStream on the same server: the async-publish rate,
+// the publish→consume latency at a moderate rate, and the relay's storage
+// pattern alone.
+type rawResult struct {
+	rate     loadgen.Rate
+	latency  loadgen.Histogram
+	consumed uint64
+	latRate  float64
+	pattern  loadgen.Pattern
+}
+
+// measureRaw runs the raw phases on a scratch stream.
+func measureRaw(ctx context.Context, js jetstream.JetStream, o *options) (*rawResult, error) {
+	raw, err := loadgen.NewRaw(ctx, js, o.size)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	r := &rawResult{latRate: o.rawRate}
+	if r.rate, err = raw.PublishRate(ctx, o.rawDuration); err != nil {
+		return nil, err
+	}
+	if r.consumed, err = raw.PublishConsume(ctx, o.rawRate, o.rawDuration, &r.latency); err != nil {
+		return nil, err
+	}
+	r.pattern = raw.RelayPattern(ctx, o.clients, o.rawDuration)
+	return r, nil
 }
 
 func startProfile(path string) (stop func() error, err error) {
@@ -115,25 +144,4 @@ func startProfile(path string) (stop func() error, err error) {
 		pprof.StopCPUProfile()
 		return f.Close()
 	}, nil
-}
-
-// limitedLog prints the clients' diagnostics up to max lines, then counts
-// them silently.
-type limitedLog struct {
-	mu  sync.Mutex
-	w   func(string, ...any)
-	n   int
-	max int
-}
-
-func (l *limitedLog) logf(format string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.n++
-	switch {
-	case l.n <= l.max:
-		l.w("client: "+format, a...)
-	case l.n == l.max+1:
-		l.w("client: (further client diagnostics not shown)")
-	}
 }

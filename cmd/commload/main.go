@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/commsec/communicator/internal/loadgen"
 )
 
 const help = `commload: load-test the Communicator on this machine.
@@ -149,8 +151,8 @@ func (o *options) validate() error {
 		return errors.New("--rate must not be negative, --raw-rate must be positive")
 	case o.duration <= 0 || o.warmup < 0 || o.rawDuration <= 0:
 		return errors.New("--duration and --raw-duration must be positive, --warmup not negative")
-	case o.size < stampSize || o.size > maxPayload:
-		return fmt.Errorf("--size must be between %d and %d bytes", stampSize, maxPayload)
+	case o.size < loadgen.StampSize || o.size > loadgen.MaxPayload:
+		return fmt.Errorf("--size must be between %d and %d bytes", loadgen.StampSize, loadgen.MaxPayload)
 	}
 	if o.sync != "always" {
 		d, err := time.ParseDuration(o.sync)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/commsec/communicator/internal/loadgen"
 )
 
 // usage is what the load cost the server: JetStream writes by stream and
@@ -26,7 +28,7 @@ type snapshot struct {
 }
 
 func takeSnapshot(ctx context.Context, js jetstream.JetStream) (snapshot, error) {
-	s := snapshot{seqs: map[string]uint64{}, cpu: processCPU(), at: time.Now()}
+	s := snapshot{seqs: map[string]uint64{}, cpu: loadgen.ProcessCPU(), at: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	l := js.ListStreams(ctx)
