@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary serve as the idle-clients child too: the
+// idle figure re-executes os.Executable with the hidden subcommand.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == childCommand {
+		os.Exit(idleChildMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestShort runs the CI mode end to end (a real stack, real TCP clients,
+// child processes) and checks that the table has a measured row for every
+// figure; it asserts nothing about the figures' values or timing.
+func TestShort(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"--short", "--dir", t.TempDir()}, &out, &errOut); code != 0 {
+		t.Fatalf("commbench --short: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	table := out.String()
+	for _, want := range []string{
+		"| handshakes/s through the gateway",
+		"| accepted messages/s at saturation",
+		"| latency send → delivery",
+		"| delivered copies/s at saturation",
+		"| rekey of 100 members",
+		"| rekey of 500 members",
+		"| idle connections held by one gateway: 1,000",
+		"| idle connections held by one gateway: 2,000",
+		"| keyserver cold start from 20,000 events",
+		"| keyserver first start from 20,000 events",
+	} {
+		line := lineWith(table, want)
+		switch {
+		case line == "":
+			t.Errorf("no row %q in\n%s", want, table)
+		case strings.Contains(line, "error"), strings.Contains(line, "not run"), strings.Contains(line, "no samples"):
+			t.Errorf("row not measured: %s", line)
+		}
+	}
+	if !strings.Contains(errOut.String(), "measure  sent") || !strings.Contains(errOut.String(), "handshakes ") {
+		t.Errorf("no progress lines on stderr:\n%s", errOut.String())
+	}
+}
+
+func lineWith(s, prefix string) string {
+	for line := range strings.Lines(s) {
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--only", "handshake,nope"}, `unknown figure "nope"`},
+		{[]string{"--sync", "sometimes"}, "want always or a positive duration"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), c.args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("commbench %v: exit %d, %q; want exit 2 and %q", c.args, code, errOut.String(), c.want)
+		}
+	}
+	o, err := parseFlags([]string{"--only", "latency", "--sync", "1m"}, &bytes.Buffer{})
+	if err != nil || !o.runs("sat2") || !o.runs("latency") || o.runs("handshake") || o.syncInterval.Minutes() != 1 {
+		t.Errorf("--only latency --sync 1m gave %+v, %v", o, err)
+	}
+}
+
+func TestTable(t *testing.T) {
+	var b bytes.Buffer
+	printTable(&b, []row{
+		newRow("a", "10/s", "20/s", 0.5, atLeast(0.5)),
+		newRow("b", "1 ms", "2 ms", 0.5, atMost(0.4)),
+		{figure: "c", goal: goal{limit: 10, unit: "KiB"}, verdict: "not run: file limit"},
+	}, []string{"a note"})
+	want := `| figure | ours | bound, same run | ratio | goal     | verdict             |
+| ------ | ---- | --------------- | ----- | -------- | ------------------- |
+| a      | 10/s | 20/s            | 0.50× | ≥ 0.5×   | met                 |
+| b      | 1 ms | 2 ms            | 0.50× | ≤ 0.4×   | **missed**          |
+| c      | —    | —               | —     | ≤ 10 KiB | not run: file limit |
+
+Notes:
+- a note
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
