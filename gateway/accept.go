@@ -36,11 +36,7 @@ func (g *Gateway) acceptLoop() {
 	}
 }
 
-// serve runs the handshake of one connection, then starts its session on
-// a goroutine of its own. The handshake's cryptography grows a goroutine's
-// stack to 8 KiB, and an idle session's reader parked in a read would keep
-// it (the runtime halves a stack only while less than a quarter of it is
-// in use); a fresh goroutine starts small.
+// serve runs the handshake of one connection, then starts its session.
 func (g *Gateway) serve(nc net.Conn) {
 	defer g.wg.Done()
 	conn, id, err := handshake.Server(nc, handshake.ServerConfig{
@@ -53,12 +49,7 @@ func (g *Gateway) serve(nc net.Conn) {
 		return
 	}
 	g.Metrics.handshakes.Add(1)
-	s := newSession(g, conn, id)
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		s.run()
-	}()
+	newSession(g, conn, id).start()
 }
 
 // admit lets in a registered client that is not revoked.

@@ -49,8 +49,16 @@ func (s *session) logAt(level zerolog.Level) *zerolog.Event {
 	return e.Str("client", s.id.Short()).Stringer("remote", s.conn.NetConn().RemoteAddr())
 }
 
-// run serves the session until the client leaves or fails.
-func (s *session) run() {
+// start sets the session up and starts its reader on a goroutine of its
+// own, which serves the session until the client leaves or fails.
+//
+// The reader of an idle session is parked in a read for hours, so its
+// stack is most of what the connection costs. Setting up (the cursor's
+// read from NATS, the log line) and the handshake's cryptography grow a
+// goroutine's stack to 4 or 8 KiB, and the reader, parked with about
+// 1 KiB in use, would keep that (the runtime halves a stack only while
+// less than a quarter of it is in use): a fresh goroutine starts at 2 KiB.
+func (s *session) start() {
 	g := s.gw
 	groups := g.groupsOf(s.id)
 	cursor := g.cursors.load(s.id)
@@ -61,7 +69,21 @@ func (s *session) run() {
 	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
 	s.out.init(s)
 	go s.deliver(groups)
-	err := s.reader()
+	g.wg.Add(1)
+	go s.run()
+}
+
+// run serves the session's frames until the client leaves or fails, then
+// ends the session. (Its frame and the reader's stay small: they are on
+// the stack of every idle connection.)
+func (s *session) run() {
+	s.end(s.reader())
+}
+
+// end ends the session after its reader has stopped with err.
+func (s *session) end(err error) {
+	g := s.gw
+	defer g.wg.Done()
 	s.shutdown()
 	s.out.wait()
 	g.sessions.remove(s)
@@ -97,7 +119,7 @@ func (s *session) fail(reason string, err error) {
 // reader handles the client's frames until an error or a Close frame.
 func (s *session) reader() error {
 	for {
-		s.conn.NetConn().SetReadDeadline(time.Now().Add(s.gw.cfg.IdleTimeout))
+		s.setIdleDeadline()
 		f, err := s.conn.ReadFrame()
 		if err != nil {
 			return s.readFailed(err)
@@ -106,6 +128,14 @@ func (s *session) reader() error {
 			return err
 		}
 	}
+}
+
+// setIdleDeadline gives the client IdleTimeout to send its next frame.
+// Not inlined: its locals would sit on every parked reader's stack.
+//
+//go:noinline
+func (s *session) setIdleDeadline() {
+	s.conn.NetConn().SetReadDeadline(time.Now().Add(s.gw.cfg.IdleTimeout))
 }
 
 func (s *session) readFailed(err error) error {

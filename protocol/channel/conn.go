@@ -44,6 +44,13 @@ func NewReader(r io.Reader, o *Opener) *Reader {
 // Reader is wiped and the connection must be dropped.
 func (r *Reader) Read() (Frame, error) {
 	frame, err := r.read()
+	return r.open(frame, err)
+}
+
+// open opens a frame read, or wipes the Reader after an error. It is
+// apart from Read so that Read's frame, on the stack of every idle
+// connection's parked reader, stays small.
+func (r *Reader) open(frame []byte, err error) (Frame, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
