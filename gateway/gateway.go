@@ -113,7 +113,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		Metrics: newMetrics(cfg.Metrics)}
 	// Listen first, so that a taken address is reported at once; clients
 	// wait in the backlog until the event log is loaded.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	// No TCP keep-alive: IdleTimeout already closes a silent connection,
+	// and setting it costs three system calls on every accepted one.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: listen: %w", err)
 	}
