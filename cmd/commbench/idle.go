@@ -91,12 +91,12 @@ func (r *runner) idlePlan() (steps, skipped []int, err error) {
 		if most > 0 && (len(steps) == 0 || most > steps[len(steps)-1]) {
 			steps = append(steps, most)
 		}
-		r.note("idle: the hard limit on open files is %d (%d open already); this process may not raise it, so the gateway "+
+		r.note("idle: the limit on open files is %d (%d open already) and this process may not raise it further, so the gateway "+
 			"can hold at most about %s connections: %s not run. Raise the hard limit (ulimit -Hn, LimitNOFILE) to measure them",
 			limit, open, count(capacity), joinCounts(skipped))
 	}
 	if len(steps) == 0 {
-		return nil, nil, fmt.Errorf("the hard limit on open files (%d) leaves no room for %s connections", limit, count(r.p.idleSteps[0]))
+		return nil, nil, fmt.Errorf("the limit on open files (%d) leaves no room for %s connections", limit, count(r.p.idleSteps[0]))
 	}
 	return steps, skipped, nil
 }

@@ -111,7 +111,7 @@ func (c *childConfig) checkFiles() error {
 		return err
 	}
 	if need := uint64(c.count + childReserveFiles); need > limit {
-		return fmt.Errorf("%d connections need %d open files; the hard limit is %d", c.count, need, limit)
+		return fmt.Errorf("%d connections need %d open files; the limit is %d", c.count, need, limit)
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func TestShort(t *testing.T) {
 		"| delivered copies/s at saturation",
 		"| rekey of 100 members",
 		"| rekey of 500 members",
+		"| rekey of 500 members, beside storing its bundles alone",
 		"| idle connections held by one gateway: 1,000",
 		"| idle connections held by one gateway: 2,000",
 		"| keyserver cold start from 20,000 events",

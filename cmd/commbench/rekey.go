@@ -163,8 +163,12 @@ func (res *rekeyResult) report(r *runner, n int, floor loadgen.Rate) {
 	r.add(newRow(fmt.Sprintf("rekey of %s members, bundles published and acknowledged", count(n)),
 		ms(rekey), fmt.Sprintf("%s = %s wraps × %s ÷ %d cores", ms(bound), count(n), us(bound*time.Duration(procs)/time.Duration(n)), procs),
 		median(res.ratios), atMost(1.3)))
-	r.note("rekey %s: median of %d rounds; raw async publish of %s bundle-sized messages on the same server took %s (%s)",
-		count(n), len(res.rekeys), count(n), ms(floor.Elapsed), perSec(floor.PerSecond()))
+	// Under fsync always, storing the bundles costs more than wrapping
+	// them: this row shows the rekey beside that storage alone.
+	r.add(newRow(fmt.Sprintf("rekey of %s members, beside storing its bundles alone", count(n)),
+		ms(rekey), fmt.Sprintf("%s raw async publish of %s bundle-sized messages (%s)", ms(floor.Elapsed), count(n), perSec(floor.PerSecond())),
+		rekey.Seconds()/floor.Elapsed.Seconds(), goal{}))
+	r.note("rekey %s: median of %d rounds; the storage bound was measured once, after them", count(n), len(res.rekeys))
 }
 
 // storageFloor publishes n messages of the bundle's size: what storing
