@@ -18,6 +18,11 @@ import (
 // written to the COMM_CURSORS bucket at most once a second per client, and
 // when the client disconnects; a cursor that lags only means redelivery,
 // which the client's counters absorb.
+//
+// A second's cursors are written spread over the next second, a tenth at
+// a time: written at once, as many as there are busy clients, they held
+// the disk (each write is synced) long enough to show in the p99 latency
+// of every message stored meanwhile.
 type cursorStore struct {
 	kv    jetstream.KeyValue
 	mu    sync.Mutex
@@ -64,36 +69,73 @@ func (c *cursorStore) mark(id protocol.ClientID, cursor uint64) {
 	c.mu.Unlock()
 }
 
+// Pacing of the cursor writes.
+const (
+	cursorInterval = time.Second // a client's cursor is written at most this often
+	cursorSlices   = 10          // the ticks each interval's writes are spread over
+)
+
 func (c *cursorStore) loop() {
 	defer close(c.done)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(cursorInterval / cursorSlices)
 	defer t.Stop()
+	var pending []cursorEntry
+	perTick := 0
 	for {
 		select {
 		case <-c.stopC:
+			c.write(pending)
 			return
 		case <-t.C:
-			c.flush()
 		}
+		if len(pending) == 0 {
+			pending = c.take()
+			perTick = (len(pending) + cursorSlices - 1) / cursorSlices
+		}
+		n := min(perTick, len(pending))
+		c.write(pending[:n])
+		pending = pending[n:]
 	}
 }
 
-// flush writes every cursor acknowledged since the last flush.
-func (c *cursorStore) flush() {
+type cursorEntry struct {
+	id     protocol.ClientID
+	cursor uint64
+}
+
+// take empties the cursors acknowledged since the last take.
+func (c *cursorStore) take() []cursorEntry {
 	c.mu.Lock()
 	batch := c.dirty
 	c.dirty = map[protocol.ClientID]uint64{}
 	c.mu.Unlock()
+	entries := make([]cursorEntry, 0, len(batch))
+	for id, cursor := range batch {
+		entries = append(entries, cursorEntry{id, cursor})
+	}
+	return entries
+}
+
+// flush writes every cursor acknowledged since the last take now.
+func (c *cursorStore) flush() { c.write(c.take()) }
+
+// write saves cursors; one that fails is marked again for a later write.
+func (c *cursorStore) write(entries []cursorEntry) {
+	if len(entries) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for id, cursor := range batch {
-		if _, err := c.kv.Put(ctx, id.String(), []byte(strconv.FormatUint(cursor, 10))); err != nil {
-			c.g.log.Warn().Err(err).Str("client", id.Short()).Msg("cursor not saved")
-			c.mark(id, cursor)
+	for _, e := range entries {
+		if _, err := c.kv.Put(ctx, e.id.String(), []byte(strconv.FormatUint(e.cursor, 10))); err != nil {
+			c.g.log.Warn().Err(err).Str("client", e.id.Short()).Msg("cursor not saved")
+			c.mark(e.id, e.cursor)
 		}
 	}
 }
 
+// stop writes the cursors still pending, then those acknowledged since:
+// a cursor is never written over by an older one.
 func (c *cursorStore) stop() {
 	close(c.stopC)
 	<-c.done

@@ -190,9 +190,6 @@ func (g *Gateway) Close() {
 		}
 		g.sessions.closeAll()
 		g.wg.Wait()
-		if g.cursors != nil {
-			g.cursors.flush()
-		}
 		for _, stop := range g.stop {
 			stop()
 		}
