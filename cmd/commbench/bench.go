@@ -23,6 +23,7 @@ type params struct {
 	size                     int // payload bytes of the message figures
 	hsClients                int
 	hsWarmup, hsDuration     time.Duration
+	hsBoundDuration          time.Duration // each measurement of the primitives on all cores
 	satClients               int
 	satWarmup, satDuration   time.Duration
 	rawDuration              time.Duration // each raw phase; one before and one after ours
@@ -41,7 +42,7 @@ type params struct {
 
 func fullParams() params {
 	return params{size: 256,
-		hsClients: 200, hsWarmup: 2 * time.Second, hsDuration: 15 * time.Second,
+		hsClients: 200, hsWarmup: 2 * time.Second, hsDuration: 15 * time.Second, hsBoundDuration: 2 * time.Second,
 		satClients: 200, satWarmup: 3 * time.Second, satDuration: 20 * time.Second, rawDuration: 5 * time.Second,
 		latDuration: 20 * time.Second,
 		rekeySizes:  []int{1000, 10_000}, rekeyRounds: 3,
@@ -53,7 +54,7 @@ func fullParams() params {
 
 func shortParams() params {
 	return params{size: 256,
-		hsClients: 16, hsWarmup: 300 * time.Millisecond, hsDuration: 2 * time.Second,
+		hsClients: 16, hsWarmup: 300 * time.Millisecond, hsDuration: 2 * time.Second, hsBoundDuration: 200 * time.Millisecond,
 		satClients: 16, satWarmup: 300 * time.Millisecond, satDuration: 2 * time.Second, rawDuration: time.Second,
 		latDuration: 2 * time.Second,
 		rekeySizes:  []int{100, 500}, rekeyRounds: 1,

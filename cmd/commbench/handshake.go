@@ -24,7 +24,7 @@ const primitiveWindows = 200
 // goroutines, each a registered client that dials over TCP, runs the
 // handshake until the server's Ready frame verifies, and closes, again
 // and again. The bound is the primitives of one client side plus one
-// server side on every core: GOMAXPROCS / (client + server), since the
+// server side run on every core at once (parallelPrimitives), since the
 // clients share the machine's cores with the gateway.
 func (r *runner) handshake(ctx context.Context) error {
 	s, err := r.ensureStack(ctx)
@@ -35,17 +35,36 @@ func (r *runner) handshake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	before, err := timePrimitives(primitiveWindows / 2)
+	before, err := r.handshakeBound()
 	if err != nil {
 		return err
 	}
 	hs := r.driveHandshakes(ctx, s, ids)
-	after, err := timePrimitives(primitiveWindows / 2)
+	after, err := r.handshakeBound()
 	if err != nil {
 		return err
 	}
-	r.reportHandshakes(hs, primitiveTimes{client: min(before.client, after.client), server: min(before.server, after.server)})
+	r.reportHandshakes(hs, handshakeBound{perSec: max(before.perSec, after.perSec),
+		alone: primitiveTimes{client: min(before.alone.client, after.alone.client), server: min(before.alone.server, after.alone.server)}})
 	return hs.err()
+}
+
+// handshakeBound is the primitives' rate on all cores at once, and each
+// side's time on one core alone (shown beside it).
+type handshakeBound struct {
+	perSec float64
+	alone  primitiveTimes
+}
+
+// handshakeBound measures the bound once; the figure keeps the best of a
+// measurement before the drive and one after it.
+func (r *runner) handshakeBound() (handshakeBound, error) {
+	alone, err := timePrimitives(primitiveWindows / 2)
+	if err != nil {
+		return handshakeBound{}, err
+	}
+	perSec, err := parallelPrimitives(r.p.hsBoundDuration)
+	return handshakeBound{perSec: perSec, alone: alone}, err
 }
 
 // registerIdentities registers n fresh clients, in no group.
@@ -147,20 +166,22 @@ func (h *handshakeLoad) count(at time.Time, took time.Duration, err error) {
 	}
 }
 
-func (r *runner) reportHandshakes(h *handshakeLoad, t primitiveTimes) {
+func (r *runner) reportHandshakes(h *handshakeLoad, b handshakeBound) {
 	procs := runtime.GOMAXPROCS(0)
 	rate := float64(h.measured.Load()) / r.p.hsDuration.Seconds()
-	bound := float64(procs) / (t.client + t.server).Seconds()
 	r.add(newRow(fmt.Sprintf("handshakes/s through the gateway, %d concurrent TCP clients", h.clients),
-		perSec(rate), fmt.Sprintf("%s = %d cores / (%s client + %s server primitives)", perSec(bound), procs, us(t.client), us(t.server)),
-		rate/bound, atLeast(0.8)))
+		perSec(rate), fmt.Sprintf("%s client + server primitives on %d cores at once", perSec(b.perSec), procs),
+		rate/b.perSec, atLeast(0.8)))
 	note := fmt.Sprintf("handshake: %d measured in %v; dial → Ready verified %s; failed %d", h.measured.Load(), r.p.hsDuration,
 		h.latency.Quantiles(), h.failed.Load())
 	if p := h.firstErr.Load(); p != nil {
 		note += fmt.Sprintf(" (first: %v)", *p)
 	}
+	alone := float64(procs) / (b.alone.client + b.alone.server).Seconds()
 	r.note("%s. The bound runs the primitives of one client and one server side (X25519 keygen + ECDH, Ed25519 sign + verify, "+
-		"SHA-256 transcript, HKDF, HMAC of Ready) on every core: clients and gateway share the machine", note)
+		"SHA-256 transcript, HKDF, HMAC of Ready) on every core at once: clients and gateway share the machine. On one core "+
+		"alone they take %s (client) + %s (server); %d cores × that would be %s", note, us(b.alone.client), us(b.alone.server),
+		procs, perSec(alone))
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }

@@ -28,14 +28,16 @@ its bound measured in the same run, and print one table.
 
 Figures (names for --only):
   handshake  handshakes/s through the gateway, many concurrent TCP clients,
-             beside GOMAXPROCS / (client + server handshake primitives)
+             beside the client + server handshake primitives run on all
+             cores at once
   sat2       accepted messages/s at saturation, groups of 2, 256-byte
              payloads, beside raw JetStream async publish
   latency    latency send → delivery at half the sat2 rate, beside raw
              JetStream publish → consume at the same rate (runs sat2 too)
   sat8       delivered copies/s at saturation, groups of 8
-  rekey      Keyserver.Rekey of 1,000 and 10,000 members, beside one
-             bundle.Wrap × members ÷ GOMAXPROCS
+  rekey      Keyserver.Rekey of 1,000 and 10,000 members, beside the
+             members' bundle.Wraps on all cores at once, and beside
+             storing that many bundles alone
   idle       idle connections held by the gateway (10k, 50k, 100k) and the
              gateway's memory per connection; clients in child processes
   coldstart  keyserver cold start from 1,000,000 events, beside a raw

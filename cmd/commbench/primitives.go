@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/commsec/communicator/protocol"
@@ -229,4 +231,50 @@ func window(op func() error, n int) (float64, error) {
 		}
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(n), nil
+}
+
+// parallelPrimitives runs one client side and one server side of the
+// recorded handshake back to back on every core at once for about d and
+// returns how many such pairs all cores completed per second. It is the
+// bound the gateway's handshakes compete with: when both cores are busy
+// each computes more slowly than alone (a VM's cores share caches and
+// the host), and the one-core times above would overstate what the
+// machine can do.
+func parallelPrimitives(d time.Duration) (float64, error) {
+	f, err := recordFlow()
+	if err != nil {
+		return 0, err
+	}
+	procs := runtime.GOMAXPROCS(0)
+	counts := make([]int, procs)
+	errs := make([]error, procs)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range procs {
+		client, server := newPrimitives(f, false), newPrimitives(f, true)
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if err := client.run(); err != nil {
+					errs[w] = err
+					return
+				}
+				if err := server.run(); err != nil {
+					errs[w] = err
+					return
+				}
+				counts[w]++
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	return float64(total) / elapsed.Seconds(), nil
 }
