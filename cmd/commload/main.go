@@ -34,8 +34,9 @@ verdict; each delivery at another member records the latency from the
 send (a timestamp in the payload's first 8 bytes). Afterwards, on the
 same server and with the same payload size, it measures raw JetStream:
 the async-publish rate, the publish→consume latency at --raw-rate, and
-the relay's storage pattern alone (a key-value compare-and-swap then a
-publish, one worker per client).
+the relay's storage pattern alone (one synchronous publish that
+compares-and-swaps the last sequence of its own subject, one worker per
+client).
 
 Progress goes to stderr, a line per second; the table goes to stdout.
 
