@@ -102,37 +102,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runHealth(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
-	cfg, err := parseFlags(args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "commstack: %v\nRun 'commstack --help' for usage.\n", err)
-		return 2
-	}
-	log, err := service.NewLogger(stderr, cfg.logLevel, cfg.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "commstack: %v\n", err)
-		return 2
-	}
-	if err := serve(ctx, cfg, log); err != nil {
-		if ctx.Err() != nil {
-			log.Info().Err(err).Msg("stopped before it was ready")
-			return 0
-		}
-		log.Error().Err(err).Msg("commstack stopped")
-		return 1
-	}
-	log.Info().Msg("stopped cleanly")
-	return 0
+	return service.Command[*config]{Name: "commstack", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
 type config struct {
-	stack               stack.Config
-	sync                syncPolicy
-	logLevel, logFormat string
+	stack stack.Config
+	sync  syncPolicy
+	service.Logging
 }
 
 // envVars names the environment variable of each flag.
@@ -149,8 +126,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.stack.NATSListen, "nats-listen", stack.DefaultNATSListen, "loopback address of the embedded NATS server")
 	fs.StringVar(&cfg.stack.HTTP, "http", stack.DefaultHTTP, "HTTP listen address")
 	fs.Var(&cfg.sync, "sync", "fsync policy: always or an interval")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level")
-	fs.StringVar(&cfg.logFormat, "log-format", "", "log format: json or console")
+	cfg.Logging.Flags(fs)
 	return fs
 }
 

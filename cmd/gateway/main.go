@@ -113,31 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "health" {
 		return runHealth(ctx, args[1:], getenv, stdout, stderr)
 	}
-	cfg, err := parseFlags(args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "gateway: %v\nRun 'gateway --help' for usage.\n", err)
-		return 2
-	}
-	log, err := service.NewLogger(stderr, cfg.logLevel, cfg.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "gateway: %v\n", err)
-		return 2
-	}
-	err = serve(ctx, cfg, log)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		log.Error().Err(err).Msg("gateway stopped")
-		return 1
-	case err != nil:
-		log.Info().Err(err).Msg("stopped before it was ready")
-	default:
-		log.Info().Msg("stopped cleanly")
-	}
-	return 0
+	return service.Command[*config]{Name: "gateway", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
@@ -148,7 +124,7 @@ type config struct {
 	maxHandshakes, queue   int
 	idleTimeout, retention time.Duration
 	replicas               int
-	logLevel, logFormat    string
+	service.Logging
 }
 
 // envVars names the environment variable of each flag.
@@ -178,8 +154,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	service.DurationVar(fs, &cfg.idleTimeout, "idle-timeout", 90*time.Second, "idle connection timeout")
 	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas")
 	service.DurationVar(fs, &cfg.retention, "retention", streams.DefaultRetention, "retention of bundles and messages")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level")
-	fs.StringVar(&cfg.logFormat, "log-format", "", "log format: json or console")
+	cfg.Logging.Flags(fs)
 	return fs
 }
 

@@ -93,43 +93,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "health" {
 		return runHealth(ctx, args[1:], getenv, stdout, stderr)
 	}
-	cfg, err := parseFlags(args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "keyserver: %v\nRun 'keyserver --help' for usage.\n", err)
-		return 2
-	}
-	log, err := service.NewLogger(stderr, cfg.logLevel, cfg.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "keyserver: %v\n", err)
-		return 2
-	}
-	err = serve(ctx, cfg, log)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		log.Error().Err(err).Msg("keyserver stopped")
-		return 1
-	case err != nil:
-		log.Info().Err(err).Msg("stopped before it was ready")
-	default:
-		log.Info().Msg("stopped cleanly")
-	}
-	return 0
+	return service.Command[*config]{Name: "keyserver", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
 type config struct {
-	natsURL, natsCreds  string
-	keyFile             string
-	operatorFiles       service.Strings
-	operatorsDir        string
-	httpAddr            string
-	replicas            int
-	retention           time.Duration
-	logLevel, logFormat string
+	natsURL, natsCreds string
+	keyFile            string
+	operatorFiles      service.Strings
+	operatorsDir       string
+	httpAddr           string
+	replicas           int
+	retention          time.Duration
+	service.Logging
 }
 
 // envVars names the environment variable of each flag.
@@ -153,8 +129,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.httpAddr, "http", defaultHTTP, "HTTP listen address")
 	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas")
 	service.DurationVar(fs, &cfg.retention, "retention", streams.DefaultRetention, "retention of bundles and messages")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level")
-	fs.StringVar(&cfg.logFormat, "log-format", "", "log format: json or console")
+	cfg.Logging.Flags(fs)
 	return fs
 }
 

@@ -102,42 +102,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "health" {
 		return runHealth(ctx, args[1:], getenv, stdout, stderr)
 	}
-	cfg, err := parseFlags(args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\nRun 'relay --help' for usage.\n", err)
-		return 2
-	}
-	log, err := service.NewLogger(stderr, cfg.logLevel, cfg.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
-		return 2
-	}
-	err = serve(ctx, cfg, log)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		log.Error().Err(err).Msg("relay stopped")
-		return 1
-	case err != nil:
-		log.Info().Err(err).Msg("stopped before it was ready")
-	default:
-		log.Info().Msg("stopped cleanly")
-	}
-	return 0
+	return service.Command[*config]{Name: "relay", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
 type config struct {
-	natsURL, natsCreds  string
-	keyserverPub        string
-	httpAddr            string
-	replicas            int
-	retention, grace    time.Duration
-	id                  string
-	logLevel, logFormat string
+	natsURL, natsCreds string
+	keyserverPub       string
+	httpAddr           string
+	replicas           int
+	retention, grace   time.Duration
+	id                 string
+	service.Logging
 }
 
 // envVars names the environment variable of each flag.
@@ -163,8 +139,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	service.DurationVar(fs, &cfg.retention, "retention", streams.DefaultRetention, "retention of messages")
 	service.DurationVar(fs, &cfg.grace, "grace", defaultGrace, "grace period of the previous epoch")
 	fs.StringVar(&cfg.id, "id", "", "relay name")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level")
-	fs.StringVar(&cfg.logFormat, "log-format", "", "log format: json or console")
+	cfg.Logging.Flags(fs)
 	return fs
 }
 
