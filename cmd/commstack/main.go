@@ -94,15 +94,10 @@ func main() {
 // run is the whole command, with its environment injected for tests; it
 // returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "demo":
-			return runDemoCommand(ctx, args[1:], stdout, stderr)
-		case "health":
-			return runHealth(ctx, args[1:], getenv, stdout, stderr)
-		}
+	if len(args) > 0 && args[0] == "demo" {
+		return runDemoCommand(ctx, args[1:], stdout, stderr)
 	}
-	return service.Command[*config]{Name: "commstack", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
+	return service.Command[*config]{Name: "commstack", Help: help, HTTP: stack.DefaultHTTP, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
@@ -207,34 +202,6 @@ func runDemoCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "commstack demo: %v\n", err)
 		return 1
 	}
-	return 0
-}
-
-// runHealth is `commstack health`: GET /readyz of a running stack.
-func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("commstack health", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	addr := fs.String("http", stack.DefaultHTTP, "HTTP address of the stack")
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
-	err := fs.Parse(args)
-	if err == nil {
-		err = service.ApplyEnv(fs, map[string]string{"http": "COMM_HTTP"}, getenv)
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "commstack health: %v\nUsage: commstack health [--http ADDR] [--timeout DUR]\n", errors.Join(err, extraArgs(fs)))
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := service.Probe(ctx, *addr, "/readyz"); err != nil {
-		fmt.Fprintf(stderr, "commstack health: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "ready")
 	return 0
 }
 

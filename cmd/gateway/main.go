@@ -110,10 +110,7 @@ func main() {
 // run is the whole command, with its environment injected for tests; it
 // returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "health" {
-		return runHealth(ctx, args[1:], getenv, stdout, stderr)
-	}
-	return service.Command[*config]{Name: "gateway", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
+	return service.Command[*config]{Name: "gateway", Help: help, HTTP: defaultHTTP, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
@@ -197,39 +194,4 @@ func (c *config) validate() error {
 		return fmt.Errorf("--nats: %w", err)
 	}
 	return nil
-}
-
-// runHealth is `gateway health`: GET /readyz of a running gateway.
-func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gateway health", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	addr := fs.String("http", defaultHTTP, "HTTP address of the gateway")
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
-	err := fs.Parse(args)
-	if err == nil {
-		err = service.ApplyEnv(fs, map[string]string{"http": "COMM_HTTP"}, getenv)
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gateway health: %v\nUsage: gateway health [--http ADDR] [--timeout DUR]\n", errors.Join(err, extraArgs(fs)))
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := service.Probe(ctx, *addr, "/readyz"); err != nil {
-		fmt.Fprintf(stderr, "gateway health: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "ready")
-	return 0
-}
-
-func extraArgs(fs *flag.FlagSet) error {
-	if fs.NArg() == 0 {
-		return nil
-	}
-	return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 }

@@ -99,10 +99,7 @@ func main() {
 // run is the whole command, with its environment injected for tests; it
 // returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "health" {
-		return runHealth(ctx, args[1:], getenv, stdout, stderr)
-	}
-	return service.Command[*config]{Name: "relay", Help: help, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
+	return service.Command[*config]{Name: "relay", Help: help, HTTP: defaultHTTP, Parse: parseFlags, Serve: serve}.Run(ctx, args, getenv, stdout, stderr)
 }
 
 // config is the command line after flags and environment.
@@ -201,39 +198,4 @@ func defaultID() string {
 	var b [4]byte
 	rand.Read(b[:])
 	return string(name) + "-" + hex.EncodeToString(b[:])
-}
-
-// runHealth is `relay health`: GET /readyz of a running relay.
-func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relay health", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	addr := fs.String("http", defaultHTTP, "HTTP address of the relay")
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
-	err := fs.Parse(args)
-	if err == nil {
-		err = service.ApplyEnv(fs, map[string]string{"http": "COMM_HTTP"}, getenv)
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help)
-		return 0
-	}
-	if err != nil || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "relay health: %v\nUsage: relay health [--http ADDR] [--timeout DUR]\n", errors.Join(err, extraArgs(fs)))
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := service.Probe(ctx, *addr, "/readyz"); err != nil {
-		fmt.Fprintf(stderr, "relay health: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "ready")
-	return 0
-}
-
-func extraArgs(fs *flag.FlagSet) error {
-	if fs.NArg() == 0 {
-		return nil
-	}
-	return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 }

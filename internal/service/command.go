@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -27,20 +28,25 @@ func (l Logging) LogSettings() Logging { return l }
 // Parsed is a service binary's parsed command line.
 type Parsed interface{ LogSettings() Logging }
 
-// Command is a service binary: its name, its help text, how it reads its
-// flags and environment, and how it serves.
+// Command is a service binary: its name, its help text, the default
+// address of its HTTP endpoints, how it reads its flags and environment,
+// and how it serves.
 type Command[C Parsed] struct {
 	Name  string
 	Help  string
+	HTTP  string
 	Parse func(args []string, getenv func(string) string) (C, error)
 	Serve func(ctx context.Context, cfg C, log zerolog.Logger) error
 }
 
-// Run parses the command line, starts the logger and serves until ctx
-// ends. It returns the exit status: 0 after a clean stop (or a stop
-// before the service was ready) and after --help, 1 when serving fails,
-// 2 on a usage error.
+// Run runs `NAME health ...` (see Health), or parses the command line,
+// starts the logger and serves until ctx ends. It returns the exit
+// status: 0 after a clean stop (or a stop before the service was ready)
+// and after --help, 1 when serving fails, 2 on a usage error.
 func (c Command[C]) Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "health" {
+		return c.Health(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := c.Parse(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, c.Help)
@@ -66,5 +72,39 @@ func (c Command[C]) Run(ctx context.Context, args []string, getenv func(string) 
 	default:
 		log.Info().Msg("stopped cleanly")
 	}
+	return 0
+}
+
+// Health is the `NAME health` subcommand: GET /readyz of a running
+// service at --http (default c.HTTP, or COMM_HTTP), within --timeout. It
+// prints "ready" and returns 0, or says why and returns 1; 2 on a usage
+// error.
+func (c Command[C]) Health(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(c.Name+" health", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	addr := fs.String("http", c.HTTP, "HTTP address of the "+c.Name)
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
+	err := fs.Parse(args)
+	if err == nil {
+		err = ApplyEnv(fs, map[string]string{"http": "COMM_HTTP"}, getenv)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, c.Help)
+		return 0
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s health: %v\nUsage: %s health [--http ADDR] [--timeout DUR]\n", c.Name, err, c.Name)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := Probe(ctx, *addr, "/readyz"); err != nil {
+		fmt.Fprintf(stderr, "%s health: %v\n", c.Name, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "ready")
 	return 0
 }
