@@ -44,7 +44,7 @@ Figures (names for --only):
              ordered consumer reading the same messages
 
 Progress goes to stderr; the table to stdout. The default run takes about
-8 minutes on 2 cores; --short (for CI) well under one.
+6 minutes on 2 cores; --short (for CI) well under one.
 
 Usage:
   commbench [flags]
