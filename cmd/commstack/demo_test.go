@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/internal/cmdtest"
 )
 
 // TestDemo runs the demo on a temporary directory: every step is printed,
@@ -54,7 +56,7 @@ func TestDemoKeepsData(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	var out, errOut bytes.Buffer
-	if code := run(t.Context(), []string{"demo", "--data", dir, "--log-level", "error"}, env(nil), &out, &errOut); code != 0 {
+	if code := run(t.Context(), []string{"demo", "--data", dir, "--log-level", "error"}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut.String(), out.String())
 	}
 	if !strings.Contains(out.String(), "ksctl audit ops --keyserver-pub "+dir+"/keys/keyserver.pub") {
@@ -66,7 +68,7 @@ func TestDemoKeepsData(t *testing.T) {
 		}
 	}
 	errOut.Reset()
-	if code := run(t.Context(), []string{"demo", "--data", dir, "--log-level", "error"}, env(nil), io.Discard, &errOut); code != 1 ||
+	if code := run(t.Context(), []string{"demo", "--data", dir, "--log-level", "error"}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 ||
 		!strings.Contains(errOut.String(), "already has a client alice") {
 		t.Errorf("second demo on the same directory: exit %d %q", code, errOut.String())
 	}

@@ -3,75 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/commsec/communicator/internal/natstest"
+	"github.com/commsec/communicator/internal/cmdtest"
 )
-
-// logLines collects what the command writes to stderr.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// field waits for the JSON log line whose message is msg and returns one
-// of its fields.
-func (l *logLines) field(t *testing.T, msg, field string) string {
-	t.Helper()
-	var v string
-	natstest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		for line := range strings.SplitSeq(l.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
-				v = fmt.Sprint(m[field])
-				return nil
-			}
-		}
-		return fmt.Errorf("no log line %q in:\n%s", msg, l.String())
-	})
-	return v
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 const httpLine = "http listening: /metrics /healthz /readyz"
 
@@ -80,33 +25,33 @@ const httpLine = "http listening: /metrics /healthz /readyz"
 // lets the nats CLI in on loopback, and stops cleanly.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	args := []string{"--gateway", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json"}
 	go func() {
-		done <- run(ctx, args, env(map[string]string{"COMM_DATA": dir, "COMM_SYNC": "2s"}), io.Discard, stderr)
+		done <- run(ctx, args, cmdtest.Env(map[string]string{"COMM_DATA": dir, "COMM_SYNC": "2s"}), io.Discard, stderr)
 	}()
-	stderr.field(t, "stack ready", "level")
-	addr := stderr.field(t, httpLine, "addr")
-	if got := stderr.field(t, "data directory", "fsync"); got != "every 2s" {
+	stderr.Field(t, "stack ready", "level")
+	addr := stderr.Field(t, httpLine, "addr")
+	if got := stderr.Field(t, "data directory", "fsync"); got != "every 2s" {
 		t.Errorf("fsync %q, want every 2s (COMM_SYNC)", got)
 	}
-	if got := stderr.field(t, "key files", "operator_key"); got != filepath.Join(dir, "keys", "operator.key") {
+	if got := stderr.Field(t, "key files", "operator_key"); got != filepath.Join(dir, "keys", "operator.key") {
 		t.Errorf("operator key at %q", got)
 	}
 	var out, errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), &out, &errOut); code != 0 {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health: exit %d %s", code, errOut.String())
 	}
-	_, text := get(t, "http://"+addr+"/metrics")
+	_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{"\ncomm_keyserver_clients 0\n", "\ncomm_relay_partitions_owned 64\n", "\ncomm_gateway_connections 0\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	url := stderr.field(t, "NATS listening on loopback (no authentication) for ksctl and the nats CLI", "url")
+	url := stderr.Field(t, "NATS listening on loopback (no authentication) for ksctl and the nats CLI", "url")
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("NATS at %s: %v", url, err)
@@ -121,14 +66,14 @@ func TestServe(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no shutdown 20 s after cancel")
 	}
-	stderr.field(t, "stopped cleanly", "level")
+	stderr.Field(t, "stopped cleanly", "level")
 }
 
 // TestStartErrors: a stack that cannot start exits 1 with the reason.
 func TestStartErrors(t *testing.T) {
 	dir := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(dir, "keys"), 0o700))
-	must(t, os.WriteFile(filepath.Join(dir, "keys", "gateway.pub"), []byte("x"), 0o644))
+	cmdtest.Must(t, os.MkdirAll(filepath.Join(dir, "keys"), 0o700))
+	cmdtest.Must(t, os.WriteFile(filepath.Join(dir, "keys", "gateway.pub"), []byte("x"), 0o644))
 	cases := []struct {
 		args []string
 		want string
@@ -139,16 +84,9 @@ func TestStartErrors(t *testing.T) {
 	for _, c := range cases {
 		var stderr bytes.Buffer
 		args := append(c.args, "--gateway", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json")
-		if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d %q, want 1 and %q", c.args, code, stderr.String(), c.want)
 		}
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -171,7 +109,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
-		if code := run(t.Context(), c.args, env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(t.Context(), c.args, cmdtest.Env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
 	}
@@ -181,14 +119,14 @@ func TestUsage(t *testing.T) {
 // turns the NATS listener off.
 func TestFlags(t *testing.T) {
 	cfg, err := parseFlags([]string{"--gateway", "0.0.0.0:7400", "--nats-listen", "none"},
-		env(map[string]string{"COMM_GATEWAY": "127.0.0.1:1", "COMM_HTTP": "127.0.0.1:9999", "COMM_SYNC": "1m"}))
-	must(t, err)
+		cmdtest.Env(map[string]string{"COMM_GATEWAY": "127.0.0.1:1", "COMM_HTTP": "127.0.0.1:9999", "COMM_SYNC": "1m"}))
+	cmdtest.Must(t, err)
 	s := cfg.stack
 	if s.Gateway != "0.0.0.0:7400" || s.NATSListen != "" || s.HTTP != "127.0.0.1:9999" || s.SyncInterval != time.Minute || s.DataDir != "data" {
 		t.Errorf("got %+v", s)
 	}
-	cfg, err = parseFlags(nil, env(nil))
-	must(t, err)
+	cfg, err = parseFlags(nil, cmdtest.Env(nil))
+	cmdtest.Must(t, err)
 	if cfg.stack.NATSListen != "127.0.0.1:4222" || cfg.stack.SyncInterval != 0 || cfg.sync.String() != "always" {
 		t.Errorf("defaults %+v", cfg.stack)
 	}
@@ -199,7 +137,7 @@ func TestFlags(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"demo", "--help"}} {
 		var stdout bytes.Buffer
-		if code := run(t.Context(), args, env(nil), &stdout, io.Discard); code != 0 {
+		if code := run(t.Context(), args, cmdtest.Env(nil), &stdout, io.Discard); code != 0 {
 			t.Fatalf("%v: exit %d", args, code)
 		}
 		newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
@@ -227,20 +165,20 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	cmd := exec.Command(bin, "--data", t.TempDir(), "--gateway", "127.0.0.1:0", "--nats-listen", "", "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
-	must(t, cmd.Start())
+	cmdtest.Must(t, cmd.Start())
 	defer cmd.Process.Kill()
-	addr := stderr.field(t, httpLine, "addr")
-	stderr.field(t, "stack ready", "level")
+	addr := stderr.Field(t, httpLine, "addr")
+	stderr.Field(t, "stack ready", "level")
 	if out, err := exec.Command(bin, "health", "--http", addr).CombinedOutput(); err != nil {
 		t.Fatalf("commstack health: %v: %s", err, out)
 	}
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	cmdtest.Must(t, cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
-	stderr.field(t, "stopped cleanly", "level")
+	stderr.Field(t, "stopped cleanly", "level")
 }

@@ -3,17 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
@@ -44,67 +42,9 @@ func writeKeys(t *testing.T) keyFiles {
 	gw, _ := keys.GenerateSigningKey(nil)
 	ks, _ := keys.GenerateSigningKey(nil)
 	f := keyFiles{dir: dir, gwKey: filepath.Join(dir, "gateway.key"), ksPub: filepath.Join(dir, "keyserver.pub"), gw: gw, ks: ks}
-	must(t, keys.WriteFile(f.gwKey, keys.EncodeSigningKey(keys.KindServerPrivate, gw), false))
-	must(t, os.WriteFile(f.ksPub, keys.EncodePublicKey(keys.KindKeyserverPublic, ks.Public()), 0o644))
+	cmdtest.Must(t, keys.WriteFile(f.gwKey, keys.EncodeSigningKey(keys.KindServerPrivate, gw), false))
+	cmdtest.Must(t, os.WriteFile(f.ksPub, keys.EncodePublicKey(keys.KindKeyserverPublic, ks.Public()), 0o644))
 	return f
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// logLines collects what the command writes to stderr.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// field waits for the JSON log line whose message is msg and returns one
-// of its fields.
-func (l *logLines) field(t *testing.T, msg, field string) string {
-	t.Helper()
-	var v string
-	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-		for line := range strings.SplitSeq(l.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
-				v = fmt.Sprint(m[field])
-				return nil
-			}
-		}
-		return fmt.Errorf("no log line %q in:\n%s", msg, l.String())
-	})
-	return v
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // world is a keyserver and a relay with a group ops of alice.
@@ -116,17 +56,17 @@ type world struct {
 func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
 	t.Helper()
 	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
-	must(t, err)
+	cmdtest.Must(t, err)
 	t.Cleanup(k.Close)
 	r, err := relay.Start(t.Context(), nc, relay.Config{KeyserverKey: ks.Public()})
-	must(t, err)
+	cmdtest.Must(t, err)
 	t.Cleanup(r.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
-	must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
+	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
 	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
-	must(t, err)
+	cmdtest.Must(t, err)
 	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
-	must(t, err)
+	cmdtest.Must(t, err)
 	return world{alice: alice, group: g}
 }
 
@@ -146,25 +86,25 @@ func TestServe(t *testing.T) {
 	kf := writeKeys(t)
 	w := newWorld(t, nc, kf.ks)
 	vars := map[string]string{"COMM_KEY": kf.gwKey, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_QUEUE": "16"}
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-format", "json"},
-			env(vars), io.Discard, stderr)
+			cmdtest.Env(vars), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	listen := stderr.field(t, "gateway ready", "listen")
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	listen := stderr.Field(t, "gateway ready", "listen")
 	var out, errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), &out, &errOut); code != 0 {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health of a ready gateway: exit %d, %s", code, errOut.String())
 	}
 	alice, err := dial(t, listen, w.alice, kf)
-	must(t, err)
+	cmdtest.Must(t, err)
 	defer alice.Close()
-	must(t, alice.WaitKey(t.Context(), w.group))
-	must(t, alice.Send(t.Context(), w.group, []byte("hello")))
+	cmdtest.Must(t, alice.WaitKey(t.Context(), w.group))
+	cmdtest.Must(t, alice.Send(t.Context(), w.group, []byte("hello")))
 	mallory, _ := keys.GenerateClientIdentity(nil)
 	if c, err := dial(t, listen, mallory, kf); err == nil {
 		c.Close()
@@ -178,8 +118,8 @@ func TestServe(t *testing.T) {
 	})
 	cancel()
 	waitExit(t, done, stderr)
-	stderr.field(t, "stopped cleanly", "level")
-	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, env(nil), &out, &errOut); code != 1 {
+	stderr.Field(t, "stopped cleanly", "level")
+	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
 	}
 }
@@ -189,7 +129,7 @@ func TestServe(t *testing.T) {
 func pollMetrics(t *testing.T, addr string, want []string) {
 	t.Helper()
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, text := get(t, "http://"+addr+"/metrics")
+		_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
 		for _, w := range want {
 			if !strings.Contains(text, w) {
 				return fmt.Errorf("metrics lack %q:\n%s", w, text)
@@ -199,7 +139,7 @@ func pollMetrics(t *testing.T, addr string, want []string) {
 	})
 }
 
-func waitExit(t *testing.T, done <-chan int, stderr *logLines) {
+func waitExit(t *testing.T, done <-chan int, stderr *cmdtest.Log) {
 	t.Helper()
 	select {
 	case code := <-done:
@@ -215,18 +155,18 @@ func waitExit(t *testing.T, done <-chan int, stderr *logLines) {
 // alive but not ready, and says why.
 func TestNotReadyWithoutNATS(t *testing.T) {
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--key", kf.gwKey, "--keyserver-pub", kf.ksPub,
-			"--http", "127.0.0.1:0", "--log-format", "json"}, env(nil), io.Discard, stderr)
+			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
 		t.Errorf("healthz %d", code)
 	}
-	if code, body := get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
 		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
 	}
 	cancel()
@@ -242,12 +182,12 @@ func TestListenInUse(t *testing.T) {
 	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	cmdtest.Must(t, err)
 	defer ln.Close()
 	var stderr bytes.Buffer
 	args := []string{"--nats", s.ClientURL(), "--key", kf.gwKey, "--keyserver-pub", kf.ksPub, "--listen", ln.Addr().String(),
 		"--http", "127.0.0.1:0", "--log-format", "json"}
-	if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "--listen "+ln.Addr().String()) {
+	if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "--listen "+ln.Addr().String()) {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
 }
@@ -258,7 +198,7 @@ func TestKeyFileErrors(t *testing.T) {
 	kf := writeKeys(t)
 	loose := filepath.Join(kf.dir, "loose.key")
 	data, _ := os.ReadFile(kf.gwKey)
-	must(t, os.WriteFile(loose, data, 0o644))
+	cmdtest.Must(t, os.WriteFile(loose, data, 0o644))
 	cases := []struct {
 		name string
 		args []string
@@ -273,7 +213,7 @@ func TestKeyFileErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			args := append(c.args, "--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-format", "json")
-			if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 {
+			if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 {
 				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
 			}
 			for _, w := range c.want {
@@ -308,7 +248,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
-		if code := run(t.Context(), c.args, env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(t.Context(), c.args, cmdtest.Env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
 	}
@@ -318,8 +258,8 @@ func TestUsage(t *testing.T) {
 func TestFlagWinsOverEnv(t *testing.T) {
 	vars := map[string]string{"COMM_LISTEN": "0.0.0.0:7400", "COMM_KEY": "env.key", "COMM_KEYSERVER_PUB": "env.pub",
 		"COMM_MAX_HANDSHAKES": "32", "COMM_IDLE_TIMEOUT": "2m"}
-	cfg, err := parseFlags([]string{"--listen", "127.0.0.1:7500", "--max-handshakes", "8"}, env(vars))
-	must(t, err)
+	cfg, err := parseFlags([]string{"--listen", "127.0.0.1:7500", "--max-handshakes", "8"}, cmdtest.Env(vars))
+	cmdtest.Must(t, err)
 	if cfg.listen != "127.0.0.1:7500" || cfg.keyFile != "env.key" || cfg.maxHandshakes != 8 || cfg.idleTimeout != 2*time.Minute {
 		t.Errorf("got %+v", cfg)
 	}
@@ -332,7 +272,7 @@ func TestFlagWinsOverEnv(t *testing.T) {
 // how to listen on every interface.
 func TestHelp(t *testing.T) {
 	var stdout bytes.Buffer
-	if code := run(t.Context(), []string{"--help"}, env(nil), &stdout, io.Discard); code != 0 {
+	if code := run(t.Context(), []string{"--help"}, cmdtest.Env(nil), &stdout, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
@@ -362,20 +302,20 @@ func TestBinarySIGTERM(t *testing.T) {
 	s, nc0 := natstest.Start(t)
 	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEY="+kf.gwKey, "COMM_KEYSERVER_PUB="+kf.ksPub, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
-	must(t, cmd.Start())
+	cmdtest.Must(t, cmd.Start())
 	defer cmd.Process.Kill()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	stderr.field(t, "gateway ready", "level")
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	stderr.Field(t, "gateway ready", "level")
 	if out, err := exec.Command(bin, "health", "--http", addr).CombinedOutput(); err != nil {
 		t.Fatalf("gateway health: %v: %s", err, out)
 	}
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	cmdtest.Must(t, cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
-	stderr.field(t, "stopped cleanly", "level")
+	stderr.Field(t, "stopped cleanly", "level")
 }

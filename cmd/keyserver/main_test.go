@@ -3,20 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
@@ -35,68 +33,10 @@ func writeKeys(t *testing.T) keyFiles {
 	ks, _ := keys.GenerateSigningKey(nil)
 	op, _ := keys.GenerateSigningKey(nil)
 	f := keyFiles{dir: dir, ksKey: filepath.Join(dir, "keyserver.key"), opDir: filepath.Join(dir, "operators"), operator: op}
-	must(t, os.Mkdir(f.opDir, 0o700))
-	must(t, keys.WriteFile(f.ksKey, keys.EncodeSigningKey(keys.KindKeyserverPrivate, ks), false))
-	must(t, keys.WriteFile(filepath.Join(f.opDir, "alice.pub"), keys.EncodePublicKey(keys.KindOperatorPublic, op.Public()), false))
+	cmdtest.Must(t, os.Mkdir(f.opDir, 0o700))
+	cmdtest.Must(t, keys.WriteFile(f.ksKey, keys.EncodeSigningKey(keys.KindKeyserverPrivate, ks), false))
+	cmdtest.Must(t, keys.WriteFile(filepath.Join(f.opDir, "alice.pub"), keys.EncodePublicKey(keys.KindOperatorPublic, op.Public()), false))
 	return f
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// logLines collects what the command writes to stderr, line by line.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// field waits for the JSON log line whose message is msg and returns one
-// of its fields.
-func (l *logLines) field(t *testing.T, msg, field string) string {
-	t.Helper()
-	var v string
-	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-		for line := range strings.SplitSeq(l.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
-				v, _ = m[field].(string)
-				return nil
-			}
-		}
-		return fmt.Errorf("no log line %q in:\n%s", msg, l.String())
-	})
-	return v
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // TestServe runs the command against a real NATS server, with the key
@@ -107,35 +47,35 @@ func TestServe(t *testing.T) {
 	s, nc := natstest.Start(t)
 	kf := writeKeys(t)
 	vars := map[string]string{"COMM_KEY": kf.ksKey, "COMM_OPERATORS": kf.opDir, "COMM_HTTP": "127.0.0.1:1"}
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--log-format", "json", "--retention", "2d"}, env(vars), io.Discard, stderr)
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--log-format", "json", "--retention", "2d"}, cmdtest.Env(vars), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, body := get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, body := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if code, body := get(t, "http://"+addr+"/readyz"); code != 200 {
+		if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 200 {
 			return fmt.Errorf("readyz: %d %q", code, body)
 		}
 		return nil
 	})
-	if got := stderr.field(t, "keyserver ready", "retention"); got != "2d" {
+	if got := stderr.Field(t, "keyserver ready", "retention"); got != "2d" {
 		t.Errorf("retention %q, want 2d", got)
 	}
 	var out, errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), &out, &errOut); code != 0 {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health of a ready keyserver: exit %d, %s", code, errOut.String())
 	}
 	op := &admin.Client{NC: nc, Operator: kf.operator}
 	if _, err := op.Do(t.Context(), admin.OpCreate, admin.Args{Name: "ops"}); err != nil {
 		t.Fatal(err)
 	}
-	_, metricsText := get(t, "http://"+addr+"/metrics")
+	_, metricsText := cmdtest.Get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{
 		"# TYPE comm_keyserver_events_appended_total counter\ncomm_keyserver_events_appended_total 1\n",
 		"\ncomm_keyserver_admin_requests_total 1\n", "\ncomm_keyserver_groups 1\n", `comm_keyserver_info{version="1.0.0"} 1`, "\ncomm_keyserver_log_position 1\n",
@@ -153,8 +93,8 @@ func TestServe(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no shutdown 15 s after cancel")
 	}
-	stderr.field(t, "stopped cleanly", "level")
-	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, env(nil), &out, &errOut); code != 1 {
+	stderr.Field(t, "stopped cleanly", "level")
+	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
 	}
 }
@@ -163,22 +103,22 @@ func TestServe(t *testing.T) {
 // alive but not ready, and says why.
 func TestNotReadyWithoutNATS(t *testing.T) {
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--key", kf.ksKey, "--operators", kf.opDir,
-			"--http", "127.0.0.1:0", "--log-format", "json"}, env(nil), io.Discard, stderr)
+			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
 		t.Errorf("healthz %d", code)
 	}
-	if code, body := get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
 		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
 	}
 	var errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
 		t.Errorf("health: exit %d %q", code, errOut.String())
 	}
 	cancel()
@@ -194,7 +134,7 @@ func TestKeyFileErrors(t *testing.T) {
 	opPub := filepath.Join(kf.opDir, "alice.pub")
 	loose := filepath.Join(kf.dir, "loose.key")
 	data, _ := os.ReadFile(kf.ksKey)
-	must(t, os.WriteFile(loose, data, 0o644))
+	cmdtest.Must(t, os.WriteFile(loose, data, 0o644))
 	cases := []struct {
 		name string
 		args []string
@@ -210,7 +150,7 @@ func TestKeyFileErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			args := append(c.args, "--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-format", "json")
-			if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 {
+			if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 {
 				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
 			}
 			for _, w := range c.want {
@@ -240,7 +180,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
-		if code := run(t.Context(), c.args, env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(t.Context(), c.args, cmdtest.Env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
 	}
@@ -249,7 +189,7 @@ func TestUsage(t *testing.T) {
 // TestFlagWinsOverEnv: a flag beats its variable, the variable the default.
 func TestFlagWinsOverEnv(t *testing.T) {
 	vars := map[string]string{"COMM_HTTP": "127.0.0.1:7000", "COMM_KEY": "env.key", "COMM_OPERATOR": "a.pub,b.pub", "COMM_REPLICAS": "3"}
-	cfg, err := parseFlags([]string{"--http", "127.0.0.1:8000", "--operator", "c.pub"}, env(vars))
+	cfg, err := parseFlags([]string{"--http", "127.0.0.1:8000", "--operator", "c.pub"}, cmdtest.Env(vars))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +201,7 @@ func TestFlagWinsOverEnv(t *testing.T) {
 // TestHelp: --help explains every flag and its environment variable.
 func TestHelp(t *testing.T) {
 	var stdout bytes.Buffer
-	if code := run(t.Context(), []string{"--help"}, env(nil), &stdout, io.Discard); code != 0 {
+	if code := run(t.Context(), []string{"--help"}, cmdtest.Env(nil), &stdout, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
@@ -290,20 +230,20 @@ func TestBinarySIGTERM(t *testing.T) {
 	}
 	s, _ := natstest.Start(t)
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEY="+kf.ksKey, "COMM_OPERATORS="+kf.opDir, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
-	must(t, cmd.Start())
+	cmdtest.Must(t, cmd.Start())
 	defer cmd.Process.Kill()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	stderr.field(t, "keyserver ready", "level")
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	stderr.Field(t, "keyserver ready", "level")
 	if out, err := exec.Command(bin, "health", "--http", addr).CombinedOutput(); err != nil {
 		t.Fatalf("keyserver health: %v: %s", err, out)
 	}
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	cmdtest.Must(t, cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
-	stderr.field(t, "stopped cleanly", "level")
+	stderr.Field(t, "stopped cleanly", "level")
 }

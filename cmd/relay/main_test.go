@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
@@ -41,67 +39,9 @@ func writeKeys(t *testing.T) keyFiles {
 	dir := t.TempDir()
 	ks, _ := keys.GenerateSigningKey(nil)
 	f := keyFiles{dir: dir, ksKey: filepath.Join(dir, "keyserver.key"), ksPub: filepath.Join(dir, "keyserver.pub"), ks: ks}
-	must(t, keys.WriteFile(f.ksKey, keys.EncodeSigningKey(keys.KindKeyserverPrivate, ks), false))
-	must(t, os.WriteFile(f.ksPub, keys.EncodePublicKey(keys.KindKeyserverPublic, ks.Public()), 0o644))
+	cmdtest.Must(t, keys.WriteFile(f.ksKey, keys.EncodeSigningKey(keys.KindKeyserverPrivate, ks), false))
+	cmdtest.Must(t, os.WriteFile(f.ksPub, keys.EncodePublicKey(keys.KindKeyserverPublic, ks.Public()), 0o644))
 	return f
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// logLines collects what the command writes to stderr.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// field waits for the JSON log line whose message is msg and returns one
-// of its fields (numbers as their JSON text).
-func (l *logLines) field(t *testing.T, msg, field string) string {
-	t.Helper()
-	var v string
-	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-		for line := range strings.SplitSeq(l.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
-				v = fmt.Sprint(m[field])
-				return nil
-			}
-		}
-		return fmt.Errorf("no log line %q in:\n%s", msg, l.String())
-	})
-	return v
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // world is a keyserver with a group ops of alice.
@@ -113,14 +53,14 @@ type world struct {
 func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
 	t.Helper()
 	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
-	must(t, err)
+	cmdtest.Must(t, err)
 	t.Cleanup(k.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
-	must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
+	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
 	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
-	must(t, err)
+	cmdtest.Must(t, err)
 	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
-	must(t, err)
+	cmdtest.Must(t, err)
 	return world{alice: alice, group: g}
 }
 
@@ -133,7 +73,7 @@ func (w world) send(t *testing.T, nc *nats.Conn, counter uint64) string {
 	m.Data = e
 	m.Header.Set(streams.HeaderSender, w.alice.ID().String())
 	reply, err := nc.RequestMsg(m, 10*time.Second)
-	must(t, err)
+	cmdtest.Must(t, err)
 	return reply.Header.Get(streams.HeaderStatus) + "/" + reply.Header.Get(streams.HeaderReason)
 }
 
@@ -146,26 +86,26 @@ func TestServe(t *testing.T) {
 	kf := writeKeys(t)
 	w := newWorld(t, nc, kf.ks)
 	vars := map[string]string{"COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_RELAY_ID": "env-relay"}
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--log-format", "json", "--grace", "1m", "--id", "r1"},
-			env(vars), io.Discard, stderr)
+			cmdtest.Env(vars), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, body := get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, body := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
-	if got := stderr.field(t, "relay ready", "partitions"); got != fmt.Sprint(streams.Partitions) {
+	if got := stderr.Field(t, "relay ready", "partitions"); got != fmt.Sprint(streams.Partitions) {
 		t.Errorf("a lone relay owns %s partitions, want %d", got, streams.Partitions)
 	}
-	if got := stderr.field(t, "relay ready", "id"); got != "r1" {
+	if got := stderr.Field(t, "relay ready", "id"); got != "r1" {
 		t.Errorf("id %q, want r1 (the flag wins over COMM_RELAY_ID)", got)
 	}
 	var out, errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), &out, &errOut); code != 0 {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health of a ready relay: exit %d, %s", code, errOut.String())
 	}
 	if v := w.send(t, nc, 1); v != "accepted/" {
@@ -183,8 +123,8 @@ func TestServe(t *testing.T) {
 	})
 	cancel()
 	waitExit(t, done, stderr)
-	stderr.field(t, "stopped cleanly", "level")
-	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, env(nil), &out, &errOut); code != 1 {
+	stderr.Field(t, "stopped cleanly", "level")
+	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
 	}
 	checkReleased(t, nc)
@@ -192,7 +132,7 @@ func TestServe(t *testing.T) {
 
 func checkMetrics(t *testing.T, addr string, want []string) {
 	t.Helper()
-	_, text := get(t, "http://"+addr+"/metrics")
+	_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
 	for _, w := range want {
 		if !strings.Contains(text, w) {
 			t.Errorf("metrics lack %q:\n%s", w, text)
@@ -200,7 +140,7 @@ func checkMetrics(t *testing.T, addr string, want []string) {
 	}
 }
 
-func waitExit(t *testing.T, done <-chan int, stderr *logLines) {
+func waitExit(t *testing.T, done <-chan int, stderr *cmdtest.Log) {
 	t.Helper()
 	select {
 	case code := <-done:
@@ -216,11 +156,11 @@ func waitExit(t *testing.T, done <-chan int, stderr *logLines) {
 func checkReleased(t *testing.T, nc *nats.Conn) {
 	t.Helper()
 	js, err := jetstream.New(nc)
-	must(t, err)
+	cmdtest.Must(t, err)
 	kv, err := js.KeyValue(t.Context(), streams.Relays)
-	must(t, err)
+	cmdtest.Must(t, err)
 	lister, err := kv.ListKeys(t.Context())
-	must(t, err)
+	cmdtest.Must(t, err)
 	for k := range lister.Keys() {
 		t.Errorf("lease or presence %q left behind", k)
 	}
@@ -230,22 +170,22 @@ func checkReleased(t *testing.T, nc *nats.Conn) {
 // alive but not ready, and says why.
 func TestNotReadyWithoutNATS(t *testing.T) {
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--keyserver-pub", kf.ksPub,
-			"--http", "127.0.0.1:0", "--log-format", "json"}, env(nil), io.Discard, stderr)
+			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
 		t.Errorf("healthz %d", code)
 	}
-	if code, body := get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
 		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
 	}
 	var errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
 		t.Errorf("health: exit %d %q", code, errOut.String())
 	}
 	cancel()
@@ -270,7 +210,7 @@ func TestKeyFileErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			args := []string{"--keyserver-pub", c.file, "--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-format", "json"}
-			if code := run(t.Context(), args, env(nil), io.Discard, &stderr); code != 1 {
+			if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 {
 				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
 			}
 			for _, w := range c.want {
@@ -285,7 +225,7 @@ func TestKeyFileErrors(t *testing.T) {
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	must(t, os.WriteFile(p, []byte(content), 0o644))
+	cmdtest.Must(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
 }
 
@@ -309,7 +249,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
-		if code := run(t.Context(), c.args, env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+		if code := run(t.Context(), c.args, cmdtest.Env(c.vars), io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, stderr.String(), c.want)
 		}
 	}
@@ -318,8 +258,8 @@ func TestUsage(t *testing.T) {
 // TestFlagWinsOverEnv: a flag beats its variable, the variable the default.
 func TestFlagWinsOverEnv(t *testing.T) {
 	vars := map[string]string{"COMM_HTTP": "127.0.0.1:7000", "COMM_KEYSERVER_PUB": "env.pub", "COMM_GRACE": "2m", "COMM_REPLICAS": "3"}
-	cfg, err := parseFlags([]string{"--http", "127.0.0.1:8000", "--grace", "45s"}, env(vars))
-	must(t, err)
+	cfg, err := parseFlags([]string{"--http", "127.0.0.1:8000", "--grace", "45s"}, cmdtest.Env(vars))
+	cmdtest.Must(t, err)
 	if cfg.httpAddr != "127.0.0.1:8000" || cfg.keyserverPub != "env.pub" || cfg.replicas != 3 || cfg.grace != 45*time.Second {
 		t.Errorf("got %+v", cfg)
 	}
@@ -344,7 +284,7 @@ func TestDefaultID(t *testing.T) {
 // TestHelp: --help explains every flag and its environment variable.
 func TestHelp(t *testing.T) {
 	var stdout bytes.Buffer
-	if code := run(t.Context(), []string{"--help"}, env(nil), &stdout, io.Discard); code != 0 {
+	if code := run(t.Context(), []string{"--help"}, cmdtest.Env(nil), &stdout, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
@@ -374,20 +314,20 @@ func TestBinarySIGTERM(t *testing.T) {
 	s, nc0 := natstest.Start(t)
 	stacktest.CreateStreams(t, nc0)
 	kf := writeKeys(t)
-	stderr := &logLines{}
+	stderr := &cmdtest.Log{}
 	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEYSERVER_PUB="+kf.ksPub, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
-	must(t, cmd.Start())
+	cmdtest.Must(t, cmd.Start())
 	defer cmd.Process.Kill()
-	addr := stderr.field(t, "http listening: /metrics /healthz /readyz", "addr")
-	stderr.field(t, "relay ready", "level")
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	stderr.Field(t, "relay ready", "level")
 	if out, err := exec.Command(bin, "health", "--http", addr).CombinedOutput(); err != nil {
 		t.Fatalf("relay health: %v: %s", err, out)
 	}
-	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	cmdtest.Must(t, cmd.Process.Signal(syscall.SIGTERM))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 	}
-	stderr.field(t, "stopped cleanly", "level")
+	stderr.Field(t, "stopped cleanly", "level")
 }
