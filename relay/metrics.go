@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/commsec/communicator/events"
@@ -13,7 +12,7 @@ import (
 // registry holds at most one relay: the names would collide.
 type Metrics struct {
 	reg           *metrics.Registry
-	verdicts      *labelled // by verdict and reason
+	verdicts      *metrics.Labelled // by verdict and reason
 	conflicts     *metrics.Counter
 	refusedEvents *metrics.Counter
 	trims         *metrics.Counter
@@ -26,7 +25,7 @@ func newMetrics(r *metrics.Registry) *Metrics {
 	}
 	m := &Metrics{
 		reg: r,
-		verdicts: newLabelled(r.CounterVec("comm_relay_verdicts_total",
+		verdicts: metrics.NewLabelled(r.CounterVec("comm_relay_verdicts_total",
 			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"), 2),
 		conflicts: r.Counter("comm_relay_counter_conflicts_total",
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
@@ -46,58 +45,14 @@ func (m *Metrics) registerState(p *events.Projection) {
 		func() float64 { return float64(p.LastSeq()) })
 }
 
-func (m *Metrics) count(verdict, reason string) { m.verdicts.inc(verdict, reason) }
+func (m *Metrics) count(verdict, reason string) { m.verdicts.Inc(verdict, reason) }
 
 // Verdicts returns the decisions so far, keyed "accepted", "duplicate",
 // "refused/<reason>" or "retry/<reason>".
-func (m *Metrics) Verdicts() map[string]uint64 { return m.verdicts.snapshot() }
+func (m *Metrics) Verdicts() map[string]uint64 { return m.verdicts.Snapshot() }
 
 // Conflicts counts counter compare-and-swap failures (another relay first).
 func (m *Metrics) Conflicts() uint64 { return m.conflicts.Value() }
 
 // Partitions is the number of partitions held.
 func (m *Metrics) Partitions() int64 { return m.partitions.Load() }
-
-// labelled is a CounterVec of one or two labels whose counters are also
-// kept by label values, so that counting costs a map lookup and no
-// allocation, and a snapshot can list them.
-type labelled struct {
-	vec *metrics.CounterVec
-	n   int // label names: 1 or 2
-	mu  sync.Mutex
-	by  map[[2]string]*metrics.Counter
-}
-
-// newLabelled wraps vec, which has n label names (1 or 2).
-func newLabelled(vec *metrics.CounterVec, n int) *labelled {
-	return &labelled{vec: vec, n: n, by: map[[2]string]*metrics.Counter{}}
-}
-
-// inc counts one under the label values a (and b, for two labels).
-func (l *labelled) inc(a, b string) {
-	k := [2]string{a, b}
-	l.mu.Lock()
-	c := l.by[k]
-	if c == nil {
-		c = l.vec.With(k[:l.n]...)
-		l.by[k] = c
-	}
-	l.mu.Unlock()
-	c.Inc()
-}
-
-// snapshot copies the counts, keyed by the label values joined with "/"
-// (an empty second value left out).
-func (l *labelled) snapshot() map[string]uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make(map[string]uint64, len(l.by))
-	for k, c := range l.by {
-		key := k[0]
-		if k[1] != "" {
-			key += "/" + k[1]
-		}
-		out[key] = c.Value()
-	}
-	return out
-}

@@ -134,3 +134,21 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("total %d, gauge %v; want 8000", total, g.Value())
 	}
 }
+
+// TestLabelled: counts by one or two label values, in the snapshot and
+// in the exposition.
+func TestLabelled(t *testing.T) {
+	r := metrics.NewRegistry()
+	one := metrics.NewLabelled(r.CounterVec("t_one_total", "one label", "reason"), 1)
+	two := metrics.NewLabelled(r.CounterVec("t_two_total", "two labels", "verdict", "reason"), 2)
+	one.Inc("busy", "")
+	one.Inc("busy", "")
+	two.Inc("accepted", "")
+	two.Inc("refused", "not_member")
+	if got := one.Snapshot(); len(got) != 1 || got["busy"] != 2 {
+		t.Errorf("one label: %v", got)
+	}
+	if got := two.Snapshot(); len(got) != 2 || got["accepted"] != 1 || got["refused/not_member"] != 1 {
+		t.Errorf("two labels: %v", got)
+	}
+}
