@@ -93,27 +93,34 @@ func (s *session) end(err error) {
 }
 
 // shutdown closes the connection once; reader and writer then end.
-func (s *session) shutdown() {
+func (s *session) shutdown() { s.stop(func() { s.conn.Close() }) }
+
+// stop ends the session once: the writer stops taking frames, then
+// closeConn closes the connection.
+func (s *session) stop(closeConn func()) {
 	s.stopOnce.Do(func() {
 		close(s.done)
 		s.out.close()
-		s.conn.Close()
+		closeConn()
 	})
 }
 
 // fail tells the client a generic code, counts the reason and shuts down;
-// only the first failure of a session counts.
+// only the first failure of a session counts. The Error frame is written
+// (within a second) before the connection closes, on a goroutine of its
+// own: fail never waits for a client.
 func (s *session) fail(reason string, err error) {
 	if !s.failed.CompareAndSwap(false, true) {
 		return
 	}
 	s.gw.Metrics.drop(reason)
 	s.logAt(zerolog.InfoLevel).Str("reason", reason).Err(err).Msg("closing connection")
-	go func() {
-		s.conn.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
-		s.conn.Fail(err)
-	}()
-	s.shutdown()
+	s.stop(func() {
+		go func() {
+			s.conn.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+			s.conn.Fail(err)
+		}()
+	})
 }
 
 // reader handles the client's frames until an error or a Close frame.
