@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -60,7 +61,10 @@ func (d *delivery) init(cursor uint64) {
 // switches it to the live feed.
 func (s *session) deliver(groups []protocol.GroupID) {
 	if err := s.pushBundles(); err != nil {
-		s.logAt(zerolog.WarnLevel).Err(err).Msg("bundles not pushed")
+		// Without its bundles the client could not open what follows:
+		// it reconnects and gets them then.
+		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		return
 	}
 	for attempt := 0; ; attempt++ {
 		if err := s.catchUp(groups); err != nil {

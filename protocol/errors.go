@@ -76,9 +76,10 @@ var (
 
 // Connection errors a server reports when it drops a client.
 var (
-	ErrSlowClient = newError("slow_client", CodeSlow, "client did not read fast enough")
-	ErrIdle       = newError("idle", CodeTimeout, "connection idle for too long")
-	ErrShutdown   = newError("shutdown", CodeShutdown, "server shutting down")
+	ErrSlowClient  = newError("slow_client", CodeSlow, "client did not read fast enough")
+	ErrIdle        = newError("idle", CodeTimeout, "connection idle for too long")
+	ErrShutdown    = newError("shutdown", CodeShutdown, "server shutting down")
+	ErrUnavailable = newError("unavailable", CodeBusy, "server cannot serve the connection now; reconnect later")
 )
 
 // Channel (frame) errors.
