@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -20,9 +18,6 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// shutdownTimeout bounds each step of a graceful shutdown.
-const shutdownTimeout = 5 * time.Second
-
 // serve runs the keyserver until ctx ends: the HTTP listener first (so
 // that liveness answers during a long replay), then NATS, the replay and
 // the admin API.
@@ -33,27 +28,27 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	// The key is not wiped on return: an admin request still in flight
 	// may sign with it until the process exits.
-	st := &readiness{}
+	st := &service.Readiness{}
 	reg := metrics.NewRegistry()
 	reg.GaugeVec("comm_keyserver_info", "The keyserver's version (always 1).", "version").With(keyserver.Version).Set(1)
-	srv, err := service.Listen(service.Config{Addr: cfg.httpAddr, Metrics: reg, Ready: st.check, Log: log})
+	srv, err := service.Listen(service.Config{Addr: cfg.httpAddr, Metrics: reg, Ready: st.Check, Log: log})
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", cfg.httpAddr, err)
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("http listening: /metrics /healthz /readyz")
-	defer shutdownHTTP(srv, log)
+	defer service.ShutdownHTTP(srv, log)
 	nc, err := service.ConnectNATS(ctx, cfg.natsURL, "comm-keyserver", cfg.natsCreds, log)
 	if err != nil {
 		return err
 	}
-	st.nc.Store(nc)
-	defer drain(nc, log)
+	st.NC.Store(nc)
+	defer service.Drain(nc, log)
 	log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 	return runKeyserver(ctx, nc, cfg, keyserver.Config{Key: key, Operators: operators, Log: log, Metrics: reg,
 		Streams: streams.Config{Replicas: cfg.replicas, Retention: cfg.retention}}, st, log)
 }
 
-func runKeyserver(ctx context.Context, nc *nats.Conn, cfg *config, kc keyserver.Config, st *readiness, log zerolog.Logger) error {
+func runKeyserver(ctx context.Context, nc *nats.Conn, cfg *config, kc keyserver.Config, st *service.Readiness, log zerolog.Logger) error {
 	k, err := keyserver.Start(ctx, nc, kc)
 	if err != nil {
 		return err
@@ -63,51 +58,17 @@ func runKeyserver(ctx context.Context, nc *nats.Conn, cfg *config, kc keyserver.
 	if err != nil {
 		return err
 	}
-	if err := nc.FlushTimeout(shutdownTimeout); err != nil { // the server has the admin API's subscriptions
+	if err := nc.FlushTimeout(service.ShutdownTimeout); err != nil { // the server has the admin API's subscriptions
 		return fmt.Errorf("NATS flush: %w", err)
 	}
-	st.loaded.Store(true)
+	st.Loaded.Store(true)
 	log.Info().Int("operators", len(kc.Operators)).Int("replicas", cfg.replicas).Str("retention", (*service.Duration)(&cfg.retention).String()).
 		Msg("keyserver ready")
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
-	st.loaded.Store(false)
+	st.Loaded.Store(false)
 	if err := svc.Stop(); err != nil {
 		log.Warn().Err(err).Msg("stopping the admin API")
-	}
-	return nil
-}
-
-func shutdownHTTP(srv *service.Server, log zerolog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn().Err(err).Msg("http shutdown")
-	}
-}
-
-func drain(nc *nats.Conn, log zerolog.Logger) {
-	if err := service.DrainNATS(nc, shutdownTimeout); err != nil {
-		log.Warn().Err(err).Msg("NATS shutdown")
-	}
-}
-
-// readiness is /readyz: NATS connected and the log replayed.
-type readiness struct {
-	nc     atomic.Pointer[nats.Conn]
-	loaded atomic.Bool
-}
-
-func (r *readiness) check() error {
-	nc := r.nc.Load()
-	if nc == nil {
-		return errors.New("connecting to NATS")
-	}
-	if err := service.NATSReady(nc); err != nil {
-		return err
-	}
-	if !r.loaded.Load() {
-		return errors.New("replaying the event log")
 	}
 	return nil
 }

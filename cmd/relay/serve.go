@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -17,9 +14,6 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// shutdownTimeout bounds each step of a graceful shutdown.
-const shutdownTimeout = 5 * time.Second
-
 // serve runs the relay until ctx ends: the HTTP listener first (so that
 // liveness answers during a long replay), then NATS, the replay and the
 // partitions.
@@ -28,71 +22,37 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st := &readiness{}
+	st := &service.Readiness{}
 	reg := metrics.NewRegistry()
-	srv, err := service.Listen(service.Config{Addr: cfg.httpAddr, Metrics: reg, Ready: st.check, Log: log})
+	srv, err := service.Listen(service.Config{Addr: cfg.httpAddr, Metrics: reg, Ready: st.Check, Log: log})
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", cfg.httpAddr, err)
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("http listening: /metrics /healthz /readyz")
-	defer shutdownHTTP(srv, log)
+	defer service.ShutdownHTTP(srv, log)
 	nc, err := service.ConnectNATS(ctx, cfg.natsURL, "comm-relay", cfg.natsCreds, log) // the name is the NATS role (package natsauth)
 	if err != nil {
 		return err
 	}
-	st.nc.Store(nc)
-	defer drain(nc, log)
+	st.NC.Store(nc)
+	defer service.Drain(nc, log)
 	log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 	return runRelay(ctx, nc, cfg, relay.Config{KeyserverKey: ksPub, Grace: cfg.grace, ID: cfg.id, Log: log, Metrics: reg,
 		Streams: streams.Config{Replicas: cfg.replicas, Retention: cfg.retention}}, st, log)
 }
 
-func runRelay(ctx context.Context, nc *nats.Conn, cfg *config, rc relay.Config, st *readiness, log zerolog.Logger) error {
+func runRelay(ctx context.Context, nc *nats.Conn, cfg *config, rc relay.Config, st *service.Readiness, log zerolog.Logger) error {
 	r, err := relay.Start(ctx, nc, rc)
 	if err != nil {
 		return err
 	}
 	defer r.Close() // releases the partitions before the connection drains
-	st.loaded.Store(true)
+	st.Loaded.Store(true)
 	log.Info().Str("id", r.ID()).Int("partitions", len(r.Owned())).Int("replicas", cfg.replicas).
 		Str("retention", (*service.Duration)(&cfg.retention).String()).Dur("grace", cfg.grace).Msg("relay ready")
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
-	st.loaded.Store(false)
-	return nil
-}
-
-func shutdownHTTP(srv *service.Server, log zerolog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn().Err(err).Msg("http shutdown")
-	}
-}
-
-func drain(nc *nats.Conn, log zerolog.Logger) {
-	if err := service.DrainNATS(nc, shutdownTimeout); err != nil {
-		log.Warn().Err(err).Msg("NATS shutdown")
-	}
-}
-
-// readiness is /readyz: NATS connected and the log replayed.
-type readiness struct {
-	nc     atomic.Pointer[nats.Conn]
-	loaded atomic.Bool
-}
-
-func (r *readiness) check() error {
-	nc := r.nc.Load()
-	if nc == nil {
-		return errors.New("connecting to NATS")
-	}
-	if err := service.NATSReady(nc); err != nil {
-		return err
-	}
-	if !r.loaded.Load() {
-		return errors.New("replaying the event log")
-	}
+	st.Loaded.Store(false)
 	return nil
 }
 
