@@ -4,17 +4,11 @@ package handshake_test
 // primitives its side performs, so that the cost of the state machines
 // themselves (parsing, marshaling, allocation, state checks) is visible.
 //
-// Both ephemeral keys come from benchRand, so every iteration replays the
-// same transcript: the peer's messages are recorded once, outside the timer.
+// Both ephemeral keys are fixed (primitives.Record), so every iteration
+// replays the same transcript: the peer's messages are recorded once,
+// outside the timer.
 
 import (
-	"crypto/ecdh"
-	"crypto/ed25519"
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"flag"
 	"math"
 	"runtime"
@@ -24,65 +18,13 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/handshake"
-	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/protocol/handshake/primitives"
 )
 
-// benchRand returns its 32 bytes again and again. As the source of an
-// ephemeral key it makes every handshake of a benchmark the same.
-type benchRand [32]byte
-
-func (r *benchRand) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = r[i%len(r)]
-	}
-	return len(p), nil
-}
-
-func benchBytes(b byte) [32]byte {
-	var a [32]byte
-	for i := range a {
-		a[i] = b + byte(i)
-	}
-	return a
-}
-
-// benchFlow is one recorded handshake: the keys of both sides, both
-// ephemeral scalars and every message, Ready frame included.
-type benchFlow struct {
-	clientSeed, serverSeed [ed25519.SeedSize]byte
-	client, server         *keys.SigningKey
-	clientEph, serverEph   benchRand
-	m1, m2, m3, m4, ready  []byte
-}
-
-func newBenchFlow(tb testing.TB) *benchFlow {
+// newBenchFlow records the handshake every iteration replays.
+func newBenchFlow(tb testing.TB) *primitives.Flow {
 	tb.Helper()
-	f := &benchFlow{clientSeed: benchBytes(0x10), serverSeed: benchBytes(0x20),
-		clientEph: benchBytes(0x30), serverEph: benchBytes(0x40)}
-	f.client = keys.NewSigningKey(&f.clientSeed)
-	f.server = keys.NewSigningKey(&f.serverSeed)
-	c := handshake.NewClientHandshake(f.client, f.server.Public(), &f.clientEph)
-	s := handshake.NewServerHandshake(f.server, &f.serverEph)
-	var err error
-	f.m1, err = c.WriteM1()
-	benchMust(tb, err)
-	benchMust(tb, s.ReadM1(f.m1))
-	f.m2, err = s.WriteM2()
-	benchMust(tb, err)
-	f.m3, err = s.WriteM3()
-	benchMust(tb, err)
-	benchMust(tb, c.ReadM2(f.m2))
-	benchMust(tb, c.ReadM3(f.m3))
-	f.m4, err = c.WriteM4()
-	benchMust(tb, err)
-	benchMust(tb, s.ReadM4(f.m4))
-	sk, err := s.Keys()
-	benchMust(tb, err)
-	ck, err := c.Keys()
-	benchMust(tb, err)
-	f.ready, err = channel.NewSealer(&sk.S2C).Seal(nil, channel.TypeReady, nil)
-	benchMust(tb, err)
-	_, err = channel.NewOpener(&ck.S2C, &ck.C2S, channel.ServerToClient).Open(f.ready)
+	f, err := primitives.Record()
 	benchMust(tb, err)
 	return f
 }
@@ -113,8 +55,8 @@ func benchServerHandshake(tb testing.TB) func() error {
 	f := newBenchFlow(tb)
 	buf := make([]byte, 0, channel.Overhead)
 	return func() error {
-		s := handshake.NewServerHandshake(f.server, &f.serverEph)
-		if err := s.ReadM1(f.m1); err != nil {
+		s := handshake.NewServerHandshake(f.Server, &f.ServerEph)
+		if err := s.ReadM1(f.M1); err != nil {
 			return err
 		}
 		if _, err := s.WriteM2(); err != nil {
@@ -123,7 +65,7 @@ func benchServerHandshake(tb testing.TB) func() error {
 		if _, err := s.WriteM3(); err != nil {
 			return err
 		}
-		if err := s.ReadM4(f.m4); err != nil {
+		if err := s.ReadM4(f.M4); err != nil {
 			return err
 		}
 		k, err := s.Keys()
@@ -141,16 +83,16 @@ func benchServerHandshake(tb testing.TB) func() error {
 // ending with the opened Ready frame.
 func benchClientHandshake(tb testing.TB) func() error {
 	f := newBenchFlow(tb)
-	serverKey := f.server.Public()
+	serverKey := f.Server.Public()
 	return func() error {
-		c := handshake.NewClientHandshake(f.client, serverKey, &f.clientEph)
+		c := handshake.NewClientHandshake(f.Client, serverKey, &f.ClientEph)
 		if _, err := c.WriteM1(); err != nil {
 			return err
 		}
-		if err := c.ReadM2(f.m2); err != nil {
+		if err := c.ReadM2(f.M2); err != nil {
 			return err
 		}
-		if err := c.ReadM3(f.m3); err != nil {
+		if err := c.ReadM3(f.M3); err != nil {
 			return err
 		}
 		if _, err := c.WriteM4(); err != nil {
@@ -162,7 +104,7 @@ func benchClientHandshake(tb testing.TB) func() error {
 		}
 		opener := channel.NewOpener(&k.S2C, &k.C2S, channel.ServerToClient)
 		k.Wipe()
-		fr, err := opener.Open(f.ready)
+		fr, err := opener.Open(f.Ready)
 		if err == nil && fr.Type != channel.TypeReady {
 			err = protocol.ErrNoKeyConfirmation
 		}
@@ -170,121 +112,15 @@ func benchClientHandshake(tb testing.TB) func() error {
 	}
 }
 
-// benchPrimitives are the cryptographic operations of one side of a
-// handshake and nothing else. They work on the recorded messages, so their
-// results equal the state machine's: the final tag must match the recorded
-// Ready frame.
-type benchPrimitives struct {
-	f              *benchFlow
-	scalar         *[32]byte // this side's ephemeral
-	peerShare      []byte    // the other side's X25519 share
-	sign           ed25519.PrivateKey
-	peerPub        []byte
-	signLabel      string
-	verifyLabel    string
-	signAfter      int // the transcript hash (2 = H(M1|M2), 3 = H(M1..M3)) this side signs
-	peerSignature  []byte
-	infoC2S        string
-	infoS2C        string
-	input          []byte // reused buffer for a signed input
-	transcriptMsgs [4][]byte
+// benchServerPrimitives and benchClientPrimitives are the cryptographic
+// operations of one side and nothing else (package primitives).
+func benchServerPrimitives(tb testing.TB) func() error {
+	return primitives.NewSide(newBenchFlow(tb), true).Run
 }
 
-func newBenchPrimitives(tb testing.TB, server bool) *benchPrimitives {
-	f := newBenchFlow(tb)
-	p := &benchPrimitives{f: f, infoC2S: benchKDFInfo(protocol.LabelKeyC2S), infoS2C: benchKDFInfo(protocol.LabelKeyS2C),
-		input: make([]byte, 0, 128), transcriptMsgs: [4][]byte{f.m1, f.m2, f.m3, f.m4}}
-	share := handshake.HeaderSize + protocol.PublicKeySize
-	if server {
-		p.scalar, p.peerShare = (*[32]byte)(&f.serverEph), f.m1[share:]
-		p.sign = ed25519.NewKeyFromSeed(f.serverSeed[:])
-		p.peerPub = f.m1[handshake.HeaderSize:share]
-		p.signLabel, p.verifyLabel, p.signAfter = protocol.LabelServerSig, protocol.LabelClientSig, 2
-		p.peerSignature = f.m4[handshake.HeaderSize:]
-	} else {
-		p.scalar, p.peerShare = (*[32]byte)(&f.clientEph), f.m2[share:]
-		p.sign = ed25519.NewKeyFromSeed(f.clientSeed[:])
-		p.peerPub = f.m2[handshake.HeaderSize:share]
-		p.signLabel, p.verifyLabel, p.signAfter = protocol.LabelClientSig, protocol.LabelServerSig, 3
-		p.peerSignature = f.m3[handshake.HeaderSize:]
-	}
-	return p
+func benchClientPrimitives(tb testing.TB) func() error {
+	return primitives.NewSide(newBenchFlow(tb), false).Run
 }
-
-// benchKDFInfo and signedInput repeat the layouts of the key schedule
-// (the package comment): label | version | suite(2) [| transcript hash].
-func benchKDFInfo(label string) string {
-	b := append([]byte(label), protocol.Version)
-	return string(binary.BigEndian.AppendUint16(b, uint16(protocol.SuiteX25519Ed25519)))
-}
-
-func (p *benchPrimitives) signedInput(label string, th []byte) []byte {
-	b := append(p.input[:0], label...)
-	b = append(b, protocol.Version)
-	b = binary.BigEndian.AppendUint16(b, uint16(protocol.SuiteX25519Ed25519))
-	p.input = append(b, th...)
-	return p.input
-}
-
-var errBenchPrimitives = errors.New("primitives do not reproduce the recorded handshake")
-
-// run performs, in the order a side needs them: X25519 key generation and
-// one X25519, the transcript hashes after M2, M3 and M4 with one Ed25519
-// signature and one verification in between, HKDF-SHA256 extract and two
-// expands, and the HMAC-SHA256 of the Ready frame under a fresh key.
-func (p *benchPrimitives) run() error {
-	eph, err := ecdh.X25519().NewPrivateKey(p.scalar[:])
-	if err != nil {
-		return err
-	}
-	_ = eph.PublicKey().Bytes()
-	peer, err := ecdh.X25519().NewPublicKey(p.peerShare)
-	if err != nil {
-		return err
-	}
-	shared, err := eph.ECDH(peer)
-	if err != nil {
-		return err
-	}
-	var th [protocol.HashSize]byte
-	h := sha256.New()
-	for i, m := range p.transcriptMsgs {
-		h.Write(m)
-		if i == 0 {
-			continue
-		}
-		h.Sum(th[:0])
-		switch i + 1 {
-		case p.signAfter:
-			ed25519.Sign(p.sign, p.signedInput(p.signLabel, th[:]))
-		case 5 - p.signAfter: // the peer signed the other hash
-			if !ed25519.Verify(p.peerPub, p.signedInput(p.verifyLabel, th[:]), p.peerSignature) {
-				return errBenchPrimitives
-			}
-		}
-	}
-	prk, err := hkdf.Extract(sha256.New, shared, th[:])
-	if err != nil {
-		return err
-	}
-	if _, err := hkdf.Expand(sha256.New, prk, p.infoC2S, 32); err != nil {
-		return err
-	}
-	s2c, err := hkdf.Expand(sha256.New, prk, p.infoS2C, 32)
-	if err != nil {
-		return err
-	}
-	mac := hmac.New(sha256.New, s2c)
-	n := len(p.f.ready) - protocol.MACSize
-	mac.Write(p.f.ready[:n])
-	if !hmac.Equal(mac.Sum(nil), p.f.ready[n:]) {
-		return errBenchPrimitives
-	}
-	return nil
-}
-
-func benchServerPrimitives(tb testing.TB) func() error { return newBenchPrimitives(tb, true).run }
-func benchClientPrimitives(tb testing.TB) func() error { return newBenchPrimitives(tb, false).run }
 
 // BenchmarkServerHandshake: NewServerHandshake, ReadM1, WriteM2, WriteM3,
 // ReadM4, Keys and sealing Ready; no I/O.
