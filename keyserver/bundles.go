@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -45,30 +47,33 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 
 func epochKey(g protocol.GroupID) string { return "epoch." + g.String() }
 
-// publishBatch is how many bundles a worker of publishBundles hands to
-// the connection at once: a batch leaves in a few writes, instead of one
-// write (and one read by the server) per bundle.
-const publishBatch = 64
+// bundleBatch is how many bundles go into one atomic batch publish. The
+// server stores a batch with one fsync where it would sync each bundle
+// published alone; that sync, not the wrapping, bounded a rekey. It is
+// nats-server's default maximum batch size (max_batch_size).
+const bundleBatch = 1000
 
-// asyncMaxPending caps the keyserver's unacknowledged asynchronous
-// publishes. When the cap stays reached for 200 ms, as a disk that fsyncs
-// every write can make it, the client library fails the next publish
-// (ErrTooManyStalledMsgs); so publishBundles keeps at most half of it
-// unacknowledged, waiting for the oldest acknowledgements first.
-const asyncMaxPending = 4096
+// maxBundleWorkers keeps the batches one rekey has open (at most two per
+// worker: one being committed, one being sent) well below nats-server's
+// default of 50 open atomic batches per stream.
+const maxBundleWorkers = 16
+
+// batchAttempts is how often a batch is sent before its rekey fails. A
+// batch the server calls incomplete (a message of it went missing on the
+// way) was not stored at all, so sending it again under a new batch id
+// cannot store a bundle twice.
+const batchAttempts = 3
 
 // publishBundles wraps key to every recipient on k.cfg.Workers goroutines,
-// each taking the next recipient itself and publishing its bundles
-// asynchronously a batch at a time, and returns once JetStream has
-// acknowledged all of them. A recipient whose key cannot be wrapped to
-// does not stop the others; its error is returned after them.
+// each taking the next recipient itself and publishing its bundles in
+// atomic batches, and returns once JetStream has acknowledged all of them.
+// A recipient whose key cannot be wrapped to does not stop the others; its
+// error is returned after them.
 func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e protocol.Epoch, to []bundle.Recipient,
 	digest *[protocol.HashSize]byte, key *[protocol.GroupKeySize]byte) error {
 	p := &bundlePublisher{k: k, g: g, e: e, to: to, digest: digest, key: key,
 		msgID: g.String() + "." + strconv.FormatUint(uint64(e), 10) + "."}
-	workers := max(min(k.cfg.Workers, len(to)), 1)
-	window := max(asyncMaxPending/2/workers-publishBatch, 0) // outstanding after a worker's batch
-	futures := make([][]jetstream.PubAckFuture, workers)
+	workers := max(min(k.cfg.Workers, maxBundleWorkers, len(to)), 1)
 	wrapErrs := make([]error, workers)
 	pubErrs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -76,7 +81,7 @@ func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e pr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			futures[w], wrapErrs[w], pubErrs[w] = p.work(ctx, window)
+			wrapErrs[w], pubErrs[w] = p.work(ctx)
 		}()
 	}
 	wg.Wait()
@@ -85,11 +90,6 @@ func (k *Keyserver) publishBundles(ctx context.Context, g protocol.GroupID, e pr
 			if err != nil {
 				return err
 			}
-		}
-	}
-	for _, fs := range futures {
-		if err := waitAcks(ctx, fs); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -108,13 +108,12 @@ type bundlePublisher struct {
 	failed atomic.Bool  // a publish failed: stop
 }
 
-// work wraps to recipients until none is left and publishes the bundles,
-// with at most window of them unacknowledged after each batch (so at most
-// window + publishBatch at any time). It returns
-// the acknowledgements still to wait for, the first wrap error and a
-// publish error.
-func (p *bundlePublisher) work(ctx context.Context, window int) (futures []jetstream.PubAckFuture, wrapErr, pubErr error) {
-	batch := make([]*nats.Msg, 0, publishBatch)
+// work wraps to recipients until none is left and publishes their bundles
+// a batch at a time, while the server commits its previous batch. It
+// returns the first wrap error and a publish error.
+func (p *bundlePublisher) work(ctx context.Context) (wrapErr, pubErr error) {
+	batch := make([]*nats.Msg, 0, bundleBatch)
+	var committing *sentBatch
 	for !p.failed.Load() {
 		i := int(p.next.Add(1) - 1)
 		if i >= len(p.to) {
@@ -128,55 +127,114 @@ func (p *bundlePublisher) work(ctx context.Context, window int) (futures []jetst
 		msg := nats.NewMsg(streams.BundleSubject(p.g, b.Member))
 		msg.Data = b.Marshal()
 		msg.Header.Set(jetstream.MsgIDHeader, p.msgID+b.Member.String())
-		if batch = append(batch, msg); len(batch) == publishBatch {
-			if futures, pubErr = p.publish(batch, futures); pubErr == nil {
-				futures, pubErr = p.settle(ctx, futures, window)
-			}
-			if pubErr != nil {
-				return futures, wrapErr, pubErr
-			}
-			batch = batch[:0]
+		if batch = append(batch, msg); len(batch) < bundleBatch {
+			continue
 		}
+		if committing, pubErr = p.handOver(ctx, committing, batch); pubErr != nil {
+			return wrapErr, pubErr
+		}
+		batch = make([]*nats.Msg, 0, bundleBatch)
 	}
-	futures, pubErr = p.publish(batch, futures)
-	return futures, wrapErr, pubErr
+	if committing, pubErr = p.handOver(ctx, committing, batch); pubErr == nil {
+		pubErr = p.settle(ctx, committing)
+	}
+	return wrapErr, pubErr
 }
 
-func (p *bundlePublisher) publish(batch []*nats.Msg, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
-	for _, msg := range batch {
-		f, err := p.k.js.PublishMsgAsync(msg)
-		if err != nil {
-			p.failed.Store(true)
-			return futures, fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", p.g, p.e, err)
-		}
-		futures = append(futures, f)
-	}
-	return futures, nil
-}
-
-// settle waits for the oldest acknowledgements until at most window
-// remain outstanding, and returns those.
-func (p *bundlePublisher) settle(ctx context.Context, futures []jetstream.PubAckFuture, window int) ([]jetstream.PubAckFuture, error) {
-	n := len(futures) - window
-	if n <= 0 {
-		return futures, nil
-	}
-	if err := waitAcks(ctx, futures[:n]); err != nil {
-		p.failed.Store(true)
+// handOver waits until the previous batch is stored and sends the next
+// one (if it holds any bundle and no other batch failed), returning it as
+// the one being committed.
+func (p *bundlePublisher) handOver(ctx context.Context, prev *sentBatch, next []*nats.Msg) (*sentBatch, error) {
+	if err := p.settle(ctx, prev); err != nil {
 		return nil, err
 	}
-	return futures[n:], nil
+	if len(next) == 0 || p.failed.Load() {
+		return nil, nil
+	}
+	sent, err := p.send(next, 1)
+	if err != nil {
+		p.failed.Store(true)
+	}
+	return sent, err
 }
 
-func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("keyserver: bundle not stored: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("keyserver: waiting for bundle acknowledgements: %w", ctx.Err())
+// sentBatch is a batch whose commit waits for its acknowledgement.
+type sentBatch struct {
+	msgs    []*nats.Msg
+	ack     jetstream.PubAckFuture
+	attempt int // from 1
+}
+
+// send publishes msgs as one atomic batch under a fresh batch id: all but
+// the last as plain messages, the last as the commit, whose
+// acknowledgement says the whole batch is stored (or none of it).
+func (p *bundlePublisher) send(msgs []*nats.Msg, attempt int) (*sentBatch, error) {
+	var id [16]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+	batchID := hex.EncodeToString(id[:])
+	drop := p.k.cfg.FaultDropBundle
+	for i, msg := range msgs {
+		msg.Header.Set(headerBatchID, batchID)
+		msg.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
+		if i == len(msgs)-1 || (drop != nil && drop(attempt, i+1)) {
+			continue
+		}
+		if err := p.k.js.Conn().PublishMsg(msg); err != nil {
+			return nil, fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", p.g, p.e, err)
+		}
+	}
+	last := msgs[len(msgs)-1]
+	last.Header.Set(headerBatchCommit, "1")
+	ack, err := p.k.js.PublishMsgAsync(last)
+	if err != nil {
+		return nil, fmt.Errorf("keyserver: committing bundles of %s epoch %d: %w", p.g, p.e, err)
+	}
+	return &sentBatch{msgs: msgs, ack: ack, attempt: attempt}, nil
+}
+
+// settle waits until batch b is stored, sending it again while the server
+// calls it incomplete, up to batchAttempts in all. A nil b is settled.
+func (p *bundlePublisher) settle(ctx context.Context, b *sentBatch) error {
+	for b != nil {
+		err := waitAck(ctx, b.ack)
+		if err == nil {
+			return nil
+		}
+		if !isIncompleteBatch(err) || b.attempt >= batchAttempts {
+			p.failed.Store(true)
+			return fmt.Errorf("keyserver: bundles of %s epoch %d not stored (attempt %d): %w", p.g, p.e, b.attempt, err)
+		}
+		p.k.log.Warn().Err(err).Str("group", p.g.String()).Int("attempt", b.attempt).Msg("bundle batch incomplete; sending it again")
+		if b, err = p.send(b.msgs, b.attempt+1); err != nil {
+			p.failed.Store(true)
+			return err
 		}
 	}
 	return nil
+}
+
+// The headers of nats-server's atomic batch publish (ADR-50).
+const (
+	headerBatchID     = "Nats-Batch-Id"
+	headerBatchSeq    = "Nats-Batch-Sequence"
+	headerBatchCommit = "Nats-Batch-Commit"
+)
+
+// errIncompleteBatch is nats-server's JSAtomicPublishIncompleteBatchErr.
+const errIncompleteBatch jetstream.ErrorCode = 10176
+
+func isIncompleteBatch(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errIncompleteBatch
+}
+
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("keyserver: waiting for a bundle batch's acknowledgement: %w", ctx.Err())
+	}
 }

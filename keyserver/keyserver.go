@@ -46,6 +46,11 @@ type Config struct {
 	// Metrics receives the keyserver's counters and state gauges (nil: a
 	// private registry, for tests).
 	Metrics *metrics.Registry
+	// FaultDropBundle is for fault-injection tests: a bundle of an atomic
+	// batch for which it returns true (given the batch's attempt, from 1,
+	// and the bundle's sequence in the batch, from 1) is not sent, as if
+	// lost on the way to the server.
+	FaultDropBundle func(attempt, seq int) bool
 }
 
 func (c *Config) fill() error {
@@ -107,7 +112,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
 }
 
 func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("keyserver: %w", err)
 	}

@@ -159,6 +159,9 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 		MaxAge:            c.Retention,
 		Replicas:          c.Replicas,
 		AllowDirect:       false, // reads go to the leader: a replica that lags must not hide a bundle or a counter
+		// The keyserver publishes an epoch's bundles in atomic batches,
+		// which the server stores with one fsync per batch.
+		AllowAtomicPublish: true,
 	}
 }
 
