@@ -37,7 +37,7 @@ Figures (names for --only):
   sat8       delivered copies/s at saturation, groups of 8
   rekey      Keyserver.Rekey of 1,000 and 10,000 members, beside the
              members' bundle.Wraps on all cores at once, and beside
-             storing that many bundles alone
+             storing that many bundles alone (raw atomic batches of 1,000)
   idle       idle connections held by the gateway (10k, 50k, 100k) and the
              gateway's memory per connection; clients in child processes
   coldstart  keyserver cold start from 1,000,000 events, beside a raw

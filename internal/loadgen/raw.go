@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,7 @@ type Raw struct {
 func NewRaw(ctx context.Context, js jetstream.JetStream, size int) (*Raw, error) {
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: scratchStream,
 		Subjects: []string{scratchRate, scratchLatency, scratchPatternPrefix + ".>"}, Storage: jetstream.FileStorage,
-		Replicas: 1})
+		Replicas: 1, AllowAtomicPublish: true})
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: raw: scratch stream: %w", err)
 	}
@@ -87,6 +88,66 @@ func (r *Raw) PublishRate(ctx context.Context, d time.Duration) (Rate, error) {
 	elapsed := time.Since(start)
 	last, err := r.lastSeq(ctx)
 	return Rate{Stored: last - first, Elapsed: elapsed}, err
+}
+
+// PublishBatches publishes n messages of size bytes as atomic batches of
+// at most batch messages, the commits asynchronous with at most two
+// unacknowledged, and waits for their acks: the storage cost of n writes
+// made as the keyserver makes an epoch's bundles.
+func (r *Raw) PublishBatches(ctx context.Context, n, size, batch int) (Rate, error) {
+	first, err := r.lastSeq(ctx)
+	if err != nil {
+		return Rate{}, err
+	}
+	payload := make([]byte, size)
+	nc := r.js.Conn()
+	var acks []jetstream.PubAckFuture
+	start := time.Now()
+	for b := 0; b*batch < n; b++ {
+		if len(acks) == 2 {
+			if err := waitAck(ctx, acks[0]); err != nil {
+				return Rate{}, err
+			}
+			acks = acks[1:]
+		}
+		id := fmt.Sprintf("loadgen-%d-%d", start.UnixNano(), b)
+		size := min(batch, n-b*batch)
+		for i := 1; i <= size; i++ {
+			m := &nats.Msg{Subject: scratchRate, Data: payload, Header: nats.Header{}}
+			m.Header.Set("Nats-Batch-Id", id)
+			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
+			if i < size {
+				err = nc.PublishMsg(m)
+			} else {
+				m.Header.Set("Nats-Batch-Commit", "1")
+				var f jetstream.PubAckFuture
+				f, err = r.js.PublishMsgAsync(m)
+				acks = append(acks, f)
+			}
+			if err != nil {
+				return Rate{}, fmt.Errorf("loadgen: raw: batch publish: %w", err)
+			}
+		}
+	}
+	for _, f := range acks {
+		if err := waitAck(ctx, f); err != nil {
+			return Rate{}, err
+		}
+	}
+	elapsed := time.Since(start)
+	last, err := r.lastSeq(ctx)
+	return Rate{Stored: last - first, Elapsed: elapsed}, err
+}
+
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("loadgen: raw: batch not stored: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *Raw) lastSeq(ctx context.Context) (uint64, error) {
@@ -191,28 +252,4 @@ func (r *Raw) patternWorker(ctx context.Context, subject string, end time.Time) 
 		last = ack.Sequence
 	}
 	return n
-}
-
-// PublishCount publishes n messages of size bytes asynchronously and
-// waits for their acks: the storage cost of n writes alone.
-func (r *Raw) PublishCount(ctx context.Context, n, size int) (Rate, error) {
-	first, err := r.lastSeq(ctx)
-	if err != nil {
-		return Rate{}, err
-	}
-	payload := make([]byte, size)
-	start := time.Now()
-	for i := 0; i < min(n, maxRawMessages) && ctx.Err() == nil; {
-		if _, err := r.js.PublishAsync(scratchRate, payload); err != nil {
-			waitAcks(r.js, time.Second)
-			continue
-		}
-		i++
-	}
-	if !waitAcks(r.js, time.Minute) {
-		return Rate{}, errors.New("loadgen: raw: acks of the async publishes did not all come within 1m")
-	}
-	elapsed := time.Since(start)
-	last, err := r.lastSeq(ctx)
-	return Rate{Stored: last - first, Elapsed: elapsed}, err
 }
