@@ -157,3 +157,23 @@ func TestBatchNeverCompleteFailsTheChange(t *testing.T) {
 		}
 	}
 }
+
+// TestBundlesStreamUpgradedInPlace: a COMM_BUNDLES made before atomic
+// batches (as an existing deployment has it) is updated at start-up, and
+// the first epoch's bundles are stored.
+func TestBundlesStreamUpgradedInPlace(t *testing.T) {
+	e := newEnv(t, false)
+	old := streams.BundlesConfig(streams.Config{})
+	old.AllowAtomicPublish = false
+	if _, err := e.js.CreateStream(e.ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	k := e.startWith(nil)
+	g, ids, err := e.groupOf(k, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs := e.storedBundles(g); len(msgs) != len(ids) {
+		t.Fatalf("%d bundles stored for %d members", len(msgs), len(ids))
+	}
+}
