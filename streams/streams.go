@@ -249,8 +249,14 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 // gateways may not change stream configuration, they bind.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), AcceptedConfig(c)} {
-		if _, err := EnsureStream(ctx, js, sc); err != nil {
+		s, err := EnsureStream(ctx, js, sc)
+		if err != nil {
 			return err
+		}
+		if sc.AllowAtomicPublish && !s.CachedInfo().Config.AllowAtomicPublish {
+			// A server before 2.12 ignores the setting, and would store
+			// a batch's bundles one by one without acknowledging them.
+			return fmt.Errorf("streams: %s: the NATS server does not support atomic batch publish (nats-server 2.12 or later needed)", sc.Name)
 		}
 	}
 	for _, kc := range []jetstream.KeyValueConfig{RelaysConfig(c), CursorsConfig(c), KeyserverKVConfig(c)} {
