@@ -53,9 +53,9 @@ func epochKey(g protocol.GroupID) string { return "epoch." + g.String() }
 // nats-server's default maximum batch size (max_batch_size).
 const bundleBatch = 1000
 
-// maxBundleWorkers keeps the batches one rekey has open (at most two per
-// worker: one being committed, one being sent) well below nats-server's
-// default of 50 open atomic batches per stream.
+// maxBundleWorkers keeps the batches one rekey has open (at most one per
+// worker: the one the server commits while the worker wraps the next)
+// well below nats-server's default of 50 open atomic batches per stream.
 const maxBundleWorkers = 16
 
 // batchAttempts is how often a batch is sent before its rekey fails. A
