@@ -64,7 +64,6 @@ func fanOutGateway(tb testing.TB, n int) (*Gateway, message) {
 	for _, id := range ids {
 		var k channel.Keys
 		s := newSession(g, channel.New(discardConn{}, &k, channel.ServerSide), id)
-		s.out.init(s)
 		s.dl.init(0)
 		s.dl.live = true
 		g.sessions.add(s, []protocol.GroupID{gid})
@@ -123,3 +122,17 @@ func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (discardConn) Close() error                     { return nil }
 func (discardConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestNewSessionCanQueue: a session can queue a frame as soon as it is
+// made. start registers it (where bundle pushes and deliveries find it)
+// before its reader runs; the outbox was once set up only after that,
+// and a live bundle arriving in between met a nil writer.
+func TestNewSessionCanQueue(t *testing.T) {
+	g := &Gateway{cfg: Config{QueueSize: 4, WriteTimeout: time.Second}, Metrics: newMetrics(nil)}
+	var k channel.Keys
+	s := newSession(g, channel.New(discardConn{}, &k, channel.ServerSide), protocol.ClientID{0xc1})
+	if !s.enqueue(channel.Outgoing{Type: channel.TypePing, Body: make([]byte, 8)}) {
+		t.Fatal("a new session refused a frame")
+	}
+	s.out.wait()
+}

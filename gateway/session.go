@@ -29,12 +29,16 @@ type session struct {
 	dl       delivery
 }
 
+// newSession makes a session whose outbox is ready: from the moment
+// start registers it, bundle pushes and deliveries may queue frames.
 func newSession(g *Gateway, conn *channel.Conn, id protocol.ClientID) *session {
-	return &session{
+	s := &session{
 		gw: g, conn: conn, id: id,
 		done:     make(chan struct{}),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 	}
+	s.out.init(s)
+	return s
 }
 
 // logAt starts a log line of the gateway's logger at level, naming the
@@ -67,7 +71,6 @@ func (s *session) start() {
 	g.sessions.add(s, groups)
 	g.Metrics.connections.Add(1)
 	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
-	s.out.init(s)
 	go s.deliver(groups)
 	g.wg.Add(1)
 	go s.run()
