@@ -83,6 +83,25 @@ func benchRekey(b *testing.B, members int) {
 	b.ReportMetric(tRekey.Seconds()/bound(tWrap).Seconds(), "mean-x-bound")
 }
 
+// BenchmarkRekeySmall times Keyserver.Rekey of small groups with fsync
+// always, where the per-batch cost of an atomic batch would outweigh the
+// syncs it saves: the sizes around minAtomicBatch.
+func BenchmarkRekeySmall(b *testing.B) {
+	for _, n := range []int{2, 8, 24, 64} {
+		b.Run("members="+strconv.Itoa(n), func(b *testing.B) {
+			_, nc := natstest.Start(b)
+			seed := [32]byte{0x6b}
+			k := startBench(b, b.Context(), nc, keys.NewSigningKey(&seed))
+			registerGroup(b, b.Context(), k, "small", n)
+			for b.Loop() {
+				if _, err := k.Rekey(b.Context(), keyserver.Actor{}, "small", "benchmark"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func median[T cmp.Ordered](xs []T) T {
 	s := slices.Clone(xs)
 	slices.Sort(s)

@@ -76,7 +76,7 @@ func (e *env) storedBundles(g protocol.GroupID) []jetstream.Msg {
 func TestBundlesStoredInOneAtomicBatch(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.startWith(nil)
-	g, ids, err := e.groupOf(k, 5)
+	g, ids, err := e.groupOf(k, keyserver.MinAtomicBatch+1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +88,31 @@ func TestBundlesStoredInOneAtomicBatch(t *testing.T) {
 	for _, m := range msgs {
 		if id := m.Headers().Get("Nats-Batch-Id"); id == "" || id != batch {
 			t.Fatalf("bundle on %s stored in batch %q, the first in %q", m.Subject(), id, batch)
+		}
+	}
+	for _, id := range ids {
+		if _, _, err := e.bundleOf(g, id); err != nil {
+			t.Fatalf("bundle of %s: %v", id.ID().Short(), err)
+		}
+	}
+}
+
+// TestSmallEpochPublishedOneByOne: an epoch of fewer bundles than an
+// atomic batch pays for goes out one message per bundle, each opening.
+func TestSmallEpochPublishedOneByOne(t *testing.T) {
+	e := newEnv(t, false)
+	k := e.startWith(nil)
+	g, ids, err := e.groupOf(k, keyserver.MinAtomicBatch-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.storedBundles(g)
+	if len(msgs) != len(ids) {
+		t.Fatalf("%d bundles stored for %d members", len(msgs), len(ids))
+	}
+	for _, m := range msgs {
+		if id := m.Headers().Get("Nats-Batch-Id"); id != "" {
+			t.Fatalf("bundle on %s stored in batch %q", m.Subject(), id)
 		}
 	}
 	for _, id := range ids {
@@ -113,7 +138,7 @@ func TestIncompleteBatchIsSentAgain(t *testing.T) {
 		}
 		return false
 	})
-	g, ids, err := e.groupOf(k, 4)
+	g, ids, err := e.groupOf(k, keyserver.MinAtomicBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +161,7 @@ func TestIncompleteBatchIsSentAgain(t *testing.T) {
 func TestBatchNeverCompleteFailsTheChange(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.startWith(func(_, seq int) bool { return seq == 1 })
-	g, ids, err := e.groupOf(k, 3)
+	g, ids, err := e.groupOf(k, keyserver.MinAtomicBatch)
 	if err == nil || !strings.Contains(err.Error(), "incomplete") {
 		t.Fatalf("add members with every batch incomplete: %v", err)
 	}
@@ -169,11 +194,15 @@ func TestBundlesStreamUpgradedInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := e.startWith(nil)
-	g, ids, err := e.groupOf(k, 3)
+	g, ids, err := e.groupOf(k, keyserver.MinAtomicBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msgs := e.storedBundles(g); len(msgs) != len(ids) {
+	msgs := e.storedBundles(g)
+	if len(msgs) != len(ids) {
 		t.Fatalf("%d bundles stored for %d members", len(msgs), len(ids))
+	}
+	if msgs[0].Headers().Get("Nats-Batch-Id") == "" {
+		t.Fatal("the bundles were not stored as an atomic batch")
 	}
 }
