@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,5 +37,34 @@ func TestPublishBatchesStoresEveryMessage(t *testing.T) {
 	}
 	if m.Header.Get("Nats-Batch-Sequence") != "2" || m.Header.Get("Nats-Batch-Commit") != "1" {
 		t.Fatalf("the last message is not its short batch's commit: %v", m.Header)
+	}
+}
+
+// BenchmarkPublishBatches stores 2,000 messages of 300 bytes as atomic
+// batches of each size (at most two in flight), fsync always: what a batch
+// costs beyond its messages.
+func BenchmarkPublishBatches(b *testing.B) {
+	_, nc := natstest.Start(b)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := NewRaw(b.Context(), js, 300)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	const n = 2000
+	for _, size := range []int{1, 5, 20, 100, 1000} {
+		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
+			for b.Loop() {
+				rate, err := raw.PublishBatches(b.Context(), n, 300, size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(rate.Elapsed.Microseconds())/1e3/float64((n+size-1)/size), "ms/batch")
+				b.ReportMetric(rate.PerSecond(), "msgs/s")
+			}
+		})
 	}
 }
