@@ -11,8 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commsec/communicator/internal/natstest"
 )
 
 // BenchmarkCASPublishUnderLoad is the experiment behind the latency
@@ -26,16 +24,7 @@ import (
 //
 //	go test -run '^$' -bench CASPublishUnderLoad -benchtime 1x ./internal/loadgen/
 func BenchmarkCASPublishUnderLoad(b *testing.B) {
-	_, nc := natstest.Start(b)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := NewRaw(b.Context(), js, 400)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
+	raw := newTestRaw(b, 400)
 	// Warm up: the first seconds on a fresh store have a tail of their own.
 	if _, err := raw.pacedCAS(b.Context(), 200, 3000, 3*time.Second, &Histogram{}); err != nil {
 		b.Fatal(err)

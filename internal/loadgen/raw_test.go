@@ -12,16 +12,7 @@ import (
 // TestPublishBatchesStoresEveryMessage: n messages in batches of 4, the
 // last one short, are all stored, each batch committed as a whole.
 func TestPublishBatchesStoresEveryMessage(t *testing.T) {
-	_, nc := natstest.Start(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := NewRaw(t.Context(), js, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := newTestRaw(t, 64)
 	for _, n := range []int{1, 4, 10} {
 		rate, err := raw.PublishBatches(t.Context(), n, 64, 4)
 		if err != nil {
@@ -44,16 +35,7 @@ func TestPublishBatchesStoresEveryMessage(t *testing.T) {
 // batches of each size (at most two in flight), fsync always: what a batch
 // costs beyond its messages.
 func BenchmarkPublishBatches(b *testing.B) {
-	_, nc := natstest.Start(b)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := NewRaw(b.Context(), js, 300)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
+	raw := newTestRaw(b, 300)
 	const n = 2000
 	for _, size := range []int{1, 5, 20, 100, 1000} {
 		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
@@ -67,4 +49,21 @@ func BenchmarkPublishBatches(b *testing.B) {
 			}
 		})
 	}
+}
+
+// newTestRaw is a Raw of payload size on a server of its own (fsync
+// always), closed when the test ends.
+func newTestRaw(tb testing.TB, size int) *Raw {
+	tb.Helper()
+	_, nc := natstest.Start(tb)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := NewRaw(tb.Context(), js, size)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(raw.Close)
+	return raw
 }
