@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
 )
@@ -28,17 +28,6 @@ func start(t *testing.T, dir string) *Stack {
 	return s
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // TestFirstRunAndRestart: the first start makes the keys (private ones
 // 0600), serves one /metrics for all three services and answers ksctl's
 // signed requests over the loopback NATS listener; a second start on the
@@ -51,14 +40,14 @@ func TestFirstRunAndRestart(t *testing.T) {
 	}
 	checkModes(t, filepath.Join(dir, "keys"))
 	base := "http://" + s.HTTPAddr()
-	if code, body := get(t, base+"/readyz"); code != 200 {
+	if code, body := cmdtest.Get(t, base+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %q", code, body)
 	}
 	createGroupAsOperator(t, s.NATSURL(), filepath.Join(dir, "keys", "operator.key"))
 	if err := s.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	_, text := get(t, base+"/metrics")
+	_, text := cmdtest.Get(t, base+"/metrics")
 	for _, want := range []string{"\ncomm_keyserver_groups 1\n", "\ncomm_keyserver_admin_requests_total 1\n",
 		"\ncomm_relay_partitions_owned 64\n", "\ncomm_relay_log_position 1\n", "\ncomm_gateway_connections 0\n", "\ncomm_gateway_log_position 1\n"} {
 		if !strings.Contains(text, want) {
