@@ -174,7 +174,7 @@ func (r *runner) ensureStack(ctx context.Context) (*stack.Stack, error) {
 		return r.stack, nil
 	}
 	r.say("starting NATS (JetStream %s), keyserver, relay and gateway", r.o.syncPolicy())
-	s, err := loadgen.StartStack(ctx, filepath.Join(r.dir, "stack"), r.o.syncInterval)
+	s, err := loadgen.StartStack(ctx, filepath.Join(r.dir, "stack"), r.o.sync.Interval())
 	if err != nil {
 		return nil, err
 	}

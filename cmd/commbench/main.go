@@ -20,7 +20,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/commsec/communicator/internal/service"
 )
 
 const help = `commbench: measure the Communicator on this machine, each figure beside
@@ -74,13 +75,12 @@ func main() {
 
 // options are the flags, validated.
 type options struct {
-	short        bool
-	only         map[string]bool
-	sync         string
-	syncInterval time.Duration // 0: fsync on every write
-	dir          string
-	profile      string // directory for CPU and allocation profiles
-	args         []string
+	short   bool
+	only    map[string]bool
+	sync    service.SyncPolicy
+	dir     string
+	profile string // directory for CPU and allocation profiles
+	args    []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -110,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Usage = func() { fmt.Fprint(stderr, help); fs.PrintDefaults() }
 	fs.BoolVar(&o.short, "short", false, "a quick run for CI: small counts, short phases (figures not comparable)")
 	fs.StringVar(&only, "only", "", "run only the figures `NAME[,NAME]` (see above)")
-	fs.StringVar(&o.sync, "sync", "always", "JetStream fsync: `always` (every write, the default of the stack) or an interval such as 1m")
+	fs.Var(&o.sync, "sync", "JetStream fsync: `always` (every write, the default of the stack) or an interval such as 1m")
 	fs.StringVar(&o.dir, "dir", "", "parent `DIR` of the temporary data directories (default the system's)")
 	fs.StringVar(&o.profile, "profile", "", "write CPU and allocation profiles of each figure to `DIR`")
 	if err := fs.Parse(args); err != nil {
@@ -137,13 +137,6 @@ func (o *options) validate(only string) error {
 	if o.only["latency"] {
 		o.only["sat2"] = true // latency runs at half the rate sat2 measures
 	}
-	if o.sync != "always" {
-		d, err := time.ParseDuration(o.sync)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("--sync %q: want always or a positive duration such as 1m", o.sync)
-		}
-		o.syncInterval = d
-	}
 	return nil
 }
 
@@ -152,8 +145,8 @@ func (o *options) runs(name string) bool { return len(o.only) == 0 || o.only[nam
 
 // syncPolicy says in words how JetStream syncs.
 func (o *options) syncPolicy() string {
-	if o.syncInterval == 0 {
+	if o.sync == 0 {
 		return "fsync always (before every acknowledgement)"
 	}
-	return fmt.Sprintf("fsync every %v", o.syncInterval)
+	return fmt.Sprintf("fsync every %v", o.sync.Interval())
 }

@@ -66,7 +66,7 @@ func TestFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--only", "handshake,nope"}, `unknown figure "nope"`},
-		{[]string{"--sync", "sometimes"}, "want always or a positive duration"},
+		{[]string{"--sync", "sometimes"}, "want always or a positive interval"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		var out, errOut bytes.Buffer
@@ -75,7 +75,7 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags([]string{"--only", "latency", "--sync", "1m"}, &bytes.Buffer{})
-	if err != nil || !o.runs("sat2") || !o.runs("latency") || o.runs("handshake") || o.syncInterval.Minutes() != 1 {
+	if err != nil || !o.runs("sat2") || !o.runs("latency") || o.runs("handshake") || o.sync.Interval().Minutes() != 1 {
 		t.Errorf("--only latency --sync 1m gave %+v, %v", o, err)
 	}
 }

@@ -22,8 +22,8 @@ func load(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	say := func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }
-	say("starting NATS (JetStream sync %s), keyserver, relay and gateway in %s", o.sync, dir)
-	s, err := loadgen.StartStack(ctx, dir, o.syncInterval)
+	say("starting NATS (JetStream sync %s), keyserver, relay and gateway in %s", o.sync.String(), dir)
+	s, err := loadgen.StartStack(ctx, dir, o.sync.Interval())
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/internal/loadgen"
+	"github.com/commsec/communicator/internal/service"
 )
 
 const help = `commload: load-test the Communicator on this machine.
@@ -68,8 +69,7 @@ type options struct {
 	duration        time.Duration
 	warmup          time.Duration
 	size            int
-	sync            string        // "always" or a duration
-	syncInterval    time.Duration // 0: fsync on every write
+	sync            service.SyncPolicy
 	rawDuration     time.Duration // each raw JetStream phase
 	rawRate         float64       // raw publish→consume latency phase
 	dir             string
@@ -107,7 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured load `D`")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load `D` before the measurement (not counted)")
 	fs.IntVar(&o.size, "size", 256, "payload `BYTES` (at least 8: the send timestamp)")
-	fs.StringVar(&o.sync, "sync", "always", "JetStream fsync: `always` (every write) or an interval such as 1m")
+	fs.Var(&o.sync, "sync", "JetStream fsync: `always` (every write) or an interval such as 1m")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "length `DUR` of each raw JetStream phase")
 	fs.Float64Var(&o.rawRate, "raw-rate", 1000, "messages/s `R` of the raw publish→consume latency phase")
 	fs.StringVar(&o.dir, "dir", "", "parent `DIR` of the temporary data directory (default the system's)")
@@ -155,20 +155,13 @@ func (o *options) validate() error {
 	case o.size < loadgen.StampSize || o.size > loadgen.MaxPayload:
 		return fmt.Errorf("--size must be between %d and %d bytes", loadgen.StampSize, loadgen.MaxPayload)
 	}
-	if o.sync != "always" {
-		d, err := time.ParseDuration(o.sync)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("--sync %q: want always or a positive duration such as 1m", o.sync)
-		}
-		o.syncInterval = d
-	}
 	return nil
 }
 
 // syncPolicy says in words how JetStream syncs.
 func (o *options) syncPolicy() string {
-	if o.syncInterval == 0 {
+	if o.sync == 0 {
 		return "always (fsync before every acknowledgement)"
 	}
-	return fmt.Sprintf("every %v (acknowledged writes may be lost on a crash)", o.syncInterval)
+	return fmt.Sprintf("every %v (acknowledged writes may be lost on a crash)", o.sync.Interval())
 }

@@ -51,7 +51,7 @@ func TestFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--clients", "3", "--groups", "2"}, "each group needs at least 2 members"},
-		{[]string{"--sync", "sometimes"}, "want always or a positive duration"},
+		{[]string{"--sync", "sometimes"}, "want always or a positive interval"},
 		{[]string{"--size", "4"}, "--size must be between"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
@@ -61,7 +61,7 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags([]string{"--short", "--clients", "10", "--sync", "1m"}, &bytes.Buffer{})
-	if err != nil || o.clients != 10 || o.groups != 4 || o.duration != 3*time.Second || o.syncInterval != time.Minute {
+	if err != nil || o.clients != 10 || o.groups != 4 || o.duration != 3*time.Second || o.sync.Interval() != time.Minute {
 		t.Errorf("--short with --clients 10 --sync 1m gave %+v, %v", o, err)
 	}
 }

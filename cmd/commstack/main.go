@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/internal/stack"
@@ -103,7 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // config is the command line after flags and environment.
 type config struct {
 	stack stack.Config
-	sync  syncPolicy
+	sync  service.SyncPolicy
 	service.Logging
 }
 
@@ -147,30 +146,7 @@ func (c *config) validate() error {
 	if c.stack.NATSListen == "none" {
 		c.stack.NATSListen = ""
 	}
-	c.stack.SyncInterval = time.Duration(c.sync)
-	return nil
-}
-
-// syncPolicy is --sync: "always" (0) or a positive fsync interval.
-type syncPolicy time.Duration
-
-func (p *syncPolicy) String() string {
-	if *p == 0 {
-		return "always"
-	}
-	return time.Duration(*p).String()
-}
-
-func (p *syncPolicy) Set(v string) error {
-	if v == "always" {
-		*p = 0
-		return nil
-	}
-	d, err := service.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return fmt.Errorf("want always or a positive interval such as 1s or 2m, not %q", v)
-	}
-	*p = syncPolicy(d)
+	c.stack.SyncInterval = c.sync.Interval()
 	return nil
 }
 

@@ -103,3 +103,31 @@ func (s *Strings) Set(v string) error {
 	}
 	return nil
 }
+
+// SyncPolicy is a --sync flag: JetStream's fsync policy, "always" (0, an
+// fsync before every acknowledgement) or a positive interval.
+type SyncPolicy time.Duration
+
+func (p *SyncPolicy) String() string {
+	if *p == 0 {
+		return "always"
+	}
+	return time.Duration(*p).String()
+}
+
+// Set parses "always" or a positive interval such as 1s or 2m.
+func (p *SyncPolicy) Set(v string) error {
+	if v == "always" {
+		*p = 0
+		return nil
+	}
+	d, err := ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want always or a positive interval such as 1s or 2m, not %q", v)
+	}
+	*p = SyncPolicy(d)
+	return nil
+}
+
+// Interval is the fsync interval; 0 means always.
+func (p SyncPolicy) Interval() time.Duration { return time.Duration(p) }
