@@ -46,6 +46,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 type startFunc func(testing.TB) (*embeddednats.Server, *nats.Conn)
@@ -126,10 +127,10 @@ func (w *windows) report(b *testing.B, subject, raw string) {
 
 // BenchmarkAppend appends client registrations one at a time with fsync on
 // every write (the embedded server's default).
-func BenchmarkAppend(b *testing.B) { benchAppend(b, natstest.Start) }
+func BenchmarkAppend(b *testing.B) { benchAppend(b, natstest.Open) }
 
 // BenchmarkAppendFast is BenchmarkAppend with fsync every minute.
-func BenchmarkAppendFast(b *testing.B) { benchAppend(b, natstest.StartFast) }
+func BenchmarkAppendFast(b *testing.B) { benchAppend(b, natstest.OpenFast) }
 
 func benchAppend(b *testing.B, start startFunc) {
 	env := newBenchEnv(b, start)
@@ -317,7 +318,7 @@ func (l *benchLog) groups(tb testing.TB, groups, size, batch, rekeys int) {
 // rawReplay reads n messages of the log with an ordered consumer, without
 // decoding them: the bound of a replay.
 func rawReplay(tb testing.TB, env *benchEnv, n int) {
-	cons, err := env.js.OrderedConsumer(env.ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.All}})
+	cons, err := env.js.OrderedConsumer(env.ctx, streams.Events, jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AllEvents}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -374,7 +375,7 @@ func compareReplay(b *testing.B, env *benchEnv, n int) {
 // leaves it.
 func replayBoth(b *testing.B, env *benchEnv, n int) {
 	b.Run("checkpoint=none", func(b *testing.B) {
-		st, err := env.js.Stream(env.ctx, events.CheckpointStream)
+		st, err := env.js.Stream(env.ctx, streams.Checkpoints)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -400,7 +401,7 @@ func checkpoint(tb testing.TB, env *benchEnv, n int) {
 // BenchmarkReplay: 100,000 client registrations, each its own aggregate.
 func BenchmarkReplay(b *testing.B) {
 	const n = 100_000
-	env := newBenchEnv(b, natstest.StartFast)
+	env := newBenchEnv(b, natstest.OpenFast)
 	l := newBenchLog(env)
 	l.registrations(b, 0, n)
 	l.wait(b)
@@ -411,7 +412,7 @@ func BenchmarkReplay(b *testing.B) {
 // a time, and 900 rekeys of each group: 20,010 events, mostly membership
 // changes of large groups.
 func BenchmarkReplayGroups(b *testing.B) {
-	env := newBenchEnv(b, natstest.StartFast)
+	env := newBenchEnv(b, natstest.OpenFast)
 	l := newBenchLog(env)
 	l.registrations(b, 0, 10_000)
 	l.groups(b, 10, 1000, 10, 900)
@@ -430,7 +431,7 @@ func TestReplayMillion(t *testing.T) {
 		t.Skip("set COMM_BENCH_1M=1 to replay 1,000,000 events")
 	}
 	const n = 1_000_000
-	env := newBenchEnv(t, natstest.StartFast)
+	env := newBenchEnv(t, natstest.OpenFast)
 	l := newBenchLog(env)
 	start := time.Now()
 	l.registrations(t, 0, n)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // A checkpoint lets a cold start skip the signatures of the history it
@@ -41,10 +42,8 @@ import (
 //
 // Checkpoints live in their own stream, which keeps the last few.
 
-// The checkpoint stream and its wire format.
+// The checkpoint wire format (the stream is streams.Checkpoints).
 const (
-	CheckpointStream        = "COMM_EVENT_CHECKPOINTS"
-	CheckpointSubject       = "comm.event-checkpoints"
 	checkpointVersion  byte = 1
 	CheckpointSize          = 1 + 8 + 32 + protocol.SignatureSize
 	checkpointsKept         = 4
@@ -94,9 +93,9 @@ func ParseCheckpoint(wire []byte, ks *[protocol.PublicKeySize]byte) (Checkpoint,
 // CheckpointConfig is the checkpoint stream's configuration.
 func CheckpointConfig(c StoreConfig) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:              CheckpointStream,
+		Name:              streams.Checkpoints,
 		Description:       "Communicator keyserver event log checkpoints: signed log hashes that spare a cold start most signature checks",
-		Subjects:          []string{CheckpointSubject},
+		Subjects:          []string{streams.CheckpointSubject},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: checkpointsKept,
@@ -119,11 +118,11 @@ func (s *Store) lastCheckpoint(ctx context.Context, ks *[protocol.PublicKeySize]
 		lctx, cancel := context.WithTimeout(ctx, checkpointLookup)
 		defer cancel()
 		var err error
-		if st, err = s.js.Stream(lctx, CheckpointStream); err != nil {
+		if st, err = s.js.Stream(lctx, streams.Checkpoints); err != nil {
 			return nil, nil // Load checks every head, as without checkpoints
 		}
 	}
-	m, err := st.GetLastMsgForSubject(ctx, CheckpointSubject)
+	m, err := st.GetLastMsgForSubject(ctx, streams.CheckpointSubject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
@@ -141,7 +140,7 @@ func (s *Store) saveCheckpoint(ctx context.Context, wire []byte) error {
 	if s.checkpoints == nil {
 		return errors.New("events: no checkpoint stream")
 	}
-	if _, err := s.js.Publish(ctx, CheckpointSubject, wire); err != nil {
+	if _, err := s.js.Publish(ctx, streams.CheckpointSubject, wire); err != nil {
 		return fmt.Errorf("events: storing a checkpoint: %w", err)
 	}
 	return nil

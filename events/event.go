@@ -5,13 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // Format is the event format version.
@@ -198,9 +198,6 @@ func isAggregate(agg, prefix string, id []byte) bool {
 // When returns the event's time.
 func (e *Event) When() time.Time { return time.Unix(0, e.Time).UTC() }
 
-// Subject prefix of the event log.
-const SubjectPrefix = "comm.events."
-
 const (
 	clientPrefix = "client."
 	groupPrefix  = "group."
@@ -213,9 +210,9 @@ func ClientAggregate(id protocol.ClientID) string { return clientPrefix + id.Str
 func GroupAggregate(id protocol.GroupID) string { return groupPrefix + id.String() }
 
 // Subject is the JetStream subject of an aggregate.
-func Subject(aggregate string) string { return SubjectPrefix + aggregate }
+func Subject(aggregate string) string { return streams.EventSubject(aggregate) }
 
 // AggregateOf returns the aggregate of a subject in the log.
 func AggregateOf(subject string) (string, bool) {
-	return strings.CutPrefix(subject, SubjectPrefix)
+	return streams.ParseEventSubject(subject)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // service is one keyserver-like writer with its own projection follower.
@@ -36,7 +37,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	_, nc := natstest.Start(t)
+	_, nc := natstest.Open(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +253,7 @@ func TestTamperedEventRefused(t *testing.T) {
 
 	// Take the group's last event, swap alice for mallory, keep the rest.
 	js, _ := jetstream.New(f.nc)
-	stream, _ := js.Stream(f.ctx, events.StreamName)
+	stream, _ := js.Stream(f.ctx, streams.Events)
 	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(events.GroupAggregate(g)))
 	if err != nil {
 		t.Fatal(err)
@@ -494,7 +495,7 @@ func TestCheckpoints(t *testing.T) {
 	js, _ := jetstream.New(f.nc)
 	publish := func(wire []byte) {
 		t.Helper()
-		if _, err := js.Publish(f.ctx, events.CheckpointSubject, wire); err != nil {
+		if _, err := js.Publish(f.ctx, streams.CheckpointSubject, wire); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -569,7 +570,7 @@ func TestForgedTailDoesNotFreezeAggregate(t *testing.T) {
 	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
 	s.must(t, s.epoch(t, events.MembersAdded, g, a))
 	js, _ := jetstream.New(f.nc)
-	stream, _ := js.Stream(f.ctx, events.StreamName)
+	stream, _ := js.Stream(f.ctx, streams.Events)
 	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(events.GroupAggregate(g)))
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // Fixed parties: the keyserver whose key the projections trust, and
@@ -297,7 +298,7 @@ func FuzzProjectionApply(f *testing.F) {
 			data = append(bytes.Clone(data), sig[:]...)
 		}
 		resign = resign || genuine[string(data)]
-		m := fuzzStored{Seq: seq, Subject: events.SubjectPrefix + "client.00", Record: data}
+		m := fuzzStored{Seq: seq, Subject: streams.EventPrefix + "client.00", Record: data}
 		if e, err := events.Record(data).Decode(); err == nil {
 			m.Subject = events.Subject(e.Aggregate)
 		}

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-)
 
-// All is the filter of every event.
-const All = SubjectPrefix + ">"
+	"github.com/commsec/communicator/streams"
+)
 
 // Load rebuilds the projection of the whole log. Each event's chain and
 // validity are checked as it is applied, and signatures at the aggregate
@@ -73,7 +72,7 @@ func replayPrepared(ctx context.Context, store *Store, fn func(prepared) error) 
 			}
 			return nil
 		}
-		err := store.Replay(ctx, All, 1, func(m Stored) error {
+		err := store.Replay(ctx, streams.AllEvents, 1, func(m Stored) error {
 			if batch = append(batch, prepare(m)); len(batch) == prepareBatch {
 				return send()
 			}
@@ -171,7 +170,7 @@ func applyTo(p *Projection, applied func(*Event), refused func(error)) func(prep
 // event, including those a Writer on p applied itself as it stored them;
 // refused (may be nil) each refused one. It returns a stop function.
 func Follow(ctx context.Context, store *Store, p *Projection, onApplied func(*Event), refused func(error)) (func(), error) {
-	return store.Follow(ctx, All, p.LastSeq(), func(m Stored) {
+	return store.Follow(ctx, streams.AllEvents, p.LastSeq(), func(m Stored) {
 		e, err := p.applyFollowed(m)
 		switch {
 		case err != nil && refused != nil:

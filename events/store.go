@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/commsec/communicator/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// StreamName is the JetStream stream of the event log.
-const StreamName = "COMM_EVENTS"
 
 // ErrConflict means the aggregate changed since the caller read it: reload
 // and retry. JetStream reports it as 10071, or 10164 on replicated streams.
@@ -35,9 +33,9 @@ type Store struct {
 // subject per aggregate.
 func StreamConfig(c StoreConfig) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        StreamName,
+		Name:        streams.Events,
 		Description: "Communicator keyserver events: signed, hash-chained, never deleted",
-		Subjects:    []string{SubjectPrefix + ">"},
+		Subjects:    []string{streams.AllEvents},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
@@ -55,11 +53,11 @@ func StreamConfig(c StoreConfig) jetstream.StreamConfig {
 func OpenStore(ctx context.Context, js jetstream.JetStream, c StoreConfig) (*Store, error) {
 	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(c))
 	if err != nil {
-		return nil, fmt.Errorf("events: stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("events: stream %s: %w", streams.Events, err)
 	}
 	cp, err := js.CreateOrUpdateStream(ctx, CheckpointConfig(c))
 	if err != nil {
-		return nil, fmt.Errorf("events: stream %s: %w", CheckpointStream, err)
+		return nil, fmt.Errorf("events: stream %s: %w", streams.Checkpoints, err)
 	}
 	return &Store{js: js, stream: st, checkpoints: cp}, nil
 }
@@ -141,7 +139,7 @@ func (s *Store) orderedFrom(ctx context.Context, filter string, from uint64) (je
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(from, 1),
 	}
-	cons, err := s.js.OrderedConsumer(ctx, StreamName, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, streams.Events, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("events: consumer on %s: %w", filter, err)
 	}
@@ -187,9 +185,9 @@ func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 // OpenReadOnly opens the existing event stream without creating or
 // changing it, for auditors whose credentials may only read.
 func OpenReadOnly(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	st, err := js.Stream(ctx, StreamName)
+	st, err := js.Stream(ctx, streams.Events)
 	if err != nil {
-		return nil, fmt.Errorf("events: stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("events: stream %s: %w", streams.Events, err)
 	}
 	return &Store{js: js, stream: st}, nil
 }

@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
 )
@@ -46,12 +44,8 @@ const maxBundlesPushed = 1 << 16
 
 // liveBundle forwards a newly published bundle to its member's sessions.
 func (g *Gateway) liveBundle(msg jetstream.Msg) {
-	parts := strings.Split(msg.Subject(), ".")
-	if len(parts) != 4 {
-		return
-	}
-	id, err := protocol.ParseClientID(parts[2])
-	if err != nil {
+	id, _, ok := streams.ParseBundle(msg.Subject())
+	if !ok {
 		return
 	}
 	for _, s := range g.sessions.client(id) {

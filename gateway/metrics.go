@@ -5,6 +5,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/streams"
 )
 
 // Metrics are the gateway's counters, registered in Config.Metrics (a
@@ -52,9 +53,11 @@ func (m *Metrics) registerState(p *events.Projection) {
 		func() float64 { return float64(p.LastSeq()) })
 }
 
-func (m *Metrics) refuse(reason string)        { m.refused.Inc(reason, "") }
-func (m *Metrics) drop(reason string)          { m.dropped.Inc(reason, "") }
-func (m *Metrics) send(verdict, reason string) { m.sends.Inc(verdict, reason) }
+func (m *Metrics) refuse(reason string) { m.refused.Inc(reason, "") }
+func (m *Metrics) drop(reason string)   { m.dropped.Inc(reason, "") }
+func (m *Metrics) send(verdict streams.Verdict, reason streams.Reason) {
+	m.sends.Inc(string(verdict), string(reason))
+}
 
 // Snapshot copies the labelled counters: handshakes refused and
 // connections dropped, each by reason, and sends keyed "verdict" or

@@ -10,7 +10,6 @@ import (
 
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
-	"github.com/commsec/communicator/relay"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -59,34 +58,35 @@ func (rc *relayClient) send(s *session, h envelope.Header, env []byte) {
 	m.Data = env
 	m.Header.Set(streams.HeaderSender, s.id.String())
 	if err := rc.g.nc.PublishMsg(m); err != nil {
-		rc.finish(token, channel.StatusRetry, relay.Retry, "publish_failed")
+		rc.finish(token, streams.VerdictRetry, streams.ReasonPublishFailed)
 	}
 }
 
 // onReply turns a relay's verdict, or NATS's "no responders", into a SendAck.
 func (rc *relayClient) onReply(m *nats.Msg) {
 	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	verdict, reason := m.Header.Get(streams.HeaderStatus), m.Header.Get(streams.HeaderReason)
+	verdict := streams.ParseVerdict(m.Header.Get(streams.HeaderStatus))
+	reason := streams.Reason(m.Header.Get(streams.HeaderReason))
 	if m.Header.Get("Status") == "503" {
-		verdict, reason = relay.Retry, "no_relay"
+		verdict, reason = streams.VerdictRetry, streams.ReasonNoRelay
 	}
-	rc.finish(token, statusOf(verdict), verdict, reason)
+	rc.finish(token, verdict, reason)
 }
 
-func statusOf(verdict string) channel.SendStatus {
+func statusOf(verdict streams.Verdict) channel.SendStatus {
 	switch verdict {
-	case relay.Accepted:
+	case streams.VerdictAccepted:
 		return channel.StatusAccepted
-	case relay.Duplicate:
+	case streams.VerdictDuplicate:
 		return channel.StatusDuplicate
-	case relay.Refused:
+	case streams.VerdictRefused:
 		return channel.StatusRefused
 	}
 	return channel.StatusRetry
 }
 
 // finish answers a pending send with the relay's verdict (and reason).
-func (rc *relayClient) finish(token string, status channel.SendStatus, verdict, reason string) {
+func (rc *relayClient) finish(token string, verdict streams.Verdict, reason streams.Reason) {
 	rc.mu.Lock()
 	p := rc.pending[token]
 	delete(rc.pending, token)
@@ -95,7 +95,7 @@ func (rc *relayClient) finish(token string, status channel.SendStatus, verdict, 
 		return // already timed out
 	}
 	rc.g.Metrics.send(verdict, reason)
-	p.ack.Status = status
+	p.ack.Status = statusOf(verdict)
 	p.s.sendAck(p.ack, true)
 }
 
@@ -109,7 +109,7 @@ func (rc *relayClient) sweep() {
 			return
 		case now := <-t.C:
 			for _, token := range rc.expired(now) {
-				rc.finish(token, channel.StatusRetry, relay.Retry, "timeout")
+				rc.finish(token, streams.VerdictRetry, streams.ReasonTimeout)
 			}
 		}
 	}

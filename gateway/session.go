@@ -12,7 +12,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
-	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // session is one authenticated client connection.
@@ -204,7 +204,8 @@ func (s *session) handleSend(body []byte) error {
 		return err
 	}
 	if h.Sender != s.id {
-		s.gw.Metrics.send(relay.Refused, "sender_mismatch")
+		s.gw.Metrics.send(streams.VerdictRefused, streams.ReasonSenderMismatch)
+		s.logAt(zerolog.DebugLevel).Str("reason", string(streams.ReasonSenderMismatch)).Msg("send refused")
 		s.sendAck(channel.SendAck{Group: h.Group, Counter: h.Counter, Status: channel.StatusRefused}, false)
 		return nil
 	}

@@ -1,70 +1,37 @@
-// Package streams names the JetStream streams, subjects and key-value
-// buckets the Communicator shares between its services, and configures
-// them. The event log's stream belongs to package events.
+// Package streams is the one typed contract of the Communicator on NATS:
+// every stream, key-value bucket, subject and header its services share,
+// the parsers of the subjects that carry ids, the relay's verdicts and
+// reasons, and the streams' configurations.
 //
-//	comm.events.<aggregate>          COMM_EVENTS    keyserver → everyone (package events)
-//	comm.bundles.<member>.<group>    COMM_BUNDLES   keyserver → gateways: signed, wrapped group keys
-//	comm.in.<partition>              (request/reply) gateways → the relay owning the partition
-//	$KV.COMM_ACCEPTED.<group>.<sender>  KV bucket   relays → gateways: accepted envelopes, stored by
-//	                                                compare-and-swap; the last one of each (group,
-//	                                                sender) is its last accepted counter
-//	$KV.COMM_RELAYS.*                KV bucket      relays: presence and partition leases
-//	$KV.COMM_CURSORS.<client>        KV bucket      gateways: each client's delivery cursor
-//	comm.admin.>                     (request/reply) ksctl → keyserver
+//	comm.events.<aggregate>          COMM_EVENTS      keyserver → everyone: the signed event log
+//	comm.event-checkpoints           COMM_EVENT_CHECKPOINTS  keyserver → everyone: signed log hashes
+//	comm.bundles.<member>.<group>    COMM_BUNDLES     keyserver → gateways: signed, wrapped group keys
+//	comm.admin-requests.<nonce>      COMM_ADMIN_REQUESTS  keyserver: the admin requests it took
+//	comm.in.<partition>              (request/reply)  gateways → the relay owning the partition
+//	$KV.COMM_ACCEPTED.<group>.<sender>  KV bucket     relays → gateways: accepted envelopes, stored by
+//	                                                  compare-and-swap; the last one of each (group,
+//	                                                  sender) is its last accepted counter
+//	$KV.COMM_RELAYS.*                KV bucket        relays: presence and partition leases
+//	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor
+//	$KV.COMM_KEYSERVER.*             KV bucket        keyserver: its bookkeeping
+//	comm.admin.<op>                  (request/reply)  ksctl → keyserver
 //
 // Tokens are lowercase hex ids (protocol.GroupID.String, ClientID.String).
 // Groups are spread over Partitions by the first four bytes of their
-// (random) id; each partition has one owning relay at a time.
+// (random) id; each partition has one owning relay at a time. Package
+// natsauth turns these names into each role's NATS account and
+// permissions.
 package streams
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/commsec/communicator/protocol"
 )
-
-// Stream and bucket names.
-const (
-	Bundles  = "COMM_BUNDLES"
-	Accepted = "COMM_ACCEPTED" // a key-value bucket: its stream is AcceptedStream
-	Relays   = "COMM_RELAYS"
-	Cursors  = "COMM_CURSORS"
-	// KeyserverKV holds the keyserver's bookkeeping (which epoch's bundles
-	// are completely published).
-	KeyserverKV = "COMM_KEYSERVER"
-)
-
-// Message headers.
-const (
-	HeaderEpoch  = "Comm-Epoch"  // on accepted messages: the envelope's epoch
-	HeaderSender = "Comm-Sender" // on inbound messages: the authenticated sender (hex)
-	HeaderStatus = "Comm-Status" // on relay replies: accepted, duplicate or refused
-	HeaderReason = "Comm-Reason" // on relay replies: why a message was refused (for logs and metrics)
-)
-
-// Partitions is the number of relay partitions. Every gateway and relay
-// must agree on it; changing it needs all of them restarted together.
-const Partitions = 64
-
-// Partition is the relay partition of a group.
-func Partition(g protocol.GroupID) int {
-	return int(binary.BigEndian.Uint32(g[:4]) % Partitions)
-}
-
-// InboundSubject is where gateways send the envelopes clients send to g.
-func InboundSubject(g protocol.GroupID) string { return PartitionSubject(Partition(g)) }
-
-// PartitionSubject is the inbound subject of relay partition p.
-func PartitionSubject(p int) string { return "comm.in." + strconv.Itoa(p) }
 
 // Defaults.
 const (
@@ -95,54 +62,6 @@ func (c Config) filled() Config {
 		c.LeaseTTL = DefaultLeaseTTL
 	}
 	return c
-}
-
-// BundleSubject is where the keyserver publishes member's bundles of g.
-// The member comes first so that a gateway finds all of one member's
-// bundles under one prefix.
-func BundleSubject(g protocol.GroupID, member protocol.ClientID) string {
-	return "comm.bundles." + member.String() + "." + g.String()
-}
-
-// MemberBundles filters every bundle of one member.
-func MemberBundles(member protocol.ClientID) string { return "comm.bundles." + member.String() + ".*" }
-
-// GroupBundles filters every bundle of one group.
-func GroupBundles(g protocol.GroupID) string { return "comm.bundles.*." + g.String() }
-
-// AllBundles filters every bundle.
-const AllBundles = "comm.bundles.*.*"
-
-// The accepted envelopes' stream and subjects.
-const (
-	AcceptedStream = "KV_" + Accepted
-	AcceptedPrefix = "$KV." + Accepted + "."
-	AllAccepted    = AcceptedPrefix + "*.*"
-)
-
-// AcceptedKey is the COMM_ACCEPTED key of (g, sender).
-func AcceptedKey(g protocol.GroupID, sender protocol.ClientID) string {
-	return g.String() + "." + sender.String()
-}
-
-// AcceptedSubject is where relays store the envelopes of sender in g.
-func AcceptedSubject(g protocol.GroupID, sender protocol.ClientID) string {
-	return AcceptedPrefix + AcceptedKey(g, sender)
-}
-
-// GroupAccepted filters the accepted envelopes of g.
-func GroupAccepted(g protocol.GroupID) string { return AcceptedPrefix + g.String() + ".*" }
-
-// ParseAccepted reads the group and sender of an accepted envelope's subject.
-func ParseAccepted(subject string) (protocol.GroupID, protocol.ClientID, bool) {
-	rest, ok := strings.CutPrefix(subject, AcceptedPrefix)
-	g, s, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 {
-		return protocol.GroupID{}, protocol.ClientID{}, false
-	}
-	gid, err := protocol.ParseGroupID(g)
-	sid, err2 := protocol.ParseClientID(s)
-	return gid, sid, err == nil && err2 == nil
 }
 
 // BundlesConfig keeps the last BundleHistory bundles per (group, member)
@@ -188,6 +107,33 @@ func AcceptedConfig(c Config) jetstream.StreamConfig {
 		DenyDelete:        true,
 		Replicas:          c.Replicas,
 		AllowDirect:       false, // reads go to the leader: a replica that lags must not hide a bundle or a counter
+	}
+}
+
+// AdminRequestsWindow is how long the record of an admin request is kept:
+// far past the keyserver's clock window for requests (five minutes by
+// default), after which the request's time refuses it anyway.
+const AdminRequestsWindow = 24 * time.Hour
+
+// AdminRequestsConfig records the admin requests the keyserver took, one
+// subject per request nonce, written before the request runs: a request
+// whose nonce has a record is refused, whatever the keyserver remembers,
+// across restarts and between keyserver instances.
+func AdminRequestsConfig(c Config) jetstream.StreamConfig {
+	c = c.filled()
+	return jetstream.StreamConfig{
+		Name:              AdminRequests,
+		Description:       "Communicator keyserver: the admin requests taken, by nonce",
+		Subjects:          []string{AllAdminRequests},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		MaxAge:            AdminRequestsWindow,
+		MaxMsgsPerSubject: 4,
+		MaxMsgSize:        64 << 10,
+		Discard:           jetstream.DiscardOld,
+		DenyDelete:        true,
+		Replicas:          c.Replicas,
+		AllowDirect:       false,
 	}
 }
 
@@ -248,7 +194,7 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 // keyserver does this: with least-privilege credentials, relays and
 // gateways may not change stream configuration, they bind.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
-	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), AcceptedConfig(c)} {
+	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), AcceptedConfig(c), AdminRequestsConfig(c)} {
 		s, err := EnsureStream(ctx, js, sc)
 		if err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // coldEnv is a NATS server of its own with an event log written as the
@@ -159,7 +160,7 @@ func (env *coldEnv) build(ctx context.Context, n int, say func(string, ...any)) 
 	if err != nil {
 		return err
 	}
-	info, err := env.js.Stream(ctx, events.StreamName)
+	info, err := env.js.Stream(ctx, streams.Events)
 	if err != nil {
 		return err
 	}
@@ -240,7 +241,7 @@ func (env *coldEnv) start(ctx context.Context, n int, first bool) (time.Duration
 
 func (env *coldEnv) waitCheckpoint(ctx context.Context) error {
 	return loadgen.Poll(ctx, time.Minute, func() bool {
-		st, err := env.js.Stream(ctx, events.CheckpointStream)
+		st, err := env.js.Stream(ctx, streams.Checkpoints)
 		if err != nil {
 			return false
 		}
@@ -256,7 +257,7 @@ func (env *coldEnv) rawReplay(ctx context.Context, n int) (time.Duration, error)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	t := time.Now()
-	cons, err := env.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.All}})
+	cons, err := env.js.OrderedConsumer(ctx, streams.Events, jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AllEvents}})
 	if err != nil {
 		return 0, err
 	}

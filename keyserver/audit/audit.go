@@ -16,6 +16,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/streams"
 )
 
 // Report is a group's audited history.
@@ -120,7 +121,7 @@ func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, p
 // checkDeleted fails if messages were removed from the event stream, which
 // the stream's configuration forbids: only tampering with its files can.
 func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, events.StreamName)
+	s, err := js.Stream(ctx, streams.Events)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -129,7 +130,7 @@ func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if info.State.NumDeleted > 0 && len(info.State.Deleted) > 0 {
-		return &BrokenError{StreamSeq: info.State.Deleted[0], Subject: events.StreamName,
+		return &BrokenError{StreamSeq: info.State.Deleted[0], Subject: streams.Events,
 			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}
 	}
 	return nil
@@ -142,7 +143,7 @@ func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) 
 		return id, nil
 	}
 	var found *protocol.GroupID
-	err := store.Replay(ctx, events.SubjectPrefix+"group.*", 1, func(m events.Stored) error {
+	err := store.Replay(ctx, streams.EventPrefix+"group.*", 1, func(m events.Stored) error {
 		e, err := m.Record.Decode()
 		if err == nil && e.Type == events.GroupCreated && e.Group.Name == ref && m.Record.Verify(&ks) == nil {
 			id := e.Group.ID

@@ -9,6 +9,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/streams"
 )
 
 // replay folds the whole log with the services' projection, checking every
@@ -25,7 +26,7 @@ func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.Gr
 	subject := events.Subject(events.GroupAggregate(g))
 	var broken *BrokenError
 	var done uint64
-	err = store.Replay(ctx, events.All, 1, func(m events.Stored) error {
+	err = store.Replay(ctx, streams.AllEvents, 1, func(m events.Stored) error {
 		if done++; done%1024 == 0 {
 			progress(done, total)
 		}

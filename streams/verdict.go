@@ -1,0 +1,51 @@
+package streams
+
+// Verdict is a relay's answer to an inbound envelope, sent back to the
+// gateway in the Comm-Status header.
+type Verdict string
+
+// The verdicts.
+const (
+	VerdictAccepted  Verdict = "accepted"  // stored for delivery
+	VerdictDuplicate Verdict = "duplicate" // this very envelope was accepted before; not stored again
+	VerdictRefused   Verdict = "refused"   // not relayed; the Reason says why
+	VerdictRetry     Verdict = "retry"     // not decided (storage unavailable); send the same envelope again later
+)
+
+// ParseVerdict reads a Comm-Status header; anything unknown is a retry
+// (the sender keeps its envelope and asks again).
+func ParseVerdict(s string) Verdict {
+	switch v := Verdict(s); v {
+	case VerdictAccepted, VerdictDuplicate, VerdictRefused:
+		return v
+	}
+	return VerdictRetry
+}
+
+// Reason says why a message was refused or must be retried: for logs and
+// metrics, never for the sender beyond its verdict.
+type Reason string
+
+// The relay's reasons.
+const (
+	ReasonMalformedEnvelope     Reason = "malformed_envelope"      // the clear header does not parse
+	ReasonNoAuthenticatedSender Reason = "no_authenticated_sender" // no Comm-Sender from the gateway
+	ReasonSenderMismatch        Reason = "sender_mismatch"         // the envelope names another sender than the authenticated one
+	ReasonUnknownSender         Reason = "unknown_sender"
+	ReasonSenderRevoked         Reason = "sender_revoked"
+	ReasonUnknownGroup          Reason = "unknown_group"
+	ReasonGroupDeleted          Reason = "group_deleted"
+	ReasonNotMember             Reason = "not_member"
+	ReasonFutureEpoch           Reason = "future_epoch"     // an epoch the relay's view of the log has not reached
+	ReasonOldEpoch              Reason = "old_epoch"        // an epoch before the current one, past the grace
+	ReasonReplayedCounter       Reason = "replayed_counter" // a counter not above the last accepted
+	ReasonCounterContended      Reason = "counter_contended"
+	ReasonStoreUnavailable      Reason = "store_unavailable"
+)
+
+// The gateway's reasons for a retry the relay did not decide.
+const (
+	ReasonPublishFailed Reason = "publish_failed" // the request could not be sent
+	ReasonNoRelay       Reason = "no_relay"       // no relay owns the partition
+	ReasonTimeout       Reason = "timeout"        // no verdict within the send timeout
+)
