@@ -18,7 +18,7 @@ import (
 // pending ones before those acknowledged since, so that no cursor is
 // overwritten by an older one.
 func TestCursorsPacedAndNeverBack(t *testing.T) {
-	_, nc := natstest.Start(t)
+	_, nc := natstest.Open(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 // TestNextStored reads one subject's messages of a real stream one after
 // the other, from a sequence on, and finds nothing past the last.
 func TestNextStored(t *testing.T) {
-	_, nc := natstest.Start(t)
+	_, nc := natstest.Open(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

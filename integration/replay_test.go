@@ -8,10 +8,12 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/relay"
 	"github.com/commsec/communicator/streams"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestOldEnvelopeResentIsRefused: an envelope alice really sent, sent
@@ -77,7 +79,8 @@ func TestReplayedDeliveryRefusedByClient(t *testing.T) {
 
 func resetCursor(t *testing.T, s *stacktest.Stack, c *stacktest.Client) {
 	t.Helper()
-	kv, err := s.JS.KeyValue(context.Background(), streams.Cursors)
+	js, _ := jetstream.New(s.Conn(natsauth.Gateway)) // the cursors are the gateways'
+	kv, err := js.KeyValue(context.Background(), streams.Cursors)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestBundlesUnavailable(t *testing.T) {
 	s.AddGateway(gateway.Config{})
 	alice := s.Register("alice")
 	s.Sync()
-	if err := s.JS.DeleteStream(t.Context(), streams.Bundles); err != nil {
+	if err := s.NATS.DisableJetStream(streams.Bundles); err != nil { // the bundles' account
 		t.Fatal(err)
 	}
 	conn := rawConn(t, s, alice, 0)

@@ -41,7 +41,7 @@ func BenchmarkRekey(b *testing.B) {
 }
 
 func benchRekey(b *testing.B, members int) {
-	_, nc := natstest.StartFast(b)
+	_, nc := natstest.OpenFast(b)
 	ctx := b.Context()
 	seed := [32]byte{0x6b}
 	ks := keys.NewSigningKey(&seed)
@@ -89,7 +89,7 @@ func benchRekey(b *testing.B, members int) {
 func BenchmarkRekeySmall(b *testing.B) {
 	for _, n := range []int{2, 8, 24, 64} {
 		b.Run("members="+strconv.Itoa(n), func(b *testing.B) {
-			_, nc := natstest.Start(b)
+			_, nc := natstest.Open(b)
 			seed := [32]byte{0x6b}
 			k := startBench(b, b.Context(), nc, keys.NewSigningKey(&seed))
 			registerGroup(b, b.Context(), k, "small", n)

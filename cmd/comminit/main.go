@@ -1,12 +1,13 @@
 // Command comminit creates the NATS credentials of a clustered deployment
-// (docker-compose.yml): one nkey user per role with least-privilege
-// permissions, and the password the cluster's nodes use between them.
+// (docker-compose.yml): the accounts of package natsauth (one per role,
+// one per stream) with one nkey user per role, and the password the
+// cluster's nodes use between them.
 //
 //	comminit --dir deploy/secrets [--nodes nats-1,nats-2,nats-3] [--force]
 //
 // It writes, in DIR/nats:
 //
-//	auth.conf        the authorization block, included by every node
+//	auth.conf        the accounts and users, included by every node
 //	cluster.conf     the cluster block (routes with their password)
 //	<role>.nk        the nkey seed of each role (mode 0600): keyserver,
 //	                 relay, gateway, admin (ksctl), auditor (ksctl audit)
@@ -26,8 +27,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nats-io/nkeys"
-
 	"github.com/commsec/communicator/internal/atomicfile"
 	"github.com/commsec/communicator/internal/natsauth"
 )
@@ -37,7 +36,8 @@ const usage = `comminit creates the NATS credentials of a clustered deployment.
 Usage:
   comminit --dir DIR [--nodes nats-1,nats-2,nats-3] [--force]
 
-It writes DIR/nats/auth.conf (one nkey user per role, least privilege),
+It writes DIR/nats/auth.conf (an account per role and per stream, one
+nkey user per role; see docs/SECURITY.md),
 DIR/nats/cluster.conf (routes between the nodes, with their password) and
 DIR/nats/<role>.nk, the nkey seed of each role (mode 0600), for the
 services' --nats-creds flag. The Communicator's own keys come from
@@ -76,10 +76,15 @@ func write(w io.Writer, dir string, nodes []string, force bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	users, err := writeSeeds(dir)
+	creds, err := natsauth.NewCreds()
 	if err != nil {
 		return err
 	}
+	defer creds.Wipe()
+	if err := creds.Write(dir); err != nil {
+		return err
+	}
+	users := creds.Users()
 	if err := atomicfile.Write(filepath.Join(dir, "auth.conf"), []byte(natsauth.Config(users)), 0o600); err != nil {
 		return err
 	}
@@ -88,32 +93,6 @@ func write(w io.Writer, dir string, nodes []string, force bool) error {
 	}
 	fmt.Fprintf(w, "wrote %s: auth.conf, cluster.conf and a seed per role (%d roles)\n", dir, len(users))
 	return nil
-}
-
-// writeSeeds makes one nkey user per role and writes its seed.
-func writeSeeds(dir string) ([]natsauth.User, error) {
-	var users []natsauth.User
-	for _, role := range natsauth.Roles {
-		kp, err := nkeys.CreateUser()
-		if err != nil {
-			return nil, err
-		}
-		seed, err := kp.Seed()
-		if err != nil {
-			return nil, err
-		}
-		pub, err := kp.PublicKey()
-		if err != nil {
-			return nil, err
-		}
-		err = atomicfile.Write(filepath.Join(dir, string(role)+".nk"), append(seed, '\n'), 0o600)
-		clear(seed)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, natsauth.User{Role: role, PubKey: pub})
-	}
-	return users, nil
 }
 
 // writeCluster writes the cluster block: every node routes to every node

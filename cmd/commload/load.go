@@ -61,7 +61,7 @@ func measure(ctx context.Context, s *stack.Stack, f *loadgen.Fleet, o *options, 
 		return err
 	}
 	defer nc.Close()
-	d, use, err := drive(ctx, f, o, js, say)
+	d, use, err := drive(ctx, s, f, o, say)
 	if err != nil {
 		return err
 	}
@@ -76,8 +76,8 @@ func measure(ctx context.Context, s *stack.Stack, f *loadgen.Fleet, o *options, 
 
 // drive runs the load, under the CPU profiler if asked, then closes the
 // clients. It also returns what the load cost.
-func drive(ctx context.Context, f *loadgen.Fleet, o *options, js jetstream.JetStream, say func(string, ...any)) (*loadgen.Driver, usage, error) {
-	before, err := takeSnapshot(ctx, js)
+func drive(ctx context.Context, s *stack.Stack, f *loadgen.Fleet, o *options, say func(string, ...any)) (*loadgen.Driver, usage, error) {
+	before, err := takeSnapshot(s)
 	if err != nil {
 		return nil, usage{}, err
 	}
@@ -90,7 +90,7 @@ func drive(ctx context.Context, f *loadgen.Fleet, o *options, js jetstream.JetSt
 	if err := stop(); err != nil {
 		return nil, usage{}, err
 	}
-	after, err := takeSnapshot(ctx, js)
+	after, err := takeSnapshot(s)
 	d.Stop()
 	f.Close()
 	if err == nil {

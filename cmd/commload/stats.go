@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/commsec/communicator/internal/loadgen"
+	"github.com/commsec/communicator/internal/stack"
 )
 
 // usage is what the load cost the server: JetStream writes by stream and
@@ -27,18 +25,12 @@ type snapshot struct {
 	at   time.Time
 }
 
-func takeSnapshot(ctx context.Context, js jetstream.JetStream) (snapshot, error) {
-	s := snapshot{seqs: map[string]uint64{}, cpu: loadgen.ProcessCPU(), at: time.Now()}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	l := js.ListStreams(ctx)
-	for info := range l.Info() {
-		s.seqs[info.Config.Name] = info.State.LastSeq
+func takeSnapshot(s *stack.Stack) (snapshot, error) {
+	seqs, err := s.StreamLastSeqs()
+	if err != nil {
+		return snapshot{}, fmt.Errorf("reading the streams: %w", err)
 	}
-	if err := l.Err(); err != nil {
-		return s, fmt.Errorf("listing streams: %w", err)
-	}
-	return s, nil
+	return snapshot{seqs: seqs, cpu: loadgen.ProcessCPU(), at: time.Now()}, nil
 }
 
 func usageBetween(a, b snapshot) usage {

@@ -206,7 +206,7 @@ func (d *demo) summary(data string) error {
 	}
 	if data != "" {
 		d.say("  the event log stays in %s: run 'commstack --data %s', then", data, data)
-		d.say("  'ksctl audit %s --keyserver-pub %s/keys/keyserver.pub' to audit it", demoGroup, data)
+		d.say("  'ksctl audit %s --nats-creds %s/creds/auditor.nk --keyserver-pub %s/keys/keyserver.pub' to audit it", demoGroup, data, data)
 	}
 	if len(d.failed) > 0 {
 		d.say("  %d of %d checks FAILED", len(d.failed), len(d.failed)+d.passed)

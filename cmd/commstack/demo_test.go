@@ -59,10 +59,10 @@ func TestDemoKeepsData(t *testing.T) {
 	if code := run(t.Context(), []string{"demo", "--data", dir, "--log-level", "error"}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut.String(), out.String())
 	}
-	if !strings.Contains(out.String(), "ksctl audit ops --keyserver-pub "+dir+"/keys/keyserver.pub") {
+	if !strings.Contains(out.String(), "ksctl audit ops --nats-creds "+dir+"/creds/auditor.nk --keyserver-pub "+dir+"/keys/keyserver.pub") {
 		t.Errorf("the demo does not say how to audit what it left:\n%s", out.String())
 	}
-	for _, f := range []string{"keys/operator.key", "keys/keyserver.pub", "keys/gateway.key", "nats/jetstream"} {
+	for _, f := range []string{"keys/operator.key", "keys/keyserver.pub", "keys/gateway.key", "creds/auditor.nk", "nats/jetstream"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}

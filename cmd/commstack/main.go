@@ -29,7 +29,8 @@ const help = `commstack: the whole Communicator on one machine, in one process.
 It runs an embedded NATS server with JetStream, the keyserver (with the
 admin API that ksctl talks to), a relay and a gateway, on a data
 directory. The first run creates the key pairs in DATA/keys, as
-'ksctl init' would; later runs reuse them.
+'ksctl init' would, and the NATS users (one nkey seed per role) in
+DATA/creds; later runs reuse them.
 
 Usage:
   commstack [flags]
@@ -51,14 +52,17 @@ a flag wins):
                         DIR/keys/operator.key, .pub   your admin key pair (for ksctl)
                         DIR/keys/keyserver.key, .pub  Sk_Ks; Pk_Ks for clients and audits
                         DIR/keys/gateway.key, .pub    Sk_S; Pk_S, the key clients pin
+                        DIR/creds/<role>.nk           NATS users: admin.nk for ksctl,
+                                                      auditor.nk for ksctl audit
                         DIR/nats/                     JetStream: event log, bundles, messages
   --gateway ADDR      TCP address for clients [COMM_GATEWAY]
                       (default 127.0.0.1:7400, this machine only; use
                       0.0.0.0:7400 to accept clients on every interface)
   --nats-listen ADDR  loopback address of the embedded NATS server, for
-                      ksctl and the nats CLI; it has no authentication, so
-                      only a loopback address is accepted; "" or none for
-                      no listener [COMM_NATS_LISTEN] (default 127.0.0.1:4222)
+                      ksctl and the nats CLI; only a loopback address is
+                      accepted, and every connection authenticates with
+                      one of DIR/creds/*.nk; "" or none for no listener
+                      [COMM_NATS_LISTEN] (default 127.0.0.1:4222)
   --http ADDR         HTTP listener for /metrics (keyserver, relay and
                       gateway), /healthz and /readyz [COMM_HTTP]
                       (default 127.0.0.1:9100)
@@ -75,8 +79,8 @@ a flag wins):
 Examples:
   go run ./cmd/commstack demo
   commstack --data /var/lib/comm
-  ksctl --nats nats://127.0.0.1:4222 --operator-key data/keys/operator.key list
-  ksctl audit ops --keyserver-pub data/keys/keyserver.pub
+  ksctl --nats-creds data/creds/admin.nk --operator-key data/keys/operator.key list
+  ksctl audit ops --nats-creds data/creds/auditor.nk --keyserver-pub data/keys/keyserver.pub
 
 SIGINT or SIGTERM stop the stack gracefully. Exit status: 0 after a clean
 shutdown (or a demo whose every check passed), 1 on an error, 2 on a

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/internal/cmdtest"
+	"github.com/commsec/communicator/internal/service"
 )
 
 const httpLine = "http listening: /metrics /healthz /readyz"
@@ -51,10 +52,17 @@ func TestServe(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	url := stderr.Field(t, "NATS listening on loopback (no authentication) for ksctl and the nats CLI", "url")
-	nc, err := nats.Connect(url)
+	const listening = "NATS listening on loopback for ksctl and the nats CLI; every connection authenticates (nkey files 0600)"
+	url := stderr.Field(t, listening, "url")
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatalf("NATS at %s accepted a connection without credentials", url)
+	}
+	opts, err := service.NATSOptions("ksctl", stderr.Field(t, listening, "creds")+"/admin.nk")
+	cmdtest.Must(t, err)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		t.Fatalf("NATS at %s: %v", url, err)
+		t.Fatalf("NATS at %s with the admin's credentials: %v", url, err)
 	}
 	nc.Close()
 	cancel()

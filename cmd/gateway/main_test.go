@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/cmdtest"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
@@ -53,12 +52,12 @@ type world struct {
 	group protocol.GroupID
 }
 
-func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
+func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 	t.Helper()
-	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
+	k, err := keyserver.Start(t.Context(), s.Conn(t, natsauth.Keyserver), keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
 	cmdtest.Must(t, err)
 	t.Cleanup(k.Close)
-	r, err := relay.Start(t.Context(), nc, relay.Config{KeyserverKey: ks.Public()})
+	r, err := relay.Start(t.Context(), s.Conn(t, natsauth.Relay), relay.Config{KeyserverKey: ks.Public()})
 	cmdtest.Must(t, err)
 	t.Cleanup(r.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
@@ -82,16 +81,16 @@ func dial(t *testing.T, addr string, id *keys.ClientIdentity, kf keyFiles) (*cli
 // to the relay, serves health and metrics, and shuts down cleanly when
 // its context ends.
 func TestServe(t *testing.T) {
-	s, nc := natstest.Start(t)
+	s := natstest.Start(t)
 	kf := writeKeys(t)
-	w := newWorld(t, nc, kf.ks)
+	w := newWorld(t, s, kf.ks)
 	vars := map[string]string{"COMM_KEY": kf.gwKey, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_QUEUE": "16"}
 	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-format", "json"},
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Gateway), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-format", "json"},
 			cmdtest.Env(vars), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
@@ -178,14 +177,14 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 // TestListenInUse: a client address that is taken is an error naming
 // --listen, exit 1.
 func TestListenInUse(t *testing.T) {
-	s, nc0 := natstest.Start(t)
-	stacktest.CreateStreams(t, nc0)
+	s := natstest.Start(t)
+	stacktest.CreateStreams(t, s.Conn(t, natsauth.Keyserver))
 	kf := writeKeys(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	cmdtest.Must(t, err)
 	defer ln.Close()
 	var stderr bytes.Buffer
-	args := []string{"--nats", s.ClientURL(), "--key", kf.gwKey, "--keyserver-pub", kf.ksPub, "--listen", ln.Addr().String(),
+	args := []string{"--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Gateway), "--key", kf.gwKey, "--keyserver-pub", kf.ksPub, "--listen", ln.Addr().String(),
 		"--http", "127.0.0.1:0", "--log-format", "json"}
 	if code := run(t.Context(), args, cmdtest.Env(nil), io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "--listen "+ln.Addr().String()) {
 		t.Errorf("exit %d: %s", code, stderr.String())
@@ -299,11 +298,11 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s, nc0 := natstest.Start(t)
-	stacktest.CreateStreams(t, nc0)
+	s := natstest.Start(t)
+	stacktest.CreateStreams(t, s.Conn(t, natsauth.Keyserver))
 	kf := writeKeys(t)
 	stderr := &cmdtest.Log{}
-	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Gateway), "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEY="+kf.gwKey, "COMM_KEYSERVER_PUB="+kf.ksPub, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
 	cmdtest.Must(t, cmd.Start())

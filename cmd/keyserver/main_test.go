@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/internal/cmdtest"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
@@ -44,7 +45,8 @@ func writeKeys(t *testing.T) keyFiles {
 // answers the admin API, serves health and metrics, and shuts down
 // cleanly when its context ends.
 func TestServe(t *testing.T) {
-	s, nc := natstest.Start(t)
+	s := natstest.Start(t)
+	nc := s.Conn(t, natsauth.Admin) // ksctl's role
 	kf := writeKeys(t)
 	vars := map[string]string{"COMM_KEY": kf.ksKey, "COMM_OPERATORS": kf.opDir, "COMM_HTTP": "127.0.0.1:1"}
 	stderr := &cmdtest.Log{}
@@ -52,7 +54,7 @@ func TestServe(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--log-format", "json", "--retention", "2d"}, cmdtest.Env(vars), io.Discard, stderr)
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Keyserver), "--http", "127.0.0.1:0", "--log-format", "json", "--retention", "2d"}, cmdtest.Env(vars), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
 	if code, body := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
@@ -228,10 +230,10 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s, _ := natstest.Start(t)
+	s := natstest.Start(t)
 	kf := writeKeys(t)
 	stderr := &cmdtest.Log{}
-	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Keyserver), "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEY="+kf.ksKey, "COMM_OPERATORS="+kf.opDir, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
 	cmdtest.Must(t, cmd.Start())

@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/keyserver/audit"
+	"github.com/commsec/communicator/streams"
 )
 
 // history gives ops a history through ksctl: alice, bob and carol join,
@@ -33,7 +35,7 @@ func history(t *testing.T, reason string) *world {
 
 func TestAuditText(t *testing.T) {
 	w := history(t, "left the team")
-	out, errOut, code := w.ksctl("audit", "ops")
+	out, errOut, code := w.ksctl("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -52,7 +54,7 @@ func TestAuditText(t *testing.T) {
 func TestAuditJSON(t *testing.T) {
 	w := history(t, "left the team")
 	var r audit.Report
-	must(t, json.Unmarshal([]byte(w.ok("audit", "ops", "--json")), &r))
+	must(t, json.Unmarshal([]byte(w.ok("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--json")), &r))
 	if r.Name != "ops" || len(r.Epochs) != 3 || len(r.Members) != 3 || r.Epochs[1].Reason != "left the team" {
 		t.Errorf("report: %+v", r)
 	}
@@ -63,7 +65,7 @@ func TestAuditJSON(t *testing.T) {
 func TestAuditHTML(t *testing.T) {
 	w := history(t, `<script>alert("pwned")</script>`)
 	page := filepath.Join(t.TempDir(), "ops.html")
-	out, errOut, code := w.ksctl("audit", "ops", "--html", page)
+	out, errOut, code := w.ksctl("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--html", page)
 	if code != 0 || !strings.Contains(out, "Group ops") || !strings.Contains(errOut, "wrote "+page) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -89,7 +91,7 @@ func TestAuditTampered(t *testing.T) {
 	g := w.group("ops")
 	subject := events.Subject(events.GroupAggregate(g.ID))
 	js, _ := jetstream.New(w.nc)
-	stream, _ := js.Stream(t.Context(), events.StreamName)
+	stream, _ := js.Stream(t.Context(), streams.Events)
 	last, err := stream.GetLastMsgForSubject(t.Context(), subject)
 	must(t, err)
 	forged := bytes.Replace(last.Data, []byte("drill"), []byte("DRILL"), 1)
@@ -97,7 +99,7 @@ func TestAuditTampered(t *testing.T) {
 	must(t, err)
 	var pa struct{ Seq uint64 }
 	must(t, json.Unmarshal(ack.Data, &pa))
-	out, errOut, code := w.ksctl("audit", "ops")
+	out, errOut, code := w.ksctl("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops")
 	if code != 3 {
 		t.Fatalf("exit %d, want 3\n%s%s", code, out, errOut)
 	}
@@ -113,8 +115,8 @@ func TestAuditTampered(t *testing.T) {
 
 func TestAuditErrors(t *testing.T) {
 	w := history(t, "left the team")
-	w.fails(1, `no such group in the log: "nope"`, "audit", "nope")
-	w.fails(1, "--keyserver-pub", "audit", "ops", "--keyserver-pub", filepath.Join(w.dir, "missing.pub"))
-	w.fails(1, "want a keyserver public key", "audit", "ops", "--keyserver-pub", filepath.Join(w.dir, "operator.pub"))
+	w.fails(1, `no such group in the log: "nope"`, "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "nope")
+	w.fails(1, "--keyserver-pub", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "missing.pub"))
+	w.fails(1, "want a keyserver public key", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "operator.pub"))
 	w.fails(2, "missing arguments", "audit")
 }

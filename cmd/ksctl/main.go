@@ -40,7 +40,10 @@ Global flags (before or after the command; each also read from the
 environment variable shown, a flag wins):
   --nats URL            NATS server URL [COMM_NATS_URL]
                         (default nats://127.0.0.1:4222)
-  --nats-creds FILE     NATS credentials file [COMM_NATS_CREDS]
+  --nats-creds FILE     NATS credentials file [COMM_NATS_CREDS]: the admin
+                        user's nkey seed for the commands, the auditor's
+                        for audit (commstack: DATA/creds/admin.nk and
+                        auditor.nk; docker compose: deploy/secrets/nats/)
   --operator-key FILE   your operator private key [COMM_OPERATOR_KEY]
                         (default ./operator.key)
   --timeout DUR         how long to wait for NATS and the keyserver
@@ -49,14 +52,14 @@ environment variable shown, a flag wins):
 Example session:
   ksctl init --dir keys
   keyserver --key keys/keyserver.key --operator keys/operator.pub &
-  export COMM_OPERATOR_KEY=keys/operator.key
+  export COMM_OPERATOR_KEY=keys/operator.key COMM_NATS_CREDS=admin.nk
   ksctl client register alice.pub --name alice
   ksctl client register bob.pub --name bob
   ksctl group create ops
   ksctl group add ops alice bob
   ksctl group remove ops bob --reason "left the team"
   ksctl list
-  ksctl audit ops --keyserver-pub keys/keyserver.pub --html ops.html
+  ksctl audit ops --nats-creds auditor.nk --keyserver-pub keys/keyserver.pub --html ops.html
 
 Exit status: 0 done; 1 error, including a refusal by the keyserver;
 2 usage error; 3 the audit found a tampered or broken event log.

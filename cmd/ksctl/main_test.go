@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol/keys"
@@ -22,16 +23,18 @@ import (
 // `ksctl init` made.
 type world struct {
 	t   *testing.T
+	srv *natstest.Server
 	url string
-	nc  *nats.Conn
+	nc  *nats.Conn // the keyserver's
 	dir string
 	k   *keyserver.Keyserver
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	s, nc := natstest.Start(t)
-	w := &world{t: t, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
+	s := natstest.Start(t)
+	nc := s.Conn(t, natsauth.Keyserver)
+	w := &world{t: t, srv: s, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
 	w.ok("init", "--dir", w.dir)
 	ks, err := keys.DecodeSigningKey(w.read("keyserver.key"), keys.KindKeyserverPrivate)
 	must(t, err)
@@ -63,7 +66,8 @@ func (w *world) read(name string) []byte {
 
 // env is what an operator's shell would export.
 func (w *world) env() map[string]string {
-	return map[string]string{"COMM_NATS_URL": w.url, "COMM_OPERATOR_KEY": filepath.Join(w.dir, "operator.key"),
+	return map[string]string{"COMM_NATS_URL": w.url, "COMM_NATS_CREDS": w.srv.CredsFile(natsauth.Admin),
+		"COMM_OPERATOR_KEY":  filepath.Join(w.dir, "operator.key"),
 		"COMM_KEYSERVER_PUB": filepath.Join(w.dir, "keyserver.pub")}
 }
 
@@ -236,8 +240,8 @@ func TestErrors(t *testing.T) {
 	runWith(t, nil, "init", "--dir", stranger)
 	w.fails(1, "keyserver: unauthorized: operator key", "--operator-key", filepath.Join(stranger, "operator.key"), "list")
 	w.fails(1, "cannot connect to NATS at nats://127.0.0.1:1", "--nats", "nats://127.0.0.1:1", "--timeout", "1s", "list")
-	lonely, _ := natstest.Start(t)
-	w.fails(1, "no keyserver answers", "--nats", lonely.ClientURL(), "list")
+	lonely := natstest.Start(t)
+	w.fails(1, "no keyserver answers", "--nats", lonely.ClientURL(), "--nats-creds", lonely.CredsFile(natsauth.Admin), "list")
 
 	w.fails(2, "missing arguments", "group", "add", "ops")
 	w.fails(2, `unexpected argument "x"`, "group", "delete", "ops", "x")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/cmdtest"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
@@ -50,9 +51,9 @@ type world struct {
 	group protocol.GroupID
 }
 
-func newWorld(t *testing.T, nc *nats.Conn, ks *keys.SigningKey) world {
+func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 	t.Helper()
-	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
+	k, err := keyserver.Start(t.Context(), s.Conn(t, natsauth.Keyserver), keyserver.Config{Key: ks})
 	cmdtest.Must(t, err)
 	t.Cleanup(k.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
@@ -82,16 +83,17 @@ func (w world) send(t *testing.T, nc *nats.Conn, counter uint64) string {
 // decides messages, serves health and metrics, and shuts down cleanly
 // when its context ends, releasing its partitions.
 func TestServe(t *testing.T) {
-	s, nc := natstest.Start(t)
+	s := natstest.Start(t)
 	kf := writeKeys(t)
-	w := newWorld(t, nc, kf.ks)
+	w := newWorld(t, s, kf.ks)
+	gw := s.Conn(t, natsauth.Gateway) // sends as a gateway does
 	vars := map[string]string{"COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_RELAY_ID": "env-relay"}
 	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--nats", s.ClientURL(), "--http", "127.0.0.1:0", "--log-format", "json", "--grace", "1m", "--id", "r1"},
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Relay), "--http", "127.0.0.1:0", "--log-format", "json", "--grace", "1m", "--id", "r1"},
 			cmdtest.Env(vars), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
@@ -108,10 +110,10 @@ func TestServe(t *testing.T) {
 	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health of a ready relay: exit %d, %s", code, errOut.String())
 	}
-	if v := w.send(t, nc, 1); v != "accepted/" {
+	if v := w.send(t, gw, 1); v != "accepted/" {
 		t.Errorf("first message: %s", v)
 	}
-	if v := w.send(t, nc, 1); v != "refused/replayed_counter" {
+	if v := w.send(t, gw, 1); v != "refused/replayed_counter" {
 		t.Errorf("replay: %s", v)
 	}
 	checkMetrics(t, addr, []string{
@@ -127,7 +129,7 @@ func TestServe(t *testing.T) {
 	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
 	}
-	checkReleased(t, nc)
+	checkReleased(t, s.Conn(t, natsauth.Relay))
 }
 
 func checkMetrics(t *testing.T, addr string, want []string) {
@@ -311,11 +313,11 @@ func TestBinarySIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	s, nc0 := natstest.Start(t)
-	stacktest.CreateStreams(t, nc0)
+	s := natstest.Start(t)
+	stacktest.CreateStreams(t, s.Conn(t, natsauth.Keyserver))
 	kf := writeKeys(t)
 	stderr := &cmdtest.Log{}
-	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Relay), "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "COMM_KEYSERVER_PUB="+kf.ksPub, "COMM_LOG_FORMAT=json")
 	cmd.Stderr = stderr
 	cmdtest.Must(t, cmd.Start())

@@ -27,9 +27,14 @@ import (
 type Options struct {
 	// DataDir holds JetStream's files; required.
 	DataDir string
+	// Auth is the authorization of the server: the accounts block that
+	// package natsauth renders (natsauth.Config). Every connection then
+	// authenticates, in-process ones too. Empty means none, which is
+	// refused with a listener: for unit tests with in-process connections.
+	Auth string
 	// Listen is an optional loopback address ("127.0.0.1:4222") for
 	// operators and the nats CLI; port 0 picks a free port. Empty means no
-	// listener: in-process connections only.
+	// listener: in-process connections only. It needs Auth.
 	Listen string
 	// SyncInterval, when positive, fsyncs every interval instead of on
 	// every write (faster, loses acknowledged writes on a crash).
@@ -52,7 +57,10 @@ func (o *Options) validate() error {
 			return fmt.Errorf("embeddednats: listen address %q: %w", o.Listen, err)
 		}
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("embeddednats: listen address %q is not loopback; the embedded server has no authentication", o.Listen)
+			return fmt.Errorf("embeddednats: listen address %q is not loopback; the embedded server listens on this machine only", o.Listen)
+		}
+		if o.Auth == "" {
+			return fmt.Errorf("embeddednats: a listener (%s) without authentication: any local user could write to every stream", o.Listen)
 		}
 	}
 	return nil
@@ -97,14 +105,14 @@ func serverOptions(o Options) (*server.Options, error) {
 	if name == "" {
 		name = "comm-embedded"
 	}
-	opts := &server.Options{
-		ServerName: name,
-		JetStream:  true,
-		StoreDir:   o.DataDir,
-		NoSigs:     true,
-		DontListen: o.Listen == "",
-		SyncAlways: o.SyncInterval <= 0,
+	opts := &server.Options{}
+	if o.Auth != "" {
+		if err := opts.ProcessConfigString(o.Auth); err != nil {
+			return nil, fmt.Errorf("embeddednats: authorization: %w", err)
+		}
 	}
+	opts.ServerName, opts.JetStream, opts.StoreDir, opts.NoSigs = name, true, o.DataDir, true
+	opts.DontListen, opts.SyncAlways = o.Listen == "", o.SyncInterval <= 0
 	if o.SyncInterval > 0 {
 		opts.SyncInterval = o.SyncInterval
 	}
@@ -155,3 +163,30 @@ func (l logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format
 func (l logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
 func (l logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// StreamLastSeqs is the last sequence of every stream on the server, in
+// every account, by stream name (the monitoring view: no account's
+// permissions apply).
+func (s *Server) StreamLastSeqs() (map[string]uint64, error) {
+	jsz, err := s.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+	if err != nil {
+		return nil, fmt.Errorf("embeddednats: %w", err)
+	}
+	out := map[string]uint64{}
+	for _, a := range jsz.AccountDetails {
+		for _, st := range a.Streams {
+			out[st.Name] = st.State.LastSeq
+		}
+	}
+	return out, nil
+}
+
+// DisableJetStream turns JetStream off in account, as an outage of its
+// streams would: for fault-injection tests.
+func (s *Server) DisableJetStream(account string) error {
+	acc, err := s.ns.LookupAccount(account)
+	if err != nil {
+		return fmt.Errorf("embeddednats: account %s: %w", account, err)
+	}
+	return acc.DisableJetStream()
+}

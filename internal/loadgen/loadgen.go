@@ -26,7 +26,7 @@ import (
 // syncInterval 0 fsyncs every JetStream write.
 func StartStack(ctx context.Context, dir string, syncInterval time.Duration) (*stack.Stack, error) {
 	s, err := stack.Start(ctx, stack.Config{DataDir: dir, Gateway: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
-		HTTP: "127.0.0.1:0", SyncInterval: syncInterval})
+		HTTP: "127.0.0.1:0", SyncInterval: syncInterval, Scratch: true})
 	if err != nil {
 		return nil, err
 	}
@@ -39,10 +39,11 @@ func StartStack(ctx context.Context, dir string, syncInterval time.Duration) (*s
 }
 
 // Connect connects to the stack's NATS server over its loopback listener,
-// for the measurements (the stack's own parts use in-process connections,
-// which internal/stack does not hand out).
+// in the stack's scratch account, for the raw measurements on the same
+// server (the stack's own parts use in-process connections as their
+// roles, which internal/stack does not hand out).
 func Connect(s *stack.Stack, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(s.NATSURL(), nats.Name(name), nats.Timeout(10*time.Second))
+	nc, err := nats.Connect(s.NATSURL(), nats.Name(name), nats.Timeout(10*time.Second), s.ScratchOption())
 	if err != nil {
 		return nil, nil, fmt.Errorf("loadgen: NATS %s: %w", s.NATSURL(), err)
 	}

@@ -55,7 +55,7 @@ func BenchmarkPublishBatches(b *testing.B) {
 // always), closed when the test ends.
 func newTestRaw(tb testing.TB, size int) *Raw {
 	tb.Helper()
-	_, nc := natstest.Start(tb)
+	_, nc := natstest.Open(tb)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		tb.Fatal(err)

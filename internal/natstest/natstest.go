@@ -1,58 +1,117 @@
 // Package natstest starts a real nats-server with JetStream inside a test:
 // a random loopback port and a t.TempDir() data directory, shut down when
 // the test ends.
+//
+// Start runs it with the production authorization (package natsauth:
+// an account per role and per stream, an nkey user per role); each part
+// of the Communicator connects as its role (Server.Conn). Open runs it
+// without authentication and without a listener, for unit tests of logic
+// that is not about the trust boundary: one in-process connection may do
+// everything there.
 package natstest
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/internal/embeddednats"
+	"github.com/commsec/communicator/internal/natsauth"
 )
 
-// Start starts a server for t and returns it with one connection over TCP.
-func Start(t testing.TB) (*embeddednats.Server, *nats.Conn) {
+// Server is a test server with the production accounts and a user per role.
+type Server struct {
+	*embeddednats.Server
+	Creds *natsauth.Creds
+	Dir   string // the data directory
+}
+
+// Start starts a server for t with fsync on every write, as in production.
+func Start(t testing.TB) *Server {
 	t.Helper()
-	s := StartAt(t, t.TempDir())
-	return s, Connect(t, s)
+	return StartAt(t, t.TempDir())
 }
 
 // StartFast is Start with fsync every minute instead of on every write, for
 // tests that write thousands of messages and are not about durability.
-func StartFast(t testing.TB) (*embeddednats.Server, *nats.Conn) {
+func StartFast(t testing.TB) *Server {
 	t.Helper()
-	s := start(t, embeddednats.Options{DataDir: t.TempDir(), SyncInterval: time.Minute})
-	return s, Connect(t, s)
+	return start(t, t.TempDir(), time.Minute)
 }
 
-// StartAt starts a server on an existing data directory, to test restarts.
-func StartAt(t testing.TB, dir string) *embeddednats.Server {
+// StartAt starts a server on a data directory, to test restarts: the
+// users' credentials live in DIR/creds, made on the first start.
+func StartAt(t testing.TB, dir string) *Server {
 	t.Helper()
-	return start(t, embeddednats.Options{DataDir: dir})
+	return start(t, dir, 0)
 }
 
-func start(t testing.TB, o embeddednats.Options) *embeddednats.Server {
+func start(t testing.TB, dir string, sync time.Duration) *Server {
 	t.Helper()
-	o.Listen, o.Name = "127.0.0.1:0", "test"
-	s, err := embeddednats.Start(o)
+	creds, _, err := natsauth.LoadOrCreate(filepath.Join(dir, "creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := embeddednats.Start(embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
+		Auth: natsauth.Config(creds.Users()), SyncInterval: sync})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	return s
+	return &Server{Server: s, Creds: creds, Dir: dir}
 }
 
-// Connect opens a TCP connection to s, closed when the test ends.
-func Connect(t testing.TB, s *embeddednats.Server) *nats.Conn {
+// Conn opens a TCP connection as role r, closed when the test ends.
+func (s *Server) Conn(t testing.TB, r natsauth.Role, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.Timeout(5*time.Second))
+	nc, err := s.Dial(r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Dial opens a TCP connection as role r; the caller closes it.
+func (s *Server) Dial(r natsauth.Role, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{s.Creds.Option(r), nats.Name("test-" + string(r)), nats.Timeout(5 * time.Second)}, opts...)
+	return nats.Connect(s.ClientURL(), opts...)
+}
+
+// CredsFile is the seed file of role r, for commands' --nats-creds.
+func (s *Server) CredsFile(r natsauth.Role) string {
+	return natsauth.SeedFile(filepath.Join(s.Dir, "creds"), r)
+}
+
+// Open starts a server without authentication or listener and returns
+// it with one in-process connection, for unit tests that are not about
+// the trust boundary.
+func Open(t testing.TB) (*embeddednats.Server, *nats.Conn) {
+	t.Helper()
+	return open(t, 0)
+}
+
+// OpenFast is Open with fsync every minute.
+func OpenFast(t testing.TB) (*embeddednats.Server, *nats.Conn) {
+	t.Helper()
+	return open(t, time.Minute)
+}
+
+func open(t testing.TB, sync time.Duration) (*embeddednats.Server, *nats.Conn) {
+	t.Helper()
+	s, err := embeddednats.Start(embeddednats.Options{DataDir: t.TempDir(), Name: "test", SyncInterval: sync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return s, nc
 }
 
 // CheckFor polls f until it returns nil or d passes, like nats-server's

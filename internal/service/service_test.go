@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/service"
 )
@@ -164,8 +165,8 @@ func TestNewLogger(t *testing.T) {
 }
 
 func TestConnectNATS(t *testing.T) {
-	s, _ := natstest.Start(t)
-	nc, err := service.ConnectNATS(t.Context(), s.ClientURL(), "test", "", quiet())
+	s := natstest.Start(t)
+	nc, err := service.ConnectNATS(t.Context(), s.ClientURL(), "comm-relay", s.CredsFile(natsauth.Relay), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

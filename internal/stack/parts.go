@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/embeddednats"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/relay"
@@ -39,12 +41,28 @@ func (s *Stack) listenHTTP() error {
 	return nil
 }
 
+// startNATS starts the embedded server with the production accounts
+// (package natsauth); the users' credentials live in DATA/creds, made on
+// the first start.
 func (s *Stack) startNATS() error {
 	if err := checkFree(s.cfg.NATSListen); err != nil {
 		return err
 	}
+	creds, created, err := natsauth.LoadOrCreate(s.CredsDir())
+	if err != nil {
+		return fmt.Errorf("stack: NATS credentials: %w", err)
+	}
+	s.creds, s.credsCreated = creds, created
+	s.onClose(creds.Wipe)
+	var extra []string
+	if s.cfg.Scratch {
+		if extra, err = s.scratchAccount(); err != nil {
+			return err
+		}
+	}
 	ns, err := embeddednats.Start(embeddednats.Options{
 		DataDir: filepath.Join(s.cfg.DataDir, "nats"), Listen: s.cfg.NATSListen, SyncInterval: s.cfg.SyncInterval,
+		Auth: natsauth.Config(creds.Users(), extra...),
 		Name: "commstack", Log: quieter(s.log.With().Str("component", "nats").Logger()),
 	})
 	if err != nil {
@@ -77,9 +95,22 @@ func quieter(log zerolog.Logger) zerolog.Logger {
 	return log
 }
 
-// connect opens an in-process connection for one part, drained on Close.
-func (s *Stack) connect(name string) (*nats.Conn, error) {
-	nc, err := s.nats.Connect(nats.Name(name))
+// scratchAccount makes the load tools' account, with a user that
+// exists only in memory.
+func (s *Stack) scratchAccount() ([]string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("stack: scratch user: %w", err)
+	}
+	pub, _ := kp.PublicKey()
+	s.scratch = nats.Nkey(pub, kp.Sign)
+	return []string{natsauth.ScratchAccount(pub)}, nil
+}
+
+// connect opens an in-process connection for one part as its role,
+// drained on Close.
+func (s *Stack) connect(name string, role natsauth.Role) (*nats.Conn, error) {
+	nc, err := s.nats.Connect(nats.Name(name), s.creds.Option(role))
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
@@ -93,7 +124,7 @@ func (s *Stack) connect(name string) (*nats.Conn, error) {
 }
 
 func (s *Stack) startKeyserver(ctx context.Context) error {
-	nc, err := s.connect("comm-keyserver")
+	nc, err := s.connect("comm-keyserver", natsauth.Keyserver)
 	if err != nil {
 		return err
 	}
@@ -117,7 +148,7 @@ func (s *Stack) startKeyserver(ctx context.Context) error {
 }
 
 func (s *Stack) startRelay(ctx context.Context) error {
-	nc, err := s.connect("comm-relay")
+	nc, err := s.connect("comm-relay", natsauth.Relay)
 	if err != nil {
 		return err
 	}
@@ -131,7 +162,7 @@ func (s *Stack) startRelay(ctx context.Context) error {
 }
 
 func (s *Stack) startGateway(ctx context.Context) error {
-	nc, err := s.connect("comm-gateway")
+	nc, err := s.connect("comm-gateway", natsauth.Gateway)
 	if err != nil {
 		return err
 	}
@@ -151,6 +182,9 @@ func (s *Stack) logWhere() {
 	if len(k.Created) > 0 {
 		s.log.Info().Strs("pairs", k.Created).Str("dir", k.Dir).Msg("created key pairs (first run); private keys are 0600")
 	}
+	if s.credsCreated {
+		s.log.Info().Str("dir", s.CredsDir()).Msg("created the NATS users (first run): one nkey seed per role, 0600")
+	}
 	s.log.Info().Str("dir", s.cfg.DataDir).Str("keys", k.Dir).Str("jetstream", filepath.Join(s.cfg.DataDir, "nats")).
 		Str("fsync", s.syncPolicy()).Msg("data directory")
 	s.log.Info().Str("operator_key", k.Path("operator", ".key")).Str("keyserver_pub", k.Path("keyserver", ".pub")).
@@ -160,8 +194,10 @@ func (s *Stack) logWhere() {
 	s.log.Info().Str("id", s.relay.ID()).Int("partitions", len(s.relay.Owned())).Msg("relay owns its partitions")
 	s.log.Info().Str("addr", s.HTTPAddr()).Msg("http listening: /metrics /healthz /readyz")
 	if url := s.NATSURL(); url != "" {
-		s.log.Info().Str("url", url).Str("try", fmt.Sprintf("ksctl --nats %s --operator-key %s list", url, k.Path("operator", ".key"))).
-			Msg("NATS listening on loopback (no authentication) for ksctl and the nats CLI")
+		s.log.Info().Str("url", url).Str("creds", s.CredsDir()).
+			Str("try", fmt.Sprintf("ksctl --nats %s --nats-creds %s --operator-key %s list", url,
+				natsauth.SeedFile(s.CredsDir(), natsauth.Admin), k.Path("operator", ".key"))).
+			Msg("NATS listening on loopback for ksctl and the nats CLI; every connection authenticates (nkey files 0600)")
 	} else {
 		s.log.Info().Msg("NATS: in-process connections only (no listener)")
 	}

@@ -10,10 +10,15 @@
 //	DATA/keys/operator.key, .pub   the operator's admin key pair (ksctl --operator-key)
 //	DATA/keys/keyserver.key, .pub  Sk_Ks, and Pk_Ks for clients and audits
 //	DATA/keys/gateway.key, .pub    Sk_S, and Pk_S, the key clients pin
+//	DATA/creds/<role>.nk           the NATS users' nkey seeds: keyserver, relay, gateway,
+//	                               admin (ksctl --nats-creds), auditor (ksctl audit)
 //	DATA/nats/                     JetStream's files: the event log, bundles, messages
 //
-// The keys are made on the first start and reused afterwards; private key
-// files are 0600 and a start is refused if one is readable by others.
+// The keys and credentials are made on the first start and reused
+// afterwards; private files are 0600 and a start is refused if one is
+// readable by others. The NATS server has the production accounts
+// (package natsauth): every part connects as its role, in process, and
+// the loopback listener, if any, authenticates every connection too.
 package stack
 
 import (
@@ -31,6 +36,7 @@ import (
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/relay"
@@ -55,7 +61,8 @@ type Config struct {
 	Gateway string
 	// NATSListen is a loopback address where ksctl and the nats CLI reach
 	// the embedded NATS server, e.g. DefaultNATSListen; empty means none
-	// (in-process connections only). The server has no authentication.
+	// (in-process connections only). Every connection authenticates, with
+	// the credentials in DATA/creds.
 	NATSListen string
 	// HTTP is the address of /metrics, /healthz and /readyz (DefaultHTTP
 	// if empty).
@@ -63,7 +70,11 @@ type Config struct {
 	// SyncInterval, when positive, fsyncs JetStream every interval instead
 	// of on every write (faster; a crash loses acknowledged writes).
 	SyncInterval time.Duration
-	Log          zerolog.Logger
+	// Scratch adds an account of its own with JetStream for the load
+	// tools' raw measurements on the same server (ScratchOption); no
+	// deployment has it.
+	Scratch bool
+	Log     zerolog.Logger
 }
 
 func (c *Config) fill() error {
@@ -84,19 +95,23 @@ func (c *Config) fill() error {
 
 // Stack is a running Communicator.
 type Stack struct {
-	cfg       Config
-	log       zerolog.Logger
-	reg       *metrics.Registry
-	keys      *Keys
-	http      *service.Server
-	nats      *embeddednats.Server
-	conns     []*nats.Conn
-	keyserver *keyserver.Keyserver
-	relay     *relay.Relay
-	gateway   *gateway.Gateway
-	closers   []func() // run in reverse order by Close
-	ready     atomic.Bool
-	closeOnce sync.Once
+	cfg   Config
+	log   zerolog.Logger
+	reg   *metrics.Registry
+	keys  *Keys
+	creds *natsauth.Creds
+	// credsCreated: this start made the NATS users (a first run).
+	credsCreated bool
+	scratch      nats.Option
+	http         *service.Server
+	nats         *embeddednats.Server
+	conns        []*nats.Conn
+	keyserver    *keyserver.Keyserver
+	relay        *relay.Relay
+	gateway      *gateway.Gateway
+	closers      []func() // run in reverse order by Close
+	ready        atomic.Bool
+	closeOnce    sync.Once
 }
 
 // Start starts every part, in the order they depend on each other, and
@@ -188,6 +203,17 @@ func (s *Stack) HTTPAddr() string { return s.http.Addr() }
 // NATSURL is the embedded NATS server's loopback URL, or "" if it has no
 // listener.
 func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+
+// CredsDir holds the NATS users' seeds, one file per role.
+func (s *Stack) CredsDir() string { return filepath.Join(s.cfg.DataDir, "creds") }
+
+// ScratchOption authenticates a connection in the scratch account
+// (Config.Scratch); nil without one.
+func (s *Stack) ScratchOption() nats.Option { return s.scratch }
+
+// StreamLastSeqs is the last sequence of every stream on the server, in
+// every account, by stream name.
+func (s *Stack) StreamLastSeqs() (map[string]uint64, error) { return s.nats.StreamLastSeqs() }
 
 // Metrics is the registry of all three services.
 func (s *Stack) Metrics() *metrics.Registry { return s.reg }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/cmdtest"
+	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
 )
@@ -43,7 +44,7 @@ func TestFirstRunAndRestart(t *testing.T) {
 	if code, body := cmdtest.Get(t, base+"/readyz"); code != 200 {
 		t.Errorf("readyz: %d %q", code, body)
 	}
-	createGroupAsOperator(t, s.NATSURL(), filepath.Join(dir, "keys", "operator.key"))
+	createGroupAsOperator(t, s.NATSURL(), filepath.Join(dir, "creds", "admin.nk"), filepath.Join(dir, "keys", "operator.key"))
 	if err := s.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +87,15 @@ func checkModes(t *testing.T, dir string) {
 	}
 }
 
-// createGroupAsOperator does what `ksctl --nats URL --operator-key FILE
-// group create ops` does.
-func createGroupAsOperator(t *testing.T, url, keyFile string) {
+// createGroupAsOperator does what `ksctl --nats URL --nats-creds CREDS
+// --operator-key FILE group create ops` does.
+func createGroupAsOperator(t *testing.T, url, creds, keyFile string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	opts, err := service.NATSOptions("ksctl", creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

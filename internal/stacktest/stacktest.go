@@ -15,7 +15,7 @@ import (
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/gateway"
-	"github.com/commsec/communicator/internal/embeddednats"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -25,10 +25,13 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// Stack is a running test stack.
+// Stack is a running test stack. Its NATS server has the production
+// accounts, and every part connects as its own role.
 type Stack struct {
-	T         testing.TB
-	NATS      *embeddednats.Server
+	T    testing.TB
+	NATS *natstest.Server
+	// NC is the keyserver's connection and JS its JetStream: what a test
+	// reads or writes through them, the keyserver's role may.
 	NC        *nats.Conn
 	JS        jetstream.JetStream
 	KS        *keys.SigningKey // Sk_Ks
@@ -42,7 +45,8 @@ type Stack struct {
 // and AddGateway.
 func New(t testing.TB) *Stack {
 	t.Helper()
-	srv, nc := natstest.StartFast(t)
+	srv := natstest.StartFast(t)
+	nc := srv.Conn(t, natsauth.Keyserver)
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
 	gw, _ := keys.GenerateSigningKey(nil)
@@ -59,7 +63,7 @@ func New(t testing.TB) *Stack {
 func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 	s.T.Helper()
 	cfg.KeyserverKey = s.KS.Public()
-	r, err := relay.Start(context.Background(), natstest.Connect(s.T, s.NATS), cfg)
+	r, err := relay.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Relay), cfg)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -75,7 +79,7 @@ func (s *Stack) AddGateway(cfg gateway.Config) *gateway.Gateway {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	g, err := gateway.Start(context.Background(), natstest.Connect(s.T, s.NATS), cfg)
+	g, err := gateway.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Gateway), cfg)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -193,9 +197,12 @@ func Receive(t testing.TB, cl *clientsdk.Client, within time.Duration) (clientsd
 	}
 }
 
+// Conn opens another connection as role r.
+func (s *Stack) Conn(r natsauth.Role) *nats.Conn { return s.NATS.Conn(s.T, r) }
+
 // CreateStreams creates the event stream and every shared stream and
-// bucket, as a keyserver would, for tests that run a relay or gateway
-// without one.
+// bucket, as a keyserver would (nc must be the keyserver's), for tests
+// that run a relay or gateway without one.
 func CreateStreams(t testing.TB, nc *nats.Conn) {
 	t.Helper()
 	js, err := jetstream.New(nc)

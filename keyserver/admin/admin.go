@@ -20,29 +20,29 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/commsec/communicator/internal/msgpacksafe"
+	"github.com/commsec/communicator/streams"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 )
 
-// Subject prefix and the operations.
+// The operations.
 const (
-	SubjectPrefix = "comm.admin."
-	OpRegister    = "client.register"
-	OpRevoke      = "client.revoke"
-	OpCreate      = "group.create"
-	OpAdd         = "group.add"
-	OpRemove      = "group.remove"
-	OpRekey       = "group.rekey"
-	OpDelete      = "group.delete"
-	OpList        = "list"
+	OpRegister = "client.register"
+	OpRevoke   = "client.revoke"
+	OpCreate   = "group.create"
+	OpAdd      = "group.add"
+	OpRemove   = "group.remove"
+	OpRekey    = "group.rekey"
+	OpDelete   = "group.delete"
+	OpList     = "list"
 )
 
 // Ops lists every operation.
 var Ops = []string{OpRegister, OpRevoke, OpCreate, OpAdd, OpRemove, OpRekey, OpDelete, OpList}
 
 // Subject is the request subject of op.
-func Subject(op string) string { return SubjectPrefix + op }
+func Subject(op string) string { return streams.AdminSubject(op) }
 
 // MaxRequestSize bounds a request before it is decoded (a 10,000-member
 // add with hex ids is about 700 KB).
@@ -147,6 +147,17 @@ func (v *Verifier) Seen(nonce []byte, at time.Time) {
 	defer v.mu.Unlock()
 	if len(nonce) == 16 {
 		v.seen[[16]byte(nonce)] = at
+	}
+}
+
+// Forget drops a nonce Verify recorded, for a request that was not taken
+// after all (its record could not be written): its sender may send it
+// again.
+func (v *Verifier) Forget(nonce []byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(nonce) == 16 {
+		delete(v.seen, [16]byte(nonce))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/keyserver/audit"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 type world struct {
@@ -26,7 +27,7 @@ type world struct {
 
 // history builds: alice, bob, carol join ops; carol leaves; a drill rekey.
 func history(t *testing.T) *world {
-	_, nc := natstest.Start(t)
+	_, nc := natstest.Open(t)
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
 	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks})
@@ -104,8 +105,8 @@ func TestTamperedLogFlagged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, _ := w.js.Stream(t.Context(), events.StreamName)
-	subject := events.SubjectPrefix + "group." + r.Group
+	stream, _ := w.js.Stream(t.Context(), streams.Events)
+	subject := streams.EventPrefix + "group." + r.Group
 	last, err := stream.GetLastMsgForSubject(t.Context(), subject)
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +126,8 @@ func TestTamperedLogFlagged(t *testing.T) {
 
 func TestTruncatedEventFlagged(t *testing.T) {
 	w := history(t)
-	stream, _ := w.js.Stream(t.Context(), events.StreamName)
-	last, _ := stream.GetLastMsgForSubject(t.Context(), events.SubjectPrefix+"group.*")
+	stream, _ := w.js.Stream(t.Context(), streams.Events)
+	last, _ := stream.GetLastMsgForSubject(t.Context(), streams.EventPrefix+"group.*")
 	ack, err := jsPublish(w, last.Subject, last.Data[:len(last.Data)/2])
 	if err != nil {
 		t.Fatal(err)
