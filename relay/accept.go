@@ -9,17 +9,21 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
 	"github.com/commsec/communicator/streams"
 )
 
-// Verdicts, as sent back to the gateway in the Comm-Status header.
+// Verdict is a relay's answer (streams.Verdict).
+type Verdict = streams.Verdict
+
+// The verdicts, as sent back to the gateway in the Comm-Status header.
 const (
-	Accepted  = "accepted"  // stored for delivery
-	Duplicate = "duplicate" // this very envelope was accepted before; not stored again
-	Refused   = "refused"   // not relayed; Comm-Reason says why
-	Retry     = "retry"     // not decided (storage unavailable); send the same envelope again later
+	Accepted  = streams.VerdictAccepted
+	Duplicate = streams.VerdictDuplicate
+	Refused   = streams.VerdictRefused
+	Retry     = streams.VerdictRetry
 )
 
 // job is one inbound message waiting for its worker.
@@ -47,18 +51,41 @@ func (r *Relay) startWorkers() {
 }
 
 // dispatch receives a partition's messages in order and hands each to the
-// worker of its (group, sender).
+// worker of its (group, sender). It runs on the subscriptions' callbacks;
+// Close waits for every one in progress (gate) before it closes the
+// workers, and one that comes later is told to retry.
 func (r *Relay) dispatch(m *nats.Msg) {
+	if !streams.ReplyAllowed(m.Reply, natsauth.InboxPrefix(natsauth.Gateway)) {
+		r.refuseReply(m)
+		return
+	}
 	h, err := envelope.ParseHeader(m.Data)
 	if err != nil {
-		r.reply(m, Refused, "malformed_envelope")
+		r.Metrics.count(Refused, streams.ReasonMalformedEnvelope)
+		r.log.Debug().Err(err).Str("reason", string(streams.ReasonMalformedEnvelope)).Msg("message refused")
+		r.reply(m, Refused, streams.ReasonMalformedEnvelope)
 		return
 	}
 	var h64 maphash.Hash
 	h64.SetSeed(seed)
 	h64.Write(h.Group[:])
 	h64.Write(h.Sender[:])
+	r.gate.RLock()
+	defer r.gate.RUnlock()
+	if r.closed {
+		r.reply(m, Retry, streams.ReasonStoreUnavailable)
+		return
+	}
 	r.workers[h64.Sum64()%uint64(len(r.workers))] <- &job{msg: m, header: h, received: r.cfg.Now()}
+}
+
+// refuseReply drops a request whose reply subject is neither a
+// cross-account response nor a gateway's inbox: answering it would
+// publish with the relay's rights wherever the requester chose (a
+// JetStream API subject, a bucket's key). It is not decided either.
+func (r *Relay) refuseReply(m *nats.Msg) {
+	r.Metrics.badReplies.Add(1)
+	r.log.Warn().Str("reply", m.Reply).Str("subject", m.Subject).Msg("request with a foreign reply subject dropped")
 }
 
 func (r *Relay) decide(j *job) {
@@ -69,33 +96,33 @@ func (r *Relay) decide(j *job) {
 		return // the test hook stopped us, as a crash would
 	}
 	r.Metrics.count(verdict, reason)
-	if verdict == Refused {
-		r.log.Debug().Str("reason", reason).Str("group", j.header.Group.String()).Str("sender", j.header.Sender.Short()).
-			Uint64("counter", j.header.Counter).Msg("message refused")
+	if verdict == Refused || verdict == Retry {
+		r.log.Debug().Str("verdict", string(verdict)).Str("reason", string(reason)).Str("group", j.header.Group.String()).
+			Str("sender", j.header.Sender.Short()).Uint64("counter", j.header.Counter).Msg("message not accepted")
 	}
 	r.reply(j.msg, verdict, reason)
 }
 
-func (r *Relay) reply(m *nats.Msg, verdict, reason string) {
+func (r *Relay) reply(m *nats.Msg, verdict streams.Verdict, reason streams.Reason) {
 	if m.Reply == "" {
 		return
 	}
 	out := nats.NewMsg(m.Reply)
-	out.Header.Set(streams.HeaderStatus, verdict)
+	out.Header.Set(streams.HeaderStatus, string(verdict))
 	if reason != "" {
-		out.Header.Set(streams.HeaderReason, reason)
+		out.Header.Set(streams.HeaderReason, string(reason))
 	}
 	r.nc.PublishMsg(out)
 }
 
 // accept applies the acceptance rules and stores an acceptable envelope.
-func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
+func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
 	sender, err := protocol.ParseClientID(j.msg.Header.Get(streams.HeaderSender))
 	if err != nil {
-		return Refused, "no_authenticated_sender"
+		return Refused, streams.ReasonNoAuthenticatedSender
 	}
 	if reason := r.checkRules(ctx, j.header, sender, j.received); reason != "" {
-		if reason == "future_epoch" {
+		if reason == streams.ReasonFutureEpoch {
 			return Retry, reason // the log has not reached this relay yet: not the sender's fault
 		}
 		return Refused, reason
@@ -105,7 +132,7 @@ func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 		prev, err := r.accepted.get(ctx, key)
 		if err != nil {
 			r.log.Warn().Err(err).Msg("last accepted envelope unavailable")
-			return Retry, "store_unavailable"
+			return Retry, streams.ReasonStoreUnavailable
 		}
 		if j.header.Counter <= prev.counter {
 			return again(j, prev)
@@ -117,32 +144,32 @@ func (r *Relay) accept(ctx context.Context, j *job) (verdict, reason string) {
 		}
 		if err != nil {
 			r.log.Warn().Err(err).Msg("message not stored")
-			return Retry, "store_unavailable"
+			return Retry, streams.ReasonStoreUnavailable
 		}
 		if hook := r.cfg.FaultAfterStore; hook != nil && hook() != nil {
 			return "", ""
 		}
 		return Accepted, ""
 	}
-	return Refused, "counter_contended"
+	return Refused, streams.ReasonCounterContended
 }
 
 // again answers an envelope whose counter is not above the last accepted:
 // the very last envelope again (a sender whose acknowledgement was lost)
 // is a duplicate, not stored twice; anything else is a replay.
-func again(j *job, prev last) (string, string) {
+func again(j *job, prev last) (streams.Verdict, streams.Reason) {
 	if j.header.Counter == prev.counter && sha256.Sum256(j.msg.Data) == prev.hash {
 		return Duplicate, ""
 	}
-	return Refused, "replayed_counter"
+	return Refused, streams.ReasonReplayedCounter
 }
 
 // checkRules applies the membership and epoch rules; it returns the reason
 // for a refusal, or "". A message naming an epoch the relay has not seen
 // yet waits, briefly, for the event log to catch up.
-func (r *Relay) checkRules(ctx context.Context, h envelope.Header, sender protocol.ClientID, at time.Time) string {
+func (r *Relay) checkRules(ctx context.Context, h envelope.Header, sender protocol.ClientID, at time.Time) streams.Reason {
 	if h.Sender != sender {
-		return "sender_mismatch"
+		return streams.ReasonSenderMismatch
 	}
 	reason, future := r.rules(h, at)
 	if !future {
@@ -159,35 +186,35 @@ func (r *Relay) checkRules(ctx context.Context, h envelope.Header, sender protoc
 }
 
 // rules checks h against the projection; future reports an epoch ahead of it.
-func (r *Relay) rules(h envelope.Header, at time.Time) (reason string, future bool) {
+func (r *Relay) rules(h envelope.Header, at time.Time) (reason streams.Reason, future bool) {
 	r.proj.Read(func(s *events.State) {
 		reason, future = check(s, h, at, r.cfg.Grace)
 	})
 	return reason, future
 }
 
-func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (string, bool) {
+func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (streams.Reason, bool) {
 	c := s.Clients[h.Sender]
 	switch {
 	case c == nil:
-		return "unknown_sender", false
+		return streams.ReasonUnknownSender, false
 	case c.Revoked:
-		return "sender_revoked", false
+		return streams.ReasonSenderRevoked, false
 	}
 	g := s.Groups[h.Group]
 	switch {
 	case g == nil:
-		return "unknown_group", false
+		return streams.ReasonUnknownGroup, false
 	case g.Deleted:
-		return "group_deleted", false
+		return streams.ReasonGroupDeleted, false
 	case !g.IsMember(h.Sender):
-		return "not_member", false
+		return streams.ReasonNotMember, false
 	case h.Epoch > g.Epoch:
-		return "future_epoch", true
+		return streams.ReasonFutureEpoch, true
 	case h.Epoch == g.Epoch:
 		return "", false
 	case h.Epoch+1 == g.Epoch && at.Sub(g.EpochStart) <= grace:
 		return "", false
 	}
-	return "old_epoch", false
+	return streams.ReasonOldEpoch, false
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/streams"
 )
 
 // Metrics are the relay's counters, registered in Config.Metrics (a
@@ -16,6 +17,7 @@ type Metrics struct {
 	conflicts     *metrics.Counter
 	refusedEvents *metrics.Counter
 	trims         *metrics.Counter
+	badReplies    *metrics.Counter
 	partitions    atomic.Int64
 }
 
@@ -33,6 +35,8 @@ func newMetrics(r *metrics.Registry) *Metrics {
 			"Events in the log that failed verification (a forged or corrupt log)."),
 		trims: r.Counter("comm_relay_trims_total",
 			"(group, sender) histories trimmed to the retention period (their last envelope is always kept)."),
+		badReplies: r.Counter("comm_relay_foreign_replies_total",
+			"Requests dropped undecided because their reply subject was neither a cross-account response nor a gateway inbox."),
 	}
 	r.GaugeFunc("comm_relay_partitions_owned", "Relay partitions this relay owns now.",
 		func() float64 { return float64(m.partitions.Load()) })
@@ -45,7 +49,12 @@ func (m *Metrics) registerState(p *events.Projection) {
 		func() float64 { return float64(p.LastSeq()) })
 }
 
-func (m *Metrics) count(verdict, reason string) { m.verdicts.Inc(verdict, reason) }
+func (m *Metrics) count(verdict streams.Verdict, reason streams.Reason) {
+	m.verdicts.Inc(string(verdict), string(reason))
+}
+
+// ForeignReplies counts requests dropped for their reply subject.
+func (m *Metrics) ForeignReplies() uint64 { return m.badReplies.Value() }
 
 // Verdicts returns the decisions so far, keyed "accepted", "duplicate",
 // "refused/<reason>" or "retry/<reason>".

@@ -123,6 +123,8 @@ type Relay struct {
 	stopJanitor func()
 	parts       *partitions
 	workers     []chan *job
+	gate        sync.RWMutex // dispatches hold it to read; Close, to set closed
+	closed      bool
 	wg          sync.WaitGroup
 	stop        []func()
 	closeOnce   sync.Once
@@ -197,6 +199,11 @@ func (r *Relay) close() {
 	if r.parts != nil {
 		r.parts.close()
 	}
+	// The partitions' subscriptions are drained, but a callback may still
+	// be handing a message over: wait for those, then close the workers.
+	r.gate.Lock()
+	r.closed = true
+	r.gate.Unlock()
 	for _, w := range r.workers {
 		close(w)
 	}

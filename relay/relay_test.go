@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -25,7 +26,9 @@ import (
 // and carol who is registered but not a member.
 type world struct {
 	t                 *testing.T
-	nc                *nats.Conn
+	srv               *natstest.Server
+	nc                *nats.Conn // the keyserver's
+	gw                *nats.Conn // a gateway's: it sends to the relays
 	js                jetstream.JetStream
 	ks                *keys.SigningKey
 	k                 *keyserver.Keyserver
@@ -34,7 +37,8 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	_, nc := natstest.Start(t)
+	srv := natstest.Start(t)
+	nc := srv.Conn(t, natsauth.Keyserver)
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
 	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
@@ -42,7 +46,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(k.Close)
-	w := &world{t: t, nc: nc, js: js, ks: ks, k: k}
+	w := &world{t: t, srv: srv, nc: nc, gw: srv.Conn(t, natsauth.Gateway), js: js, ks: ks, k: k}
 	w.alice, w.bob, w.carol = w.register("alice"), w.register("bob"), w.register("carol")
 	if w.group, err = k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{}); err != nil {
 		t.Fatal(err)
@@ -64,7 +68,7 @@ func (w *world) register(name string) *keys.ClientIdentity {
 func (w *world) relay(cfg Config) *Relay {
 	w.t.Helper()
 	cfg.KeyserverKey = w.ks.Public()
-	r, err := Start(w.t.Context(), w.nc, cfg)
+	r, err := Start(w.t.Context(), w.srv.Conn(w.t, natsauth.Relay), cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -81,11 +85,11 @@ func env(from *keys.ClientIdentity, g protocol.GroupID, epoch protocol.Epoch, co
 
 // send is what a gateway does: the envelope to the partition's relay, with
 // the authenticated sender.
-func (w *world) send(as *keys.ClientIdentity, e []byte) (string, string) {
+func (w *world) send(as *keys.ClientIdentity, e []byte) (Verdict, string) {
 	return w.sendWithin(as, e, 5*time.Second)
 }
 
-func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (string, string) {
+func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (Verdict, string) {
 	h, err := envelope.ParseHeader(e)
 	if err != nil {
 		w.t.Fatal(err)
@@ -93,11 +97,11 @@ func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (
 	m := nats.NewMsg(streams.InboundSubject(h.Group))
 	m.Data = e
 	m.Header.Set(streams.HeaderSender, as.ID().String())
-	reply, err := w.nc.RequestMsg(m, d)
+	reply, err := w.gw.RequestMsg(m, d)
 	if err != nil {
 		return "", err.Error()
 	}
-	return reply.Header.Get(streams.HeaderStatus), reply.Header.Get(streams.HeaderReason)
+	return streams.Verdict(reply.Header.Get(streams.HeaderStatus)), reply.Header.Get(streams.HeaderReason)
 }
 
 func (w *world) stored() int {
@@ -113,10 +117,11 @@ func TestAcceptanceRules(t *testing.T) {
 	w := newWorld(t)
 	w.relay(Config{EpochWait: 50 * time.Millisecond})
 	cases := []struct {
-		name           string
-		as             *keys.ClientIdentity
-		env            []byte
-		verdict, cause string
+		name    string
+		as      *keys.ClientIdentity
+		env     []byte
+		verdict Verdict
+		cause   string
 	}{
 		{"member", w.alice, env(w.alice, w.group, 1, 1), Accepted, ""},
 		{"next counter", w.alice, env(w.alice, w.group, 1, 5), Accepted, ""},
@@ -285,5 +290,90 @@ func TestTrimKeepsTheLastEnvelope(t *testing.T) {
 	w.relay(Config{}) // a fresh relay knows only what the bucket kept
 	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 4)); v != Refused || r != "replayed_counter" {
 		t.Fatalf("an old counter after the trim: %s %s", v, r)
+	}
+}
+
+// TestRelayCloseUnderLoad: a relay closed while its partitions' messages
+// are still arriving (and its one worker's queue is full) shuts down
+// cleanly. Before, Close closed the workers while a subscription callback
+// was still handing a message over: a send on a closed channel, a panic
+// that took down the whole process of commstack.
+func TestRelayCloseUnderLoad(t *testing.T) {
+	for round := range 3 {
+		w := newWorld(t)
+		r := w.relay(Config{Workers: 1})
+		for i := range 2000 {
+			m := nats.NewMsg(streams.InboundSubject(w.group))
+			m.Data = env(w.alice, w.group, 1, uint64(i+1))
+			m.Header.Set(streams.HeaderSender, w.alice.ID().String())
+			m.Reply = w.gw.NewRespInbox()
+			if err := w.gw.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.gw.Flush()
+		natstest.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+			if n := w.stored(); n == 0 {
+				return errors.New("nothing stored yet")
+			}
+			return nil
+		})
+		r.Close() // must not panic
+		t.Logf("round %d: closed with %d stored", round, w.stored())
+	}
+}
+
+// TestForeignReplyDropped: in a deployment in one account (no natsauth
+// accounts), a request whose reply subject is neither a cross-account
+// response nor a gateway's inbox is dropped, counted and logged: answering
+// would purge the accepted stream with the relay's rights.
+func TestForeignReplyDropped(t *testing.T) {
+	_, nc := natstest.Open(t)
+	ks, _ := keys.GenerateSigningKey(nil)
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	alice, _ := keys.GenerateClientIdentity(nil)
+	k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice")
+	g, _ := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
+	k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
+	r, err := Start(t.Context(), nc, Config{KeyserverKey: ks.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if len(r.Owned()) != streams.Partitions {
+			return errors.New("partitions not all owned")
+		}
+		return nil
+	})
+	send := func(counter uint64, reply string) {
+		m := nats.NewMsg(streams.InboundSubject(g))
+		m.Data, m.Reply = env(alice, g, 1, counter), reply
+		m.Header.Set(streams.HeaderSender, alice.ID().String())
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gwInbox := natsauth.InboxPrefix(natsauth.Gateway) + ".test"
+	answers, _ := nc.SubscribeSync(gwInbox)
+	send(1, gwInbox)
+	if _, err := answers.NextMsg(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	send(2, "$JS.API.STREAM.PURGE."+streams.AcceptedStream)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := r.Metrics.ForeignReplies(); n != 1 {
+			return fmt.Errorf("%d foreign replies counted", n)
+		}
+		return nil
+	})
+	js, _ := jetstream.New(nc)
+	st, _ := js.Stream(t.Context(), streams.AcceptedStream)
+	if info, _ := st.Info(t.Context()); info.State.Msgs != 1 {
+		t.Fatalf("%d messages stored, want 1: the dropped request must neither purge nor be stored", info.State.Msgs)
 	}
 }
