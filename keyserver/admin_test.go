@@ -13,12 +13,8 @@ import (
 func TestAdminAPI(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
-	svc, err := k.Serve(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	op := &admin.Client{NC: e.nc, Operator: e.operator}
+	e.serve(k)
+	op := &admin.Client{NC: e.admin, Operator: e.operator}
 	alice, _ := keys.GenerateClientIdentity(nil)
 	steps := []struct {
 		op   string
@@ -52,14 +48,13 @@ func TestAdminAPI(t *testing.T) {
 func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
-	svc, _ := k.Serve(e.nc)
-	defer svc.Stop()
+	e.serve(k)
 	var before [32]byte
 	k.Projection().Read(func(s *events.State) { before = s.Digest() })
 	stranger, _ := keys.GenerateSigningKey(nil)
 	create := admin.Args{Name: "evil"}
 	good, _ := admin.Sign(admin.OpCreate, create, e.operator, time.Now())
-	if _, err := e.nc.Request(admin.Subject(admin.OpCreate), good, 5*time.Second); err != nil {
+	if _, err := e.admin.Request(admin.Subject(admin.OpCreate), good, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	k.Projection().Read(func(s *events.State) { before = s.Digest() })
@@ -81,7 +76,7 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 		{"garbage", admin.OpCreate, []byte("hello")},
 	}
 	for _, c := range cases {
-		msg, err := e.nc.Request(admin.Subject(c.subject), c.data, 5*time.Second)
+		msg, err := e.admin.Request(admin.Subject(c.subject), c.data, 5*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

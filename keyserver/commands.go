@@ -80,21 +80,52 @@ func (k *Keyserver) RegisterClient(ctx context.Context, a Actor, pub keys.Client
 }
 
 // RevokeClient revokes a client and removes it from every group it is in,
-// each removal opening a new epoch without it.
+// each removal opening a new epoch without it. It may be run again: a
+// client already revoked (named by its hex id, or by the name it had) is
+// not revoked twice, and what an interrupted revocation left undone (its
+// removal from some groups) is done.
 func (k *Keyserver) RevokeClient(ctx context.Context, a Actor, ref, reason string) error {
-	var id protocol.ClientID
-	_, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
-		c, err := findClient(s, ref)
-		if err != nil {
-			return nil, err
-		}
-		id = c.ID
-		return &change{event: events.NewClientRevoked(c.ID, reason)}, nil
-	})
+	var (
+		id      protocol.ClientID
+		revoked bool
+		err     error
+	)
+	k.proj.Read(func(s *events.State) { id, revoked, err = findForRevoke(s, ref) })
 	if err != nil {
 		return err
 	}
+	if !revoked {
+		_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
+			return &change{event: events.NewClientRevoked(id, reason)}, nil
+		})
+		if err != nil && !errors.Is(err, events.ErrClientRevoked) { // revoked meanwhile: go on
+			return err
+		}
+	}
 	return k.removeFromAllGroups(ctx, a, id)
+}
+
+// findForRevoke resolves the client a revocation names: a client by hex
+// id, revoked or not; a live client by name; else the revoked client that
+// had the name (a revocation frees it), preferring one still in a group.
+func findForRevoke(s *events.State, ref string) (id protocol.ClientID, revoked bool, err error) {
+	if c, err := findClient(s, ref); err == nil {
+		return c.ID, c.Revoked, nil
+	}
+	var best *events.Client
+	for _, c := range s.Clients {
+		if !c.Revoked || c.Name != ref || ref == "" {
+			continue
+		}
+		if best == nil || isMemberAnywhere(s, c.ID) && !isMemberAnywhere(s, best.ID) ||
+			isMemberAnywhere(s, c.ID) == isMemberAnywhere(s, best.ID) && c.RevokedAt.After(best.RevokedAt) {
+			best = c
+		}
+	}
+	if best == nil {
+		return id, false, fmt.Errorf("%w: %q", events.ErrUnknownClient, ref)
+	}
+	return best.ID, true, nil
 }
 
 func (k *Keyserver) removeFromAllGroups(ctx context.Context, a Actor, id protocol.ClientID) error {

@@ -84,6 +84,7 @@ type Keyserver struct {
 	stop     []func()
 	mu       sync.Mutex // one command at a time: epochs and their bundles stay in order
 	verifier *admin.Verifier
+	requests *requests
 	Metrics  *Metrics
 }
 
@@ -117,6 +118,7 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("keyserver: %w", err)
 	}
 	k.js = js
+	k.requests = &requests{js: js}
 	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
 		return err
 	}

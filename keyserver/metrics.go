@@ -15,6 +15,8 @@ type Metrics struct {
 	refusedEvents *metrics.Counter
 	adminRequests *metrics.Counter
 	adminRefused  *metrics.Counter
+	// adminForeignReplies counts requests dropped for their reply subject.
+	adminForeignReplies *metrics.Counter
 }
 
 func newMetrics(r *metrics.Registry) *Metrics {
@@ -29,6 +31,8 @@ func newMetrics(r *metrics.Registry) *Metrics {
 		refusedEvents: r.Counter("comm_keyserver_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		adminRequests: r.Counter("comm_keyserver_admin_requests_total", "Admin requests received."),
 		adminRefused:  r.Counter("comm_keyserver_admin_requests_denied_total", "Admin requests refused as unauthorized."),
+		adminForeignReplies: r.Counter("comm_keyserver_admin_foreign_replies_total",
+			"Admin requests dropped unanswered because their reply subject was neither a cross-account response nor an admin inbox."),
 	}
 }
 
@@ -73,5 +77,6 @@ func (m *Metrics) Snapshot() map[string]uint64 {
 		"comm_keyserver_events_refused_total":        m.refusedEvents.Value(),
 		"comm_keyserver_admin_requests_total":        m.adminRequests.Value(),
 		"comm_keyserver_admin_requests_denied_total": m.adminRefused.Value(),
+		"comm_keyserver_admin_foreign_replies_total": m.adminForeignReplies.Value(),
 	}
 }

@@ -13,8 +13,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 // Version of the keyserver service, announced by NATS micro discovery.
@@ -46,17 +48,40 @@ func (k *Keyserver) Serve(nc *nats.Conn) (micro.Service, error) {
 
 type adminHandler struct{ k *Keyserver }
 
+// refuse answers an unauthorized request: its origin, signature, time or
+// nonce.
+func (h *adminHandler) refuse(req micro.Request, err error) {
+	h.k.Metrics.adminRefused.Add(1)
+	h.k.log.Warn().Err(err).Str("subject", req.Subject()).Msg("admin request refused")
+	req.Error("403", err.Error(), nil)
+}
+
 func (h *adminHandler) handle(req micro.Request) {
 	h.k.Metrics.adminRequests.Add(1)
+	if !streams.ReplyAllowed(req.Reply(), natsauth.InboxPrefix(natsauth.Admin)) {
+		// Answering would publish with the keyserver's rights wherever the
+		// requester chose: a bundle's subject, the event log.
+		h.k.Metrics.adminForeignReplies.Add(1)
+		h.k.log.Warn().Str("reply", req.Reply()).Str("subject", req.Subject()).Msg("admin request with a foreign reply subject dropped")
+		return
+	}
 	r, err := h.k.verifier.Verify(req.Subject(), req.Data(), h.k.cfg.Now())
 	if err != nil {
-		h.k.Metrics.adminRefused.Add(1)
-		h.k.log.Warn().Err(err).Str("subject", req.Subject()).Msg("admin request refused")
-		req.Error("403", err.Error(), nil)
+		h.refuse(req, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	if err := h.k.requests.take(ctx, r); err != nil {
+		if errors.Is(err, errReplayed) {
+			h.refuse(req, err)
+			return
+		}
+		h.k.verifier.Forget(r.Nonce) // not taken: the operator may send it again
+		h.k.log.Error().Err(err).Str("op", r.Op).Msg("admin request not recorded; not run")
+		req.Error("500", "the keyserver could not record the request; nothing was changed, send it again", nil)
+		return
+	}
 	reply, err := h.k.dispatch(ctx, r)
 	if err != nil {
 		h.k.log.Info().Err(err).Str("op", r.Op).Msg("admin command refused")
