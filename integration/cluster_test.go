@@ -28,6 +28,7 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/keyserver/audit"
@@ -151,12 +152,13 @@ func (c *cluster) waitHealthy(within time.Duration) {
 }
 
 // connect opens a NATS connection with a role's credentials.
-func (c *cluster) connect(name, role string) (*nats.Conn, error) {
+func (c *cluster) connect(name, role string, more ...nats.Option) (*nats.Conn, error) {
 	opts, err := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
 	if err != nil {
 		return nil, err
 	}
-	return nats.Connect(c.natsURL, append(opts, nats.Timeout(10*time.Second), nats.MaxReconnects(-1))...)
+	opts = append(opts, nats.Timeout(10*time.Second), nats.MaxReconnects(-1))
+	return nats.Connect(c.natsURL, append(opts, more...)...)
 }
 
 func (c *cluster) mustConnect(name, role string) *nats.Conn {
@@ -457,7 +459,7 @@ func (c *cluster) checkEventsPresent(ctx context.Context, names []string) {
 func (c *cluster) checkReplicasCurrent(ctx context.Context) {
 	c.t.Helper()
 	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
-	for _, name := range []string{events.StreamName, streams.AcceptedStream, streams.Bundles} {
+	for _, name := range []string{streams.Events, streams.AcceptedStream, streams.Bundles} {
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			s, err := js.Stream(ctx, name)
@@ -503,71 +505,28 @@ func (c *cluster) audit(ctx context.Context, group string) string {
 	return b.String()
 }
 
-// checkPermissions probes the least-privilege users.
+// checkPermissions runs the permission matrix of docs/SECURITY.md on the
+// R3 cluster: every role, every write path (publish, service reply,
+// deliver subject, pull-request reply, the JetStream API), every stream.
 func (c *cluster) checkPermissions(ctx context.Context) {
 	c.t.Helper()
-	for _, p := range []struct{ role, name, subject string }{
-		{"gateway", "comm-gateway", "comm.events.client.forged"},
-		{"relay", "comm-relay", "comm.events.group.forged"},
-		{"gateway", "comm-gateway", "$KV.COMM_ACCEPTED.forged.x"},
-		{"gateway", "comm-gateway", "$JS.API.STREAM.PURGE.KV_COMM_ACCEPTED"},
-		{"relay", "comm-relay", "comm.bundles.forged.x"},
-		{"admin", "ksctl", "comm.events.client.forged"},
-		{"relay", "comm-relay", "$JS.API.STREAM.PURGE." + events.StreamName},
-		{"keyserver", "comm-keyserver", "$JS.API.STREAM.DELETE." + events.StreamName},
-	} {
-		if err := c.publishDenied(ctx, p.role, p.name, p.subject); err != nil {
-			c.t.Fatal(err)
-		}
+	ks, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
+	env := matrixEnv{
+		connect: func(r natsauth.Role, opts ...nats.Option) (*nats.Conn, error) {
+			return c.connect("comm-"+string(r), string(r), opts...)
+		},
+		observer: ks,
+		source: map[natsauth.Role]string{natsauth.Keyserver: streams.Events, natsauth.Relay: streams.Events,
+			natsauth.Gateway: streams.AcceptedStream, natsauth.Auditor: streams.Events},
+	}
+	if !c.t.Run("permission matrix", func(t *testing.T) { runMatrix(t, env) }) {
+		c.t.Fatal("the permission matrix failed on the cluster")
 	}
 	if _, err := nats.Connect(c.natsURL, nats.Timeout(5*time.Second)); err == nil {
 		c.t.Fatal("an unauthenticated connection reached NATS")
 	} else {
 		c.t.Logf("unauthenticated connection refused: %v", err)
 	}
-}
-
-// publishDenied publishes to subject as role and expects NATS to report a
-// permissions violation and no stream to change.
-func (c *cluster) publishDenied(ctx context.Context, role, name, subject string) error {
-	violations := make(chan error, 4)
-	opts, _ := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
-	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
-	nc, err := nats.Connect(c.natsURL, opts...)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	before := c.eventCount(ctx)
-	if _, err := nc.Request(subject, []byte("forged"), 2*time.Second); err == nil {
-		return fmt.Errorf("%s could publish to %s and got an answer", role, subject)
-	}
-	select {
-	case err := <-violations:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			return fmt.Errorf("%s on %s: %v, want a permissions violation", role, subject, err)
-		}
-		c.t.Logf("%s denied %s: %v", role, subject, err)
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("%s publishing to %s: no permissions violation reported", role, subject)
-	}
-	if after := c.eventCount(ctx); after != before {
-		return fmt.Errorf("the event log changed (%d to %d) after %s published to %s", before, after, role, subject)
-	}
-	return nil
-}
-
-func (c *cluster) eventCount(ctx context.Context) uint64 {
-	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
-	s, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return info.State.Msgs
 }
 
 // checkNoCounterTwice reads every accepted envelope: no (group, sender,
