@@ -304,9 +304,14 @@ func (v *victim) checkUnchanged(before map[string]uint64) {
 }
 
 // TestPullReplyCannotRollBackCounter: the gateway's user pulls alice's
-// fifth envelope with the reply subject of alice's counter record. Before,
-// the server re-appended it there, rolling the record back from her last
-// counter to 5, and the relay then accepted counter 6 again.
+// fifth envelope with the reply subject of alice's counter record (to roll
+// it back from her last counter to 5, so that the relay takes counter 6
+// again), of a lease, of alice's bundle of ops and of ops' event log; and
+// pulls a stored bundle with the reply subjects of ops' event log and of
+// alice's bundle. Before, the server re-appended stored messages there:
+// a bundle became a record of the event log (nats-server 2.15.2 itself
+// refuses a delivery to a $KV subject, and a copy whose compare-and-swap
+// header no longer holds; the accounts refuse them all).
 func TestPullReplyCannotRollBackCounter(t *testing.T) {
 	v := newVictim(t)
 	v.send(10)
@@ -321,10 +326,19 @@ func TestPullReplyCannotRollBackCounter(t *testing.T) {
 		t.Fatalf("the gateway may read the accepted stream: %v", err)
 	}
 	replies := []string{streams.AcceptedSubject(v.g, v.alice.ID.ID()), streams.KVPrefix(streams.Relays) + "part.9",
-		streams.EventSubject(events.GroupAggregate(v.g))}
+		streams.EventSubject(events.GroupAggregate(v.g)), streams.BundleSubject(v.g, v.alice.ID.ID())}
 	before := v.counts(replies)
 	for _, reply := range replies {
 		if err := gw.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.AcceptedStream+"."+name, reply, []byte(`{"batch":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, reply := range replies[2:] {
+		bundles, err := createConsumer(t, gw, streams.Bundles, "", 0, "")
+		if err != nil {
+			t.Fatalf("the gateway may read the bundles: %v", err)
+		}
+		if err := gw.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.Bundles+"."+bundles, reply, []byte(`{"batch":1}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
