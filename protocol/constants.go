@@ -31,6 +31,17 @@ const (
 	LabelCheckpoint   = "communicator/1 event log checkpoint"
 )
 
+// Counter rules of group messages (PROTOCOL.md §8.1, §8.4).
+const (
+	// MaxCounterJump bounds how far one accepted counter may be above the
+	// last one accepted for its (group, sender): one envelope can then
+	// never spend a sender's counter space. Block reservation skips at
+	// most a block per reboot (64 by default), far below it.
+	MaxCounterJump uint64 = 1 << 32
+	// ExhaustedCounter is never used by a sender nor accepted.
+	ExhaustedCounter uint64 = 1<<64 - 1
+)
+
 // Sizes of suite 1 values, in bytes.
 const (
 	PublicKeySize = 32 // Ed25519 and X25519 public keys

@@ -31,14 +31,28 @@ type job struct {
 	msg      *nats.Msg
 	header   envelope.Header
 	received time.Time
+	// waitUntil ends the envelope's wait for its epoch (zero: it has not
+	// waited); see epochwait.go.
+	waitUntil time.Time
 }
+
+// accept's answers that are no verdict: an envelope parked in the wait
+// room, and a decision stopped by the FaultAfterStore hook.
+const (
+	waiting streams.Verdict = "waiting"
+	crashed streams.Verdict = "crashed"
+)
+
+// workerQueue bounds the envelopes queued for one worker; past it the
+// sender is told to retry, and the partition's subscription never waits.
+const workerQueue = 64
 
 var seed = maphash.MakeSeed()
 
 func (r *Relay) startWorkers() {
 	r.workers = make([]chan *job, r.cfg.Workers)
 	for i := range r.workers {
-		ch := make(chan *job, 64)
+		ch := make(chan *job, workerQueue)
 		r.workers[i] = ch
 		r.wg.Add(1)
 		go func() {
@@ -66,17 +80,35 @@ func (r *Relay) dispatch(m *nats.Msg) {
 		r.reply(m, Refused, streams.ReasonMalformedEnvelope)
 		return
 	}
+	j := &job{msg: m, header: h, received: r.cfg.Now()}
+	switch verdict, reason := r.screen(context.Background(), j); verdict {
+	case "":
+		r.submit(j) // a candidate for storing: its worker decides
+	case waiting:
+	default:
+		r.answer(j, verdict, reason)
+	}
+}
+
+// submit hands j to the worker of its (group, sender) without waiting: a
+// full queue, or a closed relay, answers "retry". It is called by the
+// subscriptions' callbacks and by the wait room.
+func (r *Relay) submit(j *job) {
 	var h64 maphash.Hash
 	h64.SetSeed(seed)
-	h64.Write(h.Group[:])
-	h64.Write(h.Sender[:])
+	h64.Write(j.header.Group[:])
+	h64.Write(j.header.Sender[:])
 	r.gate.RLock()
 	defer r.gate.RUnlock()
 	if r.closed {
-		r.reply(m, Retry, streams.ReasonStoreUnavailable)
+		r.answer(j, Retry, streams.ReasonRelayBusy)
 		return
 	}
-	r.workers[h64.Sum64()%uint64(len(r.workers))] <- &job{msg: m, header: h, received: r.cfg.Now()}
+	select {
+	case r.workers[h64.Sum64()%uint64(len(r.workers))] <- j:
+	default:
+		r.answer(j, Retry, streams.ReasonRelayBusy)
+	}
 }
 
 // refuseReply drops a request whose reply subject is neither a
@@ -92,13 +124,22 @@ func (r *Relay) decide(j *job) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	verdict, reason := r.accept(ctx, j)
-	if verdict == "" {
+	switch verdict {
+	case crashed:
 		return // the test hook stopped us, as a crash would
+	case waiting:
+		return // in the wait room
 	}
+	r.answer(j, verdict, reason)
+}
+
+// answer counts, logs (unless accepted) and sends a verdict.
+func (r *Relay) answer(j *job, verdict streams.Verdict, reason streams.Reason) {
 	r.Metrics.count(verdict, reason)
 	if verdict == Refused || verdict == Retry {
 		r.log.Debug().Str("verdict", string(verdict)).Str("reason", string(reason)).Str("group", j.header.Group.String()).
-			Str("sender", j.header.Sender.Short()).Uint64("counter", j.header.Counter).Msg("message not accepted")
+			Str("sender", j.header.Sender.Short()).Uint32("epoch", uint32(j.header.Epoch)).Uint64("counter", j.header.Counter).
+			Msg("message not accepted")
 	}
 	r.reply(j.msg, verdict, reason)
 }
@@ -115,19 +156,39 @@ func (r *Relay) reply(m *nats.Msg, verdict streams.Verdict, reason streams.Reaso
 	r.nc.PublishMsg(out)
 }
 
-// accept applies the acceptance rules and stores an acceptable envelope.
-func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
+// screen applies the rules that need no store: the authenticated sender,
+// membership, the epoch, counter 2^64-1. It returns "" for a candidate
+// for storing, waiting for an envelope it parked in the wait room, or a
+// verdict. The partition's callback screens every envelope before it
+// reaches a worker, so that one sender's refusals never fill a worker's
+// queue; the worker screens again (the log may have moved meanwhile).
+func (r *Relay) screen(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
 	sender, err := protocol.ParseClientID(j.msg.Header.Get(streams.HeaderSender))
 	if err != nil {
 		return Refused, streams.ReasonNoAuthenticatedSender
 	}
-	if reason := r.checkRules(ctx, j.header, sender, j.received); reason != "" {
-		if reason == streams.ReasonFutureEpoch {
-			return Retry, reason // the log has not reached this relay yet: not the sender's fault
-		}
+	if j.header.Sender != sender {
+		return Refused, streams.ReasonSenderMismatch
+	}
+	reason, lead := r.rules(j.header, j.received)
+	if lead > 0 {
+		return r.futureEpoch(ctx, j, lead)
+	}
+	if reason != "" {
 		return Refused, reason
 	}
-	key := streams.AcceptedKey(j.header.Group, sender)
+	if j.header.Counter == protocol.ExhaustedCounter {
+		return Refused, streams.ReasonCounterExhausted
+	}
+	return "", ""
+}
+
+// accept applies the acceptance rules and stores an acceptable envelope.
+func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
+	if verdict, reason := r.screen(ctx, j); verdict != "" {
+		return verdict, reason
+	}
+	key := streams.AcceptedKey(j.header.Group, j.header.Sender)
 	for range 3 {
 		prev, err := r.accepted.get(ctx, key)
 		if err != nil {
@@ -136,6 +197,9 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 		}
 		if j.header.Counter <= prev.counter {
 			return again(j, prev)
+		}
+		if j.header.Counter-prev.counter > protocol.MaxCounterJump {
+			return Refused, streams.ReasonCounterJump
 		}
 		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev)
 		if err == errConflict {
@@ -147,7 +211,7 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 			return Retry, streams.ReasonStoreUnavailable
 		}
 		if hook := r.cfg.FaultAfterStore; hook != nil && hook() != nil {
-			return "", ""
+			return crashed, ""
 		}
 		return Accepted, ""
 	}
@@ -164,57 +228,81 @@ func again(j *job, prev last) (streams.Verdict, streams.Reason) {
 	return Refused, streams.ReasonReplayedCounter
 }
 
-// checkRules applies the membership and epoch rules; it returns the reason
-// for a refusal, or "". A message naming an epoch the relay has not seen
-// yet waits, briefly, for the event log to catch up.
-func (r *Relay) checkRules(ctx context.Context, h envelope.Header, sender protocol.ClientID, at time.Time) streams.Reason {
-	if h.Sender != sender {
-		return streams.ReasonSenderMismatch
+// futureEpoch decides an envelope whose epoch is lead epochs ahead of
+// the relay's view of the log (see epochwait.go): too far ahead, refused;
+// else it waits in the wait room, off the workers, until the log moves
+// for its group or EpochWait passes; then, still ahead, it is refused if
+// the relay's view has reached the end of the log, or told to retry.
+func (r *Relay) futureEpoch(ctx context.Context, j *job, lead protocol.Epoch) (streams.Verdict, streams.Reason) {
+	now := r.cfg.Now()
+	switch {
+	case lead > MaxEpochLead:
+		return Refused, streams.ReasonFutureEpoch
+	case j.waitUntil.IsZero() || now.Before(j.waitUntil):
+		if !r.room.park(j, now.Add(r.cfg.EpochWait)) {
+			return Retry, streams.ReasonRelayBusy
+		}
+		if _, lead := r.rules(j.header, j.received); lead <= 0 {
+			r.release(j.header.Group) // the log moved while it was being parked
+		}
+		return waiting, ""
 	}
-	reason, future := r.rules(h, at)
-	if !future {
-		return reason
+	if end, err := r.events.LastSeq(ctx); err == nil && r.proj.LastSeq() >= end {
+		return Refused, streams.ReasonFutureEpoch
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.EpochWait)
-	defer cancel()
-	r.proj.WaitUntil(wctx, func(s *events.State) bool {
-		g := s.Groups[h.Group]
-		return g == nil || g.Epoch >= h.Epoch
-	})
-	reason, _ = r.rules(h, at)
-	return reason
+	return Retry, streams.ReasonFutureEpoch // the relay lags: not the sender's fault
 }
 
-// rules checks h against the projection; future reports an epoch ahead of it.
-func (r *Relay) rules(h envelope.Header, at time.Time) (reason streams.Reason, future bool) {
+// release sends the envelopes of group g waiting for their epoch back to
+// the workers.
+func (r *Relay) release(g protocol.GroupID) {
+	for _, j := range r.room.release(g) {
+		r.submit(j)
+	}
+}
+
+// eventApplied follows the log for the wait room: any event of a group
+// may be the epoch change its waiting envelopes wait for.
+func (r *Relay) eventApplied(e *events.Event) {
+	switch {
+	case e.Members != nil:
+		r.release(e.Members.Group)
+	case e.Group != nil:
+		r.release(e.Group.ID)
+	}
+}
+
+// rules checks h against the projection; lead > 0 is how many epochs h is
+// ahead of it.
+func (r *Relay) rules(h envelope.Header, at time.Time) (reason streams.Reason, lead protocol.Epoch) {
 	r.proj.Read(func(s *events.State) {
-		reason, future = check(s, h, at, r.cfg.Grace)
+		reason, lead = check(s, h, at, r.cfg.Grace)
 	})
-	return reason, future
+	return reason, lead
 }
 
-func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (streams.Reason, bool) {
+func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (streams.Reason, protocol.Epoch) {
 	c := s.Clients[h.Sender]
 	switch {
 	case c == nil:
-		return streams.ReasonUnknownSender, false
+		return streams.ReasonUnknownSender, 0
 	case c.Revoked:
-		return streams.ReasonSenderRevoked, false
+		return streams.ReasonSenderRevoked, 0
 	}
 	g := s.Groups[h.Group]
 	switch {
 	case g == nil:
-		return streams.ReasonUnknownGroup, false
+		return streams.ReasonUnknownGroup, 0
 	case g.Deleted:
-		return streams.ReasonGroupDeleted, false
+		return streams.ReasonGroupDeleted, 0
 	case !g.IsMember(h.Sender):
-		return streams.ReasonNotMember, false
+		return streams.ReasonNotMember, 0
 	case h.Epoch > g.Epoch:
-		return streams.ReasonFutureEpoch, true
+		return streams.ReasonFutureEpoch, h.Epoch - g.Epoch
 	case h.Epoch == g.Epoch:
-		return "", false
+		return "", 0
 	case h.Epoch+1 == g.Epoch && at.Sub(g.EpochStart) <= grace:
-		return "", false
+		return "", 0
 	}
-	return streams.ReasonOldEpoch, false
+	return streams.ReasonOldEpoch, 0
 }

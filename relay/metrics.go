@@ -43,10 +43,13 @@ func newMetrics(r *metrics.Registry) *Metrics {
 	return m
 }
 
-// registerState adds the gauges read from the projection, once it exists.
-func (m *Metrics) registerState(p *events.Projection) {
+// registerState adds the gauges read from the projection, once it exists,
+// and from the wait room.
+func (m *Metrics) registerState(p *events.Projection, room *waitRoom) {
 	m.reg.GaugeFunc("comm_relay_log_position", "Stream sequence of the last event the relay has applied.",
 		func() float64 { return float64(p.LastSeq()) })
+	m.reg.GaugeFunc("comm_relay_epoch_waiting", "Messages waiting for the event log to reach their epoch (off the workers).",
+		func() float64 { return float64(room.len()) })
 }
 
 func (m *Metrics) count(verdict streams.Verdict, reason streams.Reason) {

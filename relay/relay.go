@@ -57,8 +57,9 @@ type Config struct {
 	// the same worker (default 256).
 	Workers int
 	// EpochWait bounds the wait for the event log when a message names an
-	// epoch the relay has not seen yet (default 3 s); after it the sender
-	// is told to retry.
+	// epoch the relay has not seen yet (default 3 s): the message waits off
+	// the workers, then is refused if the relay has the whole log, or the
+	// sender is told to retry (epochwait.go).
 	EpochWait time.Duration
 	// ID names this relay in leases and logs (default random).
 	ID  string
@@ -118,6 +119,8 @@ type Relay struct {
 	nc          *nats.Conn
 	js          jetstream.JetStream
 	proj        *events.Projection
+	events      *events.Store
+	room        *waitRoom
 	accepted    *accepted
 	stream      jetstream.Stream // COMM_ACCEPTED's, for the janitor
 	stopJanitor func()
@@ -137,12 +140,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics(cfg.Metrics)}
+	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics(cfg.Metrics),
+		room: newWaitRoom()}
 	if err := r.open(ctx); err != nil {
 		r.Close()
 		return nil, err
 	}
 	r.startWorkers()
+	r.stop = append(r.stop, r.runWaitRoom())
 	parts, err := startPartitions(ctx, r)
 	if err != nil {
 		r.Close()
@@ -163,11 +168,12 @@ func (r *Relay) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.events = store
 	if r.proj, err = events.Load(ctx, store, r.cfg.KeyserverKey, nil, r.refusedEvent); err != nil {
 		return err
 	}
-	r.Metrics.registerState(r.proj)
-	stop, err := events.Follow(context.Background(), store, r.proj, nil, r.refusedEvent)
+	r.Metrics.registerState(r.proj, r.room)
+	stop, err := events.Follow(context.Background(), store, r.proj, r.eventApplied, r.refusedEvent)
 	if err != nil {
 		return err
 	}
@@ -213,6 +219,9 @@ func (r *Relay) close() {
 		stop()
 	}
 	r.stop = nil
+	for _, j := range r.room.drain() {
+		r.answer(j, Retry, streams.ReasonRelayBusy)
+	}
 }
 
 // Owned lists the partitions this relay owns now.

@@ -129,7 +129,7 @@ func TestAcceptanceRules(t *testing.T) {
 		{"another sender's counter space", w.bob, env(w.bob, w.group, 1, 1), Accepted, ""},
 		{"non-member", w.carol, env(w.carol, w.group, 1, 1), Refused, "not_member"},
 		{"sender is not the authenticated client", w.bob, env(w.alice, w.group, 1, 9), Refused, "sender_mismatch"},
-		{"epoch the relay has not seen", w.alice, env(w.alice, w.group, 7, 10), Retry, "future_epoch"},
+		{"epoch the relay's whole log has not opened", w.alice, env(w.alice, w.group, 7, 10), Refused, "future_epoch"},
 		{"unknown group", w.alice, env(w.alice, protocol.GroupID{9}, 1, 1), Refused, "unknown_group"},
 	}
 	for _, c := range cases {
@@ -375,5 +375,100 @@ func TestForeignReplyDropped(t *testing.T) {
 	st, _ := js.Stream(t.Context(), streams.AcceptedStream)
 	if info, _ := st.Info(t.Context()); info.State.Msgs != 1 {
 		t.Fatalf("%d messages stored, want 1: the dropped request must neither purge nor be stored", info.State.Msgs)
+	}
+}
+
+// TestFarFutureEpochRefused: an epoch further ahead of the relay's view of
+// the log than MaxEpochLead is refused at once, without waiting for the
+// log (EpochWait is an hour here); one within the lead that the whole log
+// has not opened is refused after its wait. Before, every future epoch,
+// even 2^32-2, was answered "retry", so a client following the spec
+// retried forever.
+func TestFarFutureEpochRefused(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{EpochWait: time.Hour})
+	for _, e := range []protocol.Epoch{1 + MaxEpochLead + 1, 1000, 1<<32 - 2} {
+		if v, r := w.send(w.alice, env(w.alice, w.group, e, uint64(e))); v != Refused || r != "future_epoch" {
+			t.Errorf("epoch %d: %s %s, want refused future_epoch", e, v, r)
+		}
+	}
+	w2 := newWorld(t)
+	w2.relay(Config{EpochWait: 50 * time.Millisecond})
+	if v, r := w2.send(w2.alice, env(w2.alice, w2.group, 1+MaxEpochLead, 1)); v != Refused || r != "future_epoch" {
+		t.Errorf("epoch %d, never opened: %s %s, want refused future_epoch", 1+MaxEpochLead, v, r)
+	}
+}
+
+// TestFutureEpochDoesNotStallPartition: one member floods its partition
+// with envelopes of epochs the log has not opened, near and far; another
+// member's message in the same group, on a relay with a single worker,
+// is still decided at once. Before, each near-future envelope held the
+// worker for EpochWait, and dispatch blocked the partition's callback
+// once the worker's queue was full: the other member's send timed out.
+func TestFutureEpochDoesNotStallPartition(t *testing.T) {
+	w := newWorld(t)
+	r := w.relay(Config{Workers: 1})
+	answers := make(chan *nats.Msg, 512)
+	inbox := w.gw.NewRespInbox()
+	sub, err := w.gw.ChanSubscribe(inbox, answers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for i := range 400 {
+		e := protocol.Epoch(2) // the next epoch: waits for the log
+		if i%2 == 1 {
+			e = 1000 // far ahead: refused at once
+		}
+		m := nats.NewMsg(streams.InboundSubject(w.group))
+		m.Data, m.Reply = env(w.alice, w.group, e, uint64(i+1)), inbox
+		m.Header.Set(streams.HeaderSender, w.alice.ID().String())
+		if err := w.gw.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, reason := w.send(w.bob, env(w.bob, w.group, 1, 1)); v != Accepted {
+		t.Fatalf("bob's message behind alice's flood: %s %s", v, reason)
+	}
+	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if n := len(answers); n < 400 {
+			return fmt.Errorf("%d of alice's 400 envelopes answered", n)
+		}
+		return nil
+	})
+	counts := map[string]int{}
+	for range 400 {
+		m := <-answers
+		counts[m.Header.Get(streams.HeaderStatus)+"/"+m.Header.Get(streams.HeaderReason)]++
+	}
+	t.Logf("alice's flood: %v; waiting at the end %d", counts, r.room.len())
+	if counts["refused/future_epoch"] < 200 || counts["accepted/"] != 0 {
+		t.Errorf("alice's flood answered %v", counts)
+	}
+}
+
+// TestCounterJumpBounded: a counter more than MaxCounterJump above the
+// last accepted one, and counter 2^64-1, are refused, so that one envelope
+// cannot use up a sender's counter space; a jump of exactly the bound is
+// accepted. Before, counter 2^64-1 was accepted and every later message of
+// the sender in the group refused.
+func TestCounterJumpBounded(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{})
+	steps := []struct {
+		counter uint64
+		verdict Verdict
+		reason  string
+	}{
+		{1, Accepted, ""},
+		{1 + protocol.MaxCounterJump + 1, Refused, "counter_jump"},
+		{protocol.ExhaustedCounter, Refused, "counter_exhausted"},
+		{1 + protocol.MaxCounterJump, Accepted, ""},
+		{1 + protocol.MaxCounterJump + 64, Accepted, ""}, // a reboot's block reservation
+	}
+	for _, s := range steps {
+		if v, r := w.send(w.alice, env(w.alice, w.group, 1, s.counter)); v != s.verdict || r != s.reason {
+			t.Errorf("counter %d: %s %s, want %s %s", s.counter, v, r, s.verdict, s.reason)
+		}
 	}
 }

@@ -36,11 +36,14 @@ const (
 	ReasonUnknownGroup          Reason = "unknown_group"
 	ReasonGroupDeleted          Reason = "group_deleted"
 	ReasonNotMember             Reason = "not_member"
-	ReasonFutureEpoch           Reason = "future_epoch"     // an epoch the relay's view of the log has not reached
-	ReasonOldEpoch              Reason = "old_epoch"        // an epoch before the current one, past the grace
-	ReasonReplayedCounter       Reason = "replayed_counter" // a counter not above the last accepted
+	ReasonFutureEpoch           Reason = "future_epoch"      // an epoch the relay's view of the log has not reached
+	ReasonOldEpoch              Reason = "old_epoch"         // an epoch before the current one, past the grace
+	ReasonReplayedCounter       Reason = "replayed_counter"  // a counter not above the last accepted
+	ReasonCounterJump           Reason = "counter_jump"      // a counter more than protocol.MaxCounterJump above the last accepted
+	ReasonCounterExhausted      Reason = "counter_exhausted" // counter 2^64-1, which no sender may use
 	ReasonCounterContended      Reason = "counter_contended"
 	ReasonStoreUnavailable      Reason = "store_unavailable"
+	ReasonRelayBusy             Reason = "relay_busy" // the worker's queue or the wait for epochs is full, or the relay is closing
 )
 
 // The gateway's reasons for a retry the relay did not decide.
