@@ -21,7 +21,7 @@ import (
 // connections would leave thousands on the server (an ordered consumer
 // outlives its reader by five minutes) until its limit refuses more.
 func (s *session) pushBundles() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	subject := streams.MemberBundles(s.id)
 	for from, n := uint64(1), 0; n < maxBundlesPushed; n++ {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,31 +14,6 @@ import (
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
 )
-
-// A session receives the accepted messages of its groups in stream order,
-// each at most once per connection, from two sources:
-//
-//   - catch-up: on connect, an ordered consumer filtered on the client's
-//     groups reads from its cursor to the end of the stream, waiting for
-//     room in the client's queue;
-//   - live: the gateway's one consumer of all new messages offers each to
-//     the sessions of the group's members; a session that is not live yet
-//     buffers the offers, and replays them when its catch-up ends.
-//
-// next, the first stream sequence not delivered yet, keeps the two from
-// overlapping. A membership change during catch-up restarts it from the
-// cursor (the client drops what it already has, by its counters).
-type delivery struct {
-	mu       sync.Mutex
-	cursor   uint64
-	next     uint64
-	live     bool
-	pending  []message
-	overflow bool // too many offers buffered: catch up again instead
-	restart  bool // groups changed during catch-up
-}
-
-const maxPending = 1024
 
 // message is one accepted envelope with its stream position.
 type message struct {
@@ -53,32 +27,59 @@ type message struct {
 	deliver []byte
 }
 
-func (d *delivery) init(cursor uint64) {
-	d.cursor, d.next = cursor, cursor+1
-}
-
-// deliver pushes the client's bundles, catches up its messages, then
-// switches it to the live feed.
-func (s *session) deliver(groups []protocol.GroupID) {
+// runDelivery pushes the client's bundles, then runs passes until the
+// session is live (deliverystate.go). It is the session's delivery
+// goroutine, counted in the gateway's WaitGroup.
+func (s *session) runDelivery() {
+	defer s.gw.wg.Done()
 	if err := s.pushBundles(); err != nil {
 		// Without its bundles the client could not open what follows:
 		// it reconnects and gets them then.
 		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
 		return
 	}
-	for attempt := 0; ; attempt++ {
-		if err := s.catchUp(groups); err != nil {
+	s.passes()
+}
+
+// startPass starts a pass on a goroutine of its own: the session left live
+// for a message the gateway could not place yet.
+func (s *session) startPass() {
+	s.gw.wg.Add(1)
+	go func() {
+		defer s.gw.wg.Done()
+		s.passes()
+	}()
+}
+
+// passes reads the stored messages of the client's groups from next to
+// the end of the stream, again while the state machine asks for it, and
+// hands over the live messages kept meanwhile; it returns once the session
+// is live, or ended.
+func (s *session) passes() {
+	for s.ctx.Err() == nil {
+		if err := s.catchUp(s.gw.groupsOf(s.id)); err != nil && s.ctx.Err() == nil {
 			s.logAt(zerolog.WarnLevel).Err(err).Msg("catch-up failed")
 			select {
-			case <-s.done:
+			case <-s.ctx.Done():
 				return
 			case <-time.After(time.Second):
 			}
+			continue
 		}
-		if s.goLive() {
-			return
+		for {
+			batch, isLive := s.dl.passEnd()
+			if isLive {
+				return
+			}
+			if batch == nil {
+				break // another pass
+			}
+			for _, m := range batch {
+				if !s.deliverWaiting(m) {
+					return
+				}
+			}
 		}
-		groups = s.gw.groupsOf(s.id)
 	}
 }
 
@@ -88,99 +89,49 @@ func (s *session) catchUp(groups []protocol.GroupID) error {
 	if len(groups) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	s.dl.mu.Lock()
-	from := s.dl.next
-	s.dl.mu.Unlock()
 	subjects := make([]string, len(groups))
 	for i, g := range groups {
 		subjects[i] = streams.GroupAccepted(g)
 	}
-	return s.gw.readStored(ctx, subjects, from, func(m message) bool {
-		return s.deliverWaiting(m)
-	})
+	return s.gw.readStored(s.ctx, subjects, s.dl.from(), s.deliverWaiting)
 }
 
-// goLive replays the offers buffered during catch-up and turns the session
-// live; it reports false if catch-up must run again.
-func (s *session) goLive() bool {
-	for {
-		s.dl.mu.Lock()
-		if s.dl.overflow || s.dl.restart {
-			if s.dl.restart {
-				s.dl.next = s.dl.cursor + 1
-			}
-			s.dl.overflow, s.dl.restart, s.dl.pending = false, false, nil
-			s.dl.mu.Unlock()
-			return false
-		}
-		batch := s.dl.pending
-		s.dl.pending = nil
-		if len(batch) == 0 {
-			s.dl.live = true
-			s.dl.mu.Unlock()
-			return true
-		}
-		s.dl.mu.Unlock()
-		for _, m := range batch {
-			if !s.deliverWaiting(m) {
-				return true
-			}
-		}
+// deliverWaiting delivers m if due, waiting for the gateway's view of the
+// log to reach m's epoch (briefly, on this session's goroutine only) and
+// for room in the queue; false means the session ended.
+func (s *session) deliverWaiting(m message) bool {
+	s.gw.awaitEpoch(s.ctx, m.group, m.epoch)
+	if !s.dl.take(m) || !s.due(m) {
+		return s.ctx.Err() == nil
 	}
-}
-
-// claim decides whether m is due to this session and, if so, advances next.
-func (s *session) claim(m message) bool {
-	if m.seq < s.dl.next {
+	if !s.enqueueWait(deliverFrame(m)) {
 		return false
 	}
-	s.dl.next = m.seq + 1
+	s.dl.queued(m.seq)
+	return true
+}
+
+// due reports whether m, taken in stream order, is for this client: not
+// its own, and of a group and epoch it may read.
+func (s *session) due(m message) bool {
 	return m.sender != s.id && s.gw.mayRead(s.id, m.group, m.epoch)
 }
 
-// deliverWaiting delivers m if due, waiting for room in the queue.
-func (s *session) deliverWaiting(m message) bool {
-	s.dl.mu.Lock()
-	due := s.claim(m)
-	s.dl.mu.Unlock()
-	return !due || s.enqueueWait(deliverFrame(m))
-}
-
-// offer is the live feed's hand-over: delivered now if the session is
-// live, buffered otherwise.
-func (s *session) offer(m message) {
-	s.dl.mu.Lock()
-	defer s.dl.mu.Unlock()
-	if !s.dl.live {
-		if len(s.dl.pending) < maxPending {
-			s.dl.pending = append(s.dl.pending, m)
-		} else {
-			s.dl.overflow = true
+// offer is the live feed's hand-over of m; inView says whether the
+// gateway's view of the log has reached m's epoch.
+func (s *session) offer(m message, inView bool) {
+	switch s.dl.offer(m, inView) {
+	case offerDeliver:
+		if s.due(m) && s.enqueue(deliverFrame(m)) {
+			s.dl.queued(m.seq)
 		}
-		return
-	}
-	if s.claim(m) {
-		s.enqueue(deliverFrame(m))
+	case offerStartPass:
+		s.startPass()
 	}
 }
 
-// groupsChanged restarts a catch-up in progress with the new groups.
-func (s *session) groupsChanged() {
-	s.dl.mu.Lock()
-	defer s.dl.mu.Unlock()
-	if !s.dl.live {
-		s.dl.restart = true
-	}
-}
+// groupsChanged restarts a pass in progress with the client's new groups.
+func (s *session) groupsChanged() { s.dl.groupsChanged() }
 
 func deliverFrame(m message) channel.Outgoing {
 	if m.deliver == nil {
@@ -276,30 +227,47 @@ func (g *Gateway) liveMessage(msg jetstream.Msg) {
 	}
 }
 
-// fanOut offers m to the sessions of its group's members. The Deliver
-// body is made once for all of them: a copy to a member allocates nothing.
+// fanOut offers m to the sessions of its group's members. It never waits:
+// a message whose epoch the gateway's view of the log has not reached
+// sends each of those sessions to a pass of its own, which waits for the
+// log. The Deliver body is made once for all of them: a copy to a member
+// allocates nothing.
 func (g *Gateway) fanOut(m message) {
-	g.awaitEpoch(m.group, m.epoch)
+	inView := g.epochInView(m.group, m.epoch)
 	m.deliver = deliverBody(m)
 	for _, s := range g.sessions.group(m.group) {
-		s.offer(m)
+		s.offer(m, inView)
 	}
 	g.Metrics.messagesIn.Add(1)
 }
 
-func (g *Gateway) awaitEpoch(gid protocol.GroupID, e protocol.Epoch) {
-	reached := func(s *events.State) bool {
-		grp := s.Groups[gid]
-		return grp != nil && grp.Epoch >= e
-	}
+// epochInView reports whether the gateway's view of the log has reached
+// epoch e of group gid.
+func (g *Gateway) epochInView(gid protocol.GroupID, e protocol.Epoch) bool {
 	ok := false
-	g.proj.Read(func(s *events.State) { ok = reached(s) })
-	if ok {
+	g.proj.Read(func(s *events.State) {
+		grp := s.Groups[gid]
+		ok = grp != nil && grp.Epoch >= e
+	})
+	return ok
+}
+
+// epochWait bounds a pass's wait for the log to reach a message's epoch;
+// after it, the client's right to read is decided on what the view has.
+const epochWait = 2 * time.Second
+
+// awaitEpoch waits, at most epochWait, until the gateway's view of the
+// log has reached epoch e of group gid.
+func (g *Gateway) awaitEpoch(ctx context.Context, gid protocol.GroupID, e protocol.Epoch) {
+	if g.epochInView(gid, e) {
 		return // the usual case, without a timer
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, epochWait)
 	defer cancel()
-	g.proj.WaitUntil(ctx, reached)
+	g.proj.WaitUntil(ctx, func(s *events.State) bool {
+		grp := s.Groups[gid]
+		return grp == nil || grp.Epoch >= e
+	})
 }
 
 // applied follows the log: a connected client that joins a group starts

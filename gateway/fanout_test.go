@@ -65,7 +65,7 @@ func fanOutGateway(tb testing.TB, n int) (*Gateway, message) {
 		var k channel.Keys
 		s := newSession(g, channel.New(discardConn{}, &k, channel.ServerSide), id)
 		s.dl.init(0)
-		s.dl.live = true
+		s.dl.passEnd() // no pass: live at once
 		g.sessions.add(s, []protocol.GroupID{gid})
 	}
 	return g, message{seq: 1, group: gid, epoch: 1, sender: protocol.ClientID{0xee}, data: make([]byte, 256)}

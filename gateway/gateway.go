@@ -96,10 +96,23 @@ type Gateway struct {
 	relay      *relayClient
 	cursors    *cursorStore
 	stop       []func()
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
-	closing    chan struct{}
-	Metrics    *Metrics
+	// wg counts every goroutine the gateway starts: the accept loop, each
+	// handshake, each session's reader and delivery, a session's pass.
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closing   chan struct{}
+	// ctx ends at Close; every session's context derives from it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	Metrics *Metrics
+}
+
+// rootContext is the context sessions derive theirs from.
+func (g *Gateway) rootContext() context.Context {
+	if g.ctx == nil {
+		return context.Background() // a Gateway made by hand, in a test
+	}
+	return g.ctx
 }
 
 // Start loads the event log, starts the live feeds of messages and bundles
@@ -111,6 +124,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
 		handshakes: make(chan struct{}, cfg.MaxHandshakes), sessions: newRegistry(), closing: make(chan struct{}),
 		Metrics: newMetrics(cfg.Metrics)}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	// Listen first, so that a taken address is reported at once; clients
 	// wait in the backlog until the event log is loaded.
 	// No TCP keep-alive: IdleTimeout already closes a silent connection,
@@ -189,6 +203,9 @@ func (g *Gateway) Close() {
 			g.ln.Close()
 		}
 		g.sessions.closeAll()
+		if g.cancel != nil {
+			g.cancel()
+		}
 		g.wg.Wait()
 		for _, stop := range g.stop {
 			stop()

@@ -25,6 +25,7 @@ type relayClient struct {
 	seq     uint64
 	pending map[string]*pendingSend
 	stopC   chan struct{}
+	swept   chan struct{} // closed when the sweeper has stopped
 }
 
 type pendingSend struct {
@@ -34,7 +35,8 @@ type pendingSend struct {
 }
 
 func newRelayClient(g *Gateway) (*relayClient, error) {
-	rc := &relayClient{g: g, inbox: g.nc.NewRespInbox(), pending: map[string]*pendingSend{}, stopC: make(chan struct{})}
+	rc := &relayClient{g: g, inbox: g.nc.NewRespInbox(), pending: map[string]*pendingSend{}, stopC: make(chan struct{}),
+		swept: make(chan struct{})}
 	sub, err := g.nc.Subscribe(rc.inbox+".*", rc.onReply)
 	if err != nil {
 		return nil, err
@@ -101,6 +103,7 @@ func (rc *relayClient) finish(token string, verdict streams.Verdict, reason stre
 
 // sweep answers "retry" for sends the relay did not decide in time.
 func (rc *relayClient) sweep() {
+	defer close(rc.swept)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -129,5 +132,6 @@ func (rc *relayClient) expired(now time.Time) []string {
 
 func (rc *relayClient) close() {
 	close(rc.stopC)
+	<-rc.swept
 	rc.sub.Unsubscribe()
 }

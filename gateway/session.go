@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -17,9 +19,13 @@ import (
 
 // session is one authenticated client connection.
 type session struct {
-	gw       *Gateway
-	conn     *channel.Conn
-	id       protocol.ClientID
+	gw   *Gateway
+	conn *channel.Conn
+	id   protocol.ClientID
+	// ctx ends when the session stops: its delivery goroutines (a pass,
+	// the bundle push) stop with it.
+	ctx      context.Context
+	cancel   context.CancelFunc
 	out      outbox
 	done     chan struct{}
 	stopOnce sync.Once
@@ -37,6 +43,7 @@ func newSession(g *Gateway, conn *channel.Conn, id protocol.ClientID) *session {
 		done:     make(chan struct{}),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 	}
+	s.ctx, s.cancel = context.WithCancel(g.rootContext())
 	s.out.init(s)
 	return s
 }
@@ -71,8 +78,8 @@ func (s *session) start() {
 	g.sessions.add(s, groups)
 	g.Metrics.connections.Add(1)
 	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
-	go s.deliver(groups)
-	g.wg.Add(1)
+	g.wg.Add(2)
+	go s.runDelivery()
 	go s.run()
 }
 
@@ -103,6 +110,8 @@ func (s *session) shutdown() { s.stop(func() { s.conn.Close() }) }
 func (s *session) stop(closeConn func()) {
 	s.stopOnce.Do(func() {
 		close(s.done)
+		s.cancel()
+		s.dl.close()
 		s.out.close()
 		closeConn()
 	})
@@ -173,6 +182,13 @@ func (s *session) handle(f channel.Frame) (done bool, err error) {
 		return false, s.handleSend(f.Body)
 	case channel.TypeDeliverAck:
 		cursor, _ := channel.ParseUint64(f.Body)
+		if !s.dl.ackable(cursor) {
+			// A cursor past every delivery would move the client's
+			// position over messages it never got: they would be lost.
+			err := fmt.Errorf("%w: DeliverAck for cursor %d, past the deliveries", protocol.ErrAckBeyondDelivered, cursor)
+			s.fail(protocol.Reason(err), err)
+			return true, err
+		}
 		s.ack(cursor)
 	case channel.TypePing:
 		s.enqueue(channel.Outgoing{Type: channel.TypePong, Body: append([]byte(nil), f.Body...)})

@@ -80,6 +80,9 @@ var (
 	ErrIdle        = newError("idle", CodeTimeout, "connection idle for too long")
 	ErrShutdown    = newError("shutdown", CodeShutdown, "server shutting down")
 	ErrUnavailable = newError("unavailable", CodeBusy, "server cannot serve the connection now; reconnect later")
+	// ErrAckBeyondDelivered: a DeliverAck for a cursor past every delivery
+	// of the channel (PROTOCOL.md §5.6).
+	ErrAckBeyondDelivered = newError("ack_beyond_delivered", CodeProtocol, "DeliverAck past the deliveries")
 )
 
 // Channel (frame) errors.
