@@ -126,9 +126,12 @@ var (
 // Client state errors.
 var (
 	ErrReplayedMessage = newError("replayed_message", CodeProtocol, "message counter not above the last one seen (replay)")
-	ErrUnknownEpoch    = newError("unknown_epoch", CodeProtocol, "no key for this epoch")
-	ErrUnknownGroup    = newError("unknown_group", CodeProtocol, "no key for this group")
-	ErrStateCorrupt    = newError("state_corrupt", CodeProtocol, "stored client state is corrupt")
+	// ErrCounterJump: a message counter more than MaxCounterJump above the
+	// last one accepted from its sender in its group (PROTOCOL.md §8.1, §8.2).
+	ErrCounterJump  = newError("counter_jump", CodeProtocol, "message counter too far above the last one accepted")
+	ErrUnknownEpoch = newError("unknown_epoch", CodeProtocol, "no key for this epoch")
+	ErrUnknownGroup = newError("unknown_group", CodeProtocol, "no key for this group")
+	ErrStateCorrupt = newError("state_corrupt", CodeProtocol, "stored client state is corrupt")
 )
 
 // Key file errors.

@@ -197,14 +197,16 @@ func (o *Opener) macFailure(frame []byte) error {
 	return protocol.ErrBadMAC
 }
 
+// checkCounter applies PROTOCOL.md §5.3 step 5: counter 2^64-1 first
+// (no sender may use it), then exactly the next one.
 func (o *Opener) checkCounter(c uint64) error {
 	switch {
+	case c == math.MaxUint64:
+		return protocol.ErrCounterExhausted
 	case c < o.next:
 		return protocol.ErrReplayedFrame
 	case c > o.next:
 		return protocol.ErrSkippedFrame
-	case c == math.MaxUint64:
-		return protocol.ErrCounterExhausted
 	}
 	return nil
 }

@@ -22,12 +22,13 @@ const (
 	TypeSendAck    Type = 0x22 // S→C  group(16) | counter(8) | status(2)
 	TypeDeliver    Type = 0x23 // S→C  cursor(8) | envelope
 	TypeDeliverAck Type = 0x24 // C→S  cursor(8): all deliveries up to it are processed
+	TypeGroups     Type = 0x25 // S→C  group(16) × n: the client's groups; after the connect's bundles, and on every change
 )
 
 var typeNames = map[Type]string{
 	TypeReady: "ready", TypeError: "error", TypePing: "ping", TypePong: "pong",
 	TypeClose: "close", TypeKeyBundle: "key_bundle", TypeSend: "send",
-	TypeSendAck: "send_ack", TypeDeliver: "deliver", TypeDeliverAck: "deliver_ack",
+	TypeSendAck: "send_ack", TypeDeliver: "deliver", TypeDeliverAck: "deliver_ack", TypeGroups: "groups",
 }
 
 func (t Type) String() string {
@@ -54,7 +55,7 @@ func (d Direction) accepts(t Type) bool {
 		return true
 	case TypeSend, TypeDeliverAck:
 		return d == ClientToServer
-	case TypeReady, TypeKeyBundle, TypeSendAck, TypeDeliver:
+	case TypeReady, TypeKeyBundle, TypeSendAck, TypeDeliver, TypeGroups:
 		return d == ServerToClient
 	}
 	return false
@@ -84,19 +85,58 @@ func checkBody(f Frame) error {
 	if f.Type == TypeDeliver && len(f.Body) < CursorSize {
 		return protocol.ErrFrameBody
 	}
+	if f.Type == TypeGroups && len(f.Body)%protocol.GroupIDSize != 0 {
+		return protocol.ErrFrameBody
+	}
 	return nil
+}
+
+// MaxGroups is the most groups a Groups frame lists (its body's limit).
+const MaxGroups = protocol.MaxFrameBody / protocol.GroupIDSize
+
+// AppendGroups appends the body of a Groups frame.
+func AppendGroups(dst []byte, groups []protocol.GroupID) []byte {
+	for _, g := range groups {
+		dst = append(dst, g[:]...)
+	}
+	return dst
+}
+
+// ParseGroups parses the body of a Groups frame.
+func ParseGroups(b []byte) ([]protocol.GroupID, error) {
+	if len(b)%protocol.GroupIDSize != 0 {
+		return nil, protocol.ErrFrameBody
+	}
+	out := make([]protocol.GroupID, len(b)/protocol.GroupIDSize)
+	for i := range out {
+		copy(out[i][:], b[i*protocol.GroupIDSize:])
+	}
+	return out, nil
 }
 
 // SendStatus is the relay's verdict on a group message, in a SendAck.
 type SendStatus uint16
 
-// The statuses. The precise reason for a refusal stays on the server.
+// The statuses. A refusal names the sender's own standing when that is
+// what refused it (4 to 8); every other reason stays on the server (1).
+// Every status but 0, 2 and 3 is a refusal: the envelope is never sent
+// again.
 const (
-	StatusAccepted  SendStatus = 0 // stored for delivery
-	StatusRefused   SendStatus = 1 // not relayed, and never will be: do not send it again
-	StatusDuplicate SendStatus = 2 // this very envelope was accepted before (an earlier send's acknowledgement was lost)
-	StatusRetry     SendStatus = 3 // not decided (no relay available): send the same envelope again later
+	StatusAccepted    SendStatus = 0 // stored for delivery
+	StatusRefused     SendStatus = 1 // not relayed, and never will be: do not send it again
+	StatusDuplicate   SendStatus = 2 // this very envelope was accepted before (an earlier send's acknowledgement was lost)
+	StatusRetry       SendStatus = 3 // not decided (no relay available): send the same envelope again later
+	StatusOldEpoch    SendStatus = 4 // refused: its epoch is no longer accepted; seal anew under a newer key
+	StatusNotMember   SendStatus = 5 // refused: the sender is not a member of the group's current epoch
+	StatusRevoked     SendStatus = 6 // refused: the sender is revoked
+	StatusNoGroup     SendStatus = 7 // refused: the group does not exist, or was deleted
+	StatusFutureEpoch SendStatus = 8 // refused: its epoch was never opened
 )
+
+// Refused reports whether s refuses the envelope for good.
+func (s SendStatus) Refused() bool {
+	return s != StatusAccepted && s != StatusDuplicate && s != StatusRetry
+}
 
 func (s SendStatus) String() string {
 	switch s {
@@ -108,6 +148,16 @@ func (s SendStatus) String() string {
 		return "duplicate"
 	case StatusRetry:
 		return "retry"
+	case StatusOldEpoch:
+		return "old_epoch"
+	case StatusNotMember:
+		return "not_member"
+	case StatusRevoked:
+		return "revoked"
+	case StatusNoGroup:
+		return "no_group"
+	case StatusFutureEpoch:
+		return "future_epoch"
 	}
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }

@@ -221,6 +221,20 @@ func (s *State) NextCounter(g protocol.GroupID) (uint64, error) {
 	return c, nil
 }
 
+// checkCounter applies PROTOCOL.md §8.2 step 4 to a counter after last,
+// the last one accepted from its sender in its group.
+func checkCounter(counter, last uint64) error {
+	switch {
+	case counter == protocol.ExhaustedCounter:
+		return protocol.ErrCounterExhausted
+	case counter <= last:
+		return protocol.ErrReplayedMessage
+	case counter-last > protocol.MaxCounterJump:
+		return protocol.ErrCounterJump
+	}
+	return nil
+}
+
 // Check reports whether a message with header h would be accepted, without
 // changing anything: ErrReplayedMessage if its counter is not above the
 // last one accepted from that sender in that group.
@@ -231,8 +245,8 @@ func (s *State) Check(h envelope.Header) error {
 	if gr == nil {
 		return protocol.ErrUnknownGroup
 	}
-	if h.Counter <= gr.seen[tagOf(h.Sender)] {
-		return protocol.ErrReplayedMessage
+	if err := checkCounter(h.Counter, gr.seen[tagOf(h.Sender)]); err != nil {
+		return err
 	}
 	return nil
 }
@@ -250,8 +264,8 @@ func (s *State) Accept(h envelope.Header) error {
 		return protocol.ErrUnknownGroup
 	}
 	tag := tagOf(h.Sender)
-	if h.Counter <= gr.seen[tag] {
-		return protocol.ErrReplayedMessage
+	if err := checkCounter(h.Counter, gr.seen[tag]); err != nil {
+		return err
 	}
 	before := s.snapshot(h.Group)
 	gr.seen[tag] = h.Counter

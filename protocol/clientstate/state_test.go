@@ -205,3 +205,34 @@ func TestOlderKeyWithFullRingRefused(t *testing.T) {
 		t.Fatalf("epoch 5 must stay: %v", err)
 	}
 }
+
+// TestCounterBounds: a client refuses counter 2^64-1 and a counter more
+// than MaxCounterJump above the last one accepted from the sender, so
+// that one message (forged by whoever holds the group key) cannot make
+// it refuse every later message of that sender; a jump of exactly the
+// bound is accepted.
+func TestCounterBounds(t *testing.T) {
+	s, err := clientstate.Load(&clientstate.MemStore{}, clientstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, alice := protocol.GroupID{1}, protocol.ClientID{7}
+	if err := s.InstallKey(g, 1, &[32]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		counter uint64
+		want    error
+	}{
+		{1, nil},
+		{protocol.ExhaustedCounter, protocol.ErrCounterExhausted},
+		{2 + protocol.MaxCounterJump, protocol.ErrCounterJump},
+		{1 + protocol.MaxCounterJump, nil},
+		{1 + protocol.MaxCounterJump, protocol.ErrReplayedMessage},
+	} {
+		h := envelope.Header{Group: g, Epoch: 1, Sender: alice, Counter: c.counter}
+		if err := s.Accept(h); !errors.Is(err, c.want) {
+			t.Errorf("counter %d: %v, want %v", c.counter, err, c.want)
+		}
+	}
+}

@@ -27,6 +27,7 @@ func Generate() ([]*Vector, error) {
 	g.envelopes()
 	g.bundles()
 	g.keyfiles()
+	g.laterFrames() // last: the cases before it keep their bytes
 	return g.out, g.err
 }
 

@@ -2,6 +2,8 @@ package vectors
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 
@@ -83,4 +85,39 @@ func (g *gen) frames() {
 		ready, g.sealed(s2c, frameSpec{typ: byte(channel.TypeReady), counter: 1}))
 	g.frameCase("error-body", "An Error frame with a 3-byte body (it must be 2).", "frame_body", "c2s", c2s, s2c,
 		g.sealed(c2s, frameSpec{typ: byte(channel.TypeError), body: []byte{0, 1, 2}}))
+}
+
+// laterFrames are the cases of the frames added before version 1's
+// release: Groups, the SendAck statuses that name the refusal, and
+// counter 2^64-1 checked first.
+func (g *gen) laterFrames() {
+	c2s, s2c := g.b32(), g.b32()
+	ready := g.sealed(s2c, frameSpec{typ: byte(channel.TypeReady)})
+	groups := append(g.bytes(16), g.bytes(16)...)
+	gf := g.sealed(s2c, frameSpec{typ: byte(channel.TypeGroups), counter: 1, body: groups})
+	okg := g.frameCase("ok-groups", "Ready, then a Groups frame (counter 1) naming two groups: the client's groups, sent after its bundles.", "ok", "s2c", s2c, c2s, ready, gf)
+	okg.add("type", int(channel.TypeGroups))
+	okg.add("counter", 1)
+	okg.add("body", groups)
+	g.frameCase("groups-body", "Ready, then a Groups frame whose body (17 bytes) is not a whole number of group ids.", "frame_body", "s2c", s2c, c2s,
+		ready, g.sealed(s2c, frameSpec{typ: byte(channel.TypeGroups), counter: 1, body: g.bytes(17)}))
+	ack := channel.AppendSendAck(nil, channel.SendAck{Group: [16]byte(g.bytes(16)), Counter: 5, Status: channel.StatusOldEpoch})
+	oka := g.frameCase("ok-sendack-old-epoch", "Ready, then a SendAck (counter 1) refusing counter 5 with status 4 (old_epoch): seal it anew under a newer key.", "ok", "s2c", s2c, c2s,
+		ready, g.sealed(s2c, frameSpec{typ: byte(channel.TypeSendAck), counter: 1, body: ack}))
+	oka.add("type", int(channel.TypeSendAck))
+	oka.add("counter", 1)
+	oka.add("body", ack)
+	g.frameCase("counter-exhausted", "A correctly MAC'd first frame (a Ping) with counter 2^64-1: refused as counter_exhausted before it is found skipped.", "counter_exhausted", "c2s", c2s, s2c,
+		sealAt(c2s, channel.TypePing, 1<<64-1, g.bytes(8)))
+}
+
+// sealAt seals one frame at any counter, as no Sealer would.
+func sealAt(key [32]byte, t channel.Type, counter uint64, body []byte) []byte {
+	f := binary.BigEndian.AppendUint32(nil, uint32(1+8+len(body)+32))
+	f = append(f, byte(t))
+	f = binary.BigEndian.AppendUint64(f, counter)
+	f = append(f, body...)
+	m := hmac.New(sha256.New, key[:])
+	m.Write(f)
+	return m.Sum(f)
 }
