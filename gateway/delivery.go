@@ -38,7 +38,39 @@ func (s *session) runDelivery() {
 		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
 		return
 	}
+	if !s.sendGroups(true) {
+		return
+	}
 	s.passes()
+}
+
+// sendGroups queues a Groups frame with the client's groups now: first
+// after the bundles pushed at connect (the client then knows it holds
+// every key it may use), then on every change of its groups. The frames
+// are made and queued in order under groupsMu, so the last one the client
+// gets is the latest; first marks the first one.
+func (s *session) sendGroups(first bool) bool {
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	if !first && !s.groupsSent {
+		return true // the first one, still to come, will be up to date
+	}
+	s.groupsSent = true
+	groups := s.gw.groupsOf(s.id)
+	if len(groups) > channel.MaxGroups {
+		groups = groups[:channel.MaxGroups]
+	}
+	return s.enqueueWait(channel.Outgoing{Type: channel.TypeGroups, Body: channel.AppendGroups(nil, groups)})
+}
+
+// refreshGroups tells the client its groups changed, on a goroutine of its
+// own (owned by the gateway): the event feed never waits for a client.
+func (s *session) refreshGroups() {
+	s.gw.wg.Add(1)
+	go func() {
+		defer s.gw.wg.Done()
+		s.sendGroups(false)
+	}()
 }
 
 // startPass starts a pass on a goroutine of its own: the session left live
@@ -278,11 +310,20 @@ func (g *Gateway) applied(e *events.Event) {
 		for _, id := range e.Members.Clients {
 			for _, s := range g.sessions.join(id, e.Members.Group) {
 				s.groupsChanged()
+				s.refreshGroups()
 			}
 		}
 	case events.MembersRemoved:
 		for _, id := range e.Members.Clients {
 			g.sessions.leave(id, e.Members.Group)
+			for _, s := range g.sessions.client(id) {
+				s.refreshGroups()
+			}
+		}
+	case events.GroupDeleted:
+		// Its members' sessions learn that the group is gone.
+		for _, s := range g.sessions.group(e.Group.ID) {
+			s.refreshGroups()
 		}
 	case events.ClientRevoked:
 		for _, s := range g.sessions.client(e.Client.ID) {

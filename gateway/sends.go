@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -75,16 +76,31 @@ func (rc *relayClient) onReply(m *nats.Msg) {
 	rc.finish(token, verdict, reason)
 }
 
-func statusOf(verdict streams.Verdict) channel.SendStatus {
+// statusOf is the SendAck status of a verdict: a refusal names the
+// sender's own standing when that is its reason (PROTOCOL.md §5.5); any
+// other reason stays on the server.
+func statusOf(verdict streams.Verdict, reason streams.Reason) channel.SendStatus {
 	switch verdict {
 	case streams.VerdictAccepted:
 		return channel.StatusAccepted
 	case streams.VerdictDuplicate:
 		return channel.StatusDuplicate
-	case streams.VerdictRefused:
-		return channel.StatusRefused
+	case streams.VerdictRetry:
+		return channel.StatusRetry
 	}
-	return channel.StatusRetry
+	switch reason {
+	case streams.ReasonOldEpoch:
+		return channel.StatusOldEpoch
+	case streams.ReasonNotMember:
+		return channel.StatusNotMember
+	case streams.ReasonSenderRevoked:
+		return channel.StatusRevoked
+	case streams.ReasonUnknownGroup, streams.ReasonGroupDeleted:
+		return channel.StatusNoGroup
+	case streams.ReasonFutureEpoch:
+		return channel.StatusFutureEpoch
+	}
+	return channel.StatusRefused
 }
 
 // finish answers a pending send with the relay's verdict (and reason).
@@ -97,7 +113,11 @@ func (rc *relayClient) finish(token string, verdict streams.Verdict, reason stre
 		return // already timed out
 	}
 	rc.g.Metrics.send(verdict, reason)
-	p.ack.Status = statusOf(verdict)
+	p.ack.Status = statusOf(verdict, reason)
+	if verdict == streams.VerdictRefused || verdict == streams.VerdictRetry {
+		p.s.logAt(zerolog.DebugLevel).Str("verdict", string(verdict)).Str("reason", string(reason)).
+			Str("group", p.ack.Group.String()).Uint64("counter", p.ack.Counter).Msg("send not accepted")
+	}
 	p.s.sendAck(p.ack, true)
 }
 

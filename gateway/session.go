@@ -33,6 +33,9 @@ type session struct {
 	acked    atomic.Uint64 // the client's last DeliverAck
 	failed   atomic.Bool
 	dl       delivery
+	// groupsMu orders the Groups frames; groupsSent: the first was queued.
+	groupsMu   sync.Mutex
+	groupsSent bool
 }
 
 // newSession makes a session whose outbox is ready: from the moment
