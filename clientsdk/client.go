@@ -16,10 +16,12 @@
 package clientsdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +46,14 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	HandshakeTimeout       time.Duration // default 10 s
 	PingInterval           time.Duration // default 30 s
+	// WriteTimeout bounds each write to the gateway (default 10 s): a
+	// gateway that stops reading fails the connection, which reconnects,
+	// instead of holding a Send past its context.
+	WriteTimeout time.Duration
+	// ResealWait bounds the wait for a newer key when the relay refuses a
+	// message's epoch as old (default 5 s): Send then seals the payload
+	// anew under the newer key, once.
+	ResealWait time.Duration
 	// Buffer is the capacity of the Messages channel (default 64).
 	Buffer int
 	// Dial opens the TCP connection (net.Dialer by default).
@@ -68,6 +78,8 @@ func (c *Config) fill() error {
 	c.MaxBackoff = orDefault(c.MaxBackoff, 30*time.Second)
 	c.HandshakeTimeout = orDefault(c.HandshakeTimeout, 10*time.Second)
 	c.PingInterval = orDefault(c.PingInterval, 30*time.Second)
+	c.WriteTimeout = orDefault(c.WriteTimeout, 10*time.Second)
+	c.ResealWait = orDefault(c.ResealWait, 5*time.Second)
 	if c.Buffer <= 0 {
 		c.Buffer = 64
 	}
@@ -97,11 +109,17 @@ type Message struct {
 	Payload []byte
 }
 
-// Errors of Send.
+// Errors of Send. Every refusal is ErrRefused (errors.Is); the relay names
+// the sender's own standing when that is what refused it.
 var (
-	ErrRefused = errors.New("clientsdk: the relay refused the message")
-	ErrNoKey   = errors.New("clientsdk: no key for this group (not a member, or its bundle has not arrived yet)")
-	ErrClosed  = errors.New("clientsdk: client closed")
+	ErrRefused     = errors.New("clientsdk: the relay refused the message")
+	ErrOldEpoch    = fmt.Errorf("%w: its epoch is no longer accepted, and no newer key for the group came", ErrRefused)
+	ErrNotMember   = fmt.Errorf("%w: this client is not a member of the group", ErrRefused)
+	ErrRevoked     = fmt.Errorf("%w: this client is revoked", ErrRefused)
+	ErrNoGroup     = fmt.Errorf("%w: the group does not exist, or was deleted", ErrRefused)
+	ErrFutureEpoch = fmt.Errorf("%w: its epoch was never opened", ErrRefused)
+	ErrNoKey       = errors.New("clientsdk: no key for this group (not a member, or its bundle has not arrived yet)")
+	ErrClosed      = errors.New("clientsdk: client closed")
 )
 
 // Client is a connected (or reconnecting) client. It is safe for
@@ -116,6 +134,13 @@ type Client struct {
 	conn    *channel.Conn // nil while disconnected
 	unacked map[outKey]*outgoing
 	inbox   inbox
+	// synced is closed when the gateway's first Groups frame on the
+	// current connection has come (every bundle pushed at connect is
+	// installed by then); replaced at every connection.
+	synced chan struct{}
+	// groups are the client's groups as the gateway last told them (nil:
+	// not told yet).
+	groups map[protocol.GroupID]bool
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -135,7 +160,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, state: st, msgs: make(chan Message, cfg.Buffer), keyed: make(chan struct{}),
-		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{})}
+		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{})}
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -161,8 +186,37 @@ func (c *Client) connect(ctx context.Context) (*channel.Conn, error) {
 // when the client is closed.
 func (c *Client) Messages() <-chan Message { return c.msgs }
 
-// Groups lists the groups the client holds a key for.
-func (c *Client) Groups() []protocol.GroupID { return c.state.Groups() }
+// Groups lists the groups the client is a member of, as the gateway last
+// told it; before the gateway has told it, the groups it holds a key for.
+func (c *Client) Groups() []protocol.GroupID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.groups == nil {
+		return c.state.Groups()
+	}
+	out := make([]protocol.GroupID, 0, len(c.groups))
+	for g := range c.groups {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b protocol.GroupID) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// WaitSynced waits until the gateway has pushed every key bundle of the
+// current connection and told the client its groups.
+func (c *Client) WaitSynced(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.synced
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return ErrClosed
+	}
+}
 
 // WaitKey waits until the client holds a key for g.
 func (c *Client) WaitKey(ctx context.Context, g protocol.GroupID) error {

@@ -75,6 +75,11 @@ func (c *Client) attach(conn *channel.Conn) {
 	defer c.mu.Unlock()
 	c.conn = conn
 	c.inbox.reset()
+	select {
+	case <-c.synced: // the last connection's: this one has not synced yet
+		c.synced = make(chan struct{})
+	default:
+	}
 	keys := make([]outKey, 0, len(c.unacked))
 	for k := range c.unacked {
 		keys = append(keys, k)
@@ -86,8 +91,15 @@ func (c *Client) attach(conn *channel.Conn) {
 		return 1
 	})
 	for _, k := range keys {
-		conn.WriteFrame(channel.TypeSend, c.unacked[k].env)
+		c.write(conn, channel.TypeSend, c.unacked[k].env)
 	}
+}
+
+// write writes one frame within WriteTimeout; a failed write fails the
+// connection, which reconnects.
+func (c *Client) write(conn *channel.Conn, t channel.Type, body []byte) error {
+	conn.NetConn().SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	return conn.WriteFrame(t, body)
 }
 
 func (c *Client) detach(conn *channel.Conn) {
@@ -123,8 +135,10 @@ func (c *Client) handle(conn *channel.Conn, f channel.Frame) error {
 		c.onDeliver(conn, f.Body)
 	case channel.TypeSendAck:
 		c.onSendAck(f.Body)
+	case channel.TypeGroups:
+		c.onGroups(f.Body)
 	case channel.TypePing:
-		return conn.WriteFrame(channel.TypePong, f.Body)
+		return c.write(conn, channel.TypePong, f.Body)
 	case channel.TypeError:
 		code, _ := channel.ParseError(f.Body)
 		return &protocol.PeerError{Code: code}
@@ -147,7 +161,31 @@ func (c *Client) keepalive(conn *channel.Conn, stop <-chan struct{}) {
 		case <-ack.C:
 			c.flushAck(conn, false)
 		case <-ping.C:
-			conn.WriteFrame(channel.TypePing, make([]byte, channel.PingBodySize))
+			c.write(conn, channel.TypePing, make([]byte, channel.PingBodySize))
 		}
 	}
+}
+
+// onGroups records the client's groups as the gateway tells them; the
+// first Groups frame of a connection comes after every bundle it pushed at
+// connect, so the client then holds every key it may use.
+func (c *Client) onGroups(body []byte) {
+	groups, err := channel.ParseGroups(body)
+	if err != nil {
+		return
+	}
+	set := make(map[protocol.GroupID]bool, len(groups))
+	for _, g := range groups {
+		set[g] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups = set
+	select {
+	case <-c.synced:
+	default:
+		close(c.synced)
+	}
+	close(c.keyed) // a WaitKey for a group the client left learns it now
+	c.keyed = make(chan struct{})
 }

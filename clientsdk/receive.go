@@ -107,7 +107,7 @@ func (c *Client) flushAck(conn *channel.Conn, batch bool) {
 	if due {
 		var body [8]byte
 		putUint64(body[:], cursor)
-		conn.WriteFrame(channel.TypeDeliverAck, body[:])
+		c.write(conn, channel.TypeDeliverAck, body[:])
 	}
 }
 

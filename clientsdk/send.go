@@ -17,55 +17,139 @@ type outKey struct {
 // outgoing is a sent message awaiting its SendAck.
 type outgoing struct {
 	env      []byte
-	done     chan error
+	epoch    protocol.Epoch
+	done     chan channel.SendStatus
 	attempts int
 }
 
-// Send seals payload for group g under its current epoch's key with the
-// next counter and waits until the relay has accepted it (nil), refused it
-// (ErrRefused) or ctx ends. Across reconnections the same envelope is sent
+// Send seals payload for group g under the newest key the client holds,
+// with the next counter, and waits until the relay has accepted it (nil),
+// refused it (an error that is ErrRefused: ErrOldEpoch, ErrNotMember,
+// ErrRevoked, ErrNoGroup, ErrFutureEpoch, or ErrRefused itself for any
+// other reason) or ctx ends.
+//
+// Before sealing it waits until the gateway has pushed the connection's
+// key bundles and told the client its groups, so that it seals under the
+// newest key (a client offline across rekeys gets them at connect); a
+// group the gateway does not list is ErrNotMember at once. If the relay
+// refuses the message's epoch as old (a rekey crossed it), Send waits for
+// the newer key (ResealWait), seals the payload anew with a new counter
+// and sends it once more. Across reconnections the same envelope is sent
 // again until its fate is known; the relay stores it at most once.
 func (c *Client) Send(ctx context.Context, g protocol.GroupID, payload []byte) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
-	env, counter, err := c.seal(g, payload)
+	if err := c.WaitSynced(ctx); err != nil {
+		return err
+	}
+	if known, member := c.member(g); known && !member {
+		return ErrNotMember
+	}
+	status, epoch, err := c.sendOnce(ctx, g, payload)
+	if err != nil || status != channel.StatusOldEpoch {
+		return errOf(status, err)
+	}
+	c.cfg.Logf("clientsdk: epoch %d of %s refused as old; sealing anew under a newer key", epoch, g)
+	if err := c.waitNewer(ctx, g, epoch); err != nil {
+		return errOf(status, nil)
+	}
+	status, _, err = c.sendOnce(ctx, g, payload)
+	return errOf(status, err)
+}
+
+// member reports whether the gateway has told the client its groups, and
+// whether g is one of them.
+func (c *Client) member(g protocol.GroupID) (known, member bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.groups != nil, c.groups[g]
+}
+
+// errOf is Send's answer for a SendAck status.
+func errOf(s channel.SendStatus, err error) error {
 	if err != nil {
 		return err
 	}
-	o := &outgoing{env: env, done: make(chan error, 1)}
+	switch s {
+	case channel.StatusAccepted, channel.StatusDuplicate:
+		return nil
+	case channel.StatusOldEpoch:
+		return ErrOldEpoch
+	case channel.StatusNotMember:
+		return ErrNotMember
+	case channel.StatusRevoked:
+		return ErrRevoked
+	case channel.StatusNoGroup:
+		return ErrNoGroup
+	case channel.StatusFutureEpoch:
+		return ErrFutureEpoch
+	}
+	return ErrRefused
+}
+
+// waitNewer waits, at most ResealWait, until the client holds a key of g
+// newer than epoch.
+func (c *Client) waitNewer(ctx context.Context, g protocol.GroupID, epoch protocol.Epoch) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ResealWait)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		ch := c.keyed
+		c.mu.Unlock()
+		if c.Epoch(g) > epoch {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// sendOnce seals and sends one envelope and waits for its final status
+// (anything but retry, which it sends again).
+func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byte) (channel.SendStatus, protocol.Epoch, error) {
+	env, epoch, counter, err := c.seal(g, payload)
+	if err != nil {
+		return 0, 0, err
+	}
+	o := &outgoing{env: env, epoch: epoch, done: make(chan channel.SendStatus, 1)}
 	k := outKey{g, counter}
 	c.mu.Lock()
 	c.unacked[k] = o
 	conn := c.conn
 	c.mu.Unlock()
 	if conn != nil {
-		conn.WriteFrame(channel.TypeSend, env) // on failure the reconnection sends it again
+		c.write(conn, channel.TypeSend, env) // on failure the reconnection sends it again
 	}
 	select {
-	case err := <-o.done:
-		return err
+	case s := <-o.done:
+		return s, epoch, nil
 	case <-ctx.Done():
 		c.forget(k)
-		return ctx.Err()
+		return 0, epoch, ctx.Err()
 	case <-c.closed:
-		return ErrClosed
+		return 0, epoch, ErrClosed
 	}
 }
 
-func (c *Client) seal(g protocol.GroupID, payload []byte) ([]byte, uint64, error) {
+func (c *Client) seal(g protocol.GroupID, payload []byte) ([]byte, protocol.Epoch, uint64, error) {
 	epoch, key, err := c.state.Current(g)
 	if err != nil {
-		return nil, 0, ErrNoKey
+		return nil, 0, 0, ErrNoKey
 	}
 	defer clear(key[:])
 	counter, err := c.state.NextCounter(g)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	h := envelope.Header{Group: g, Epoch: epoch, Sender: c.cfg.Identity.ID(), Counter: counter}
 	env, err := envelope.Seal(nil, h, &key, payload, nil)
-	return env, counter, err
+	return env, epoch, counter, err
 }
 
 func (c *Client) forget(k outKey) {
@@ -87,17 +171,13 @@ func (c *Client) onSendAck(body []byte) {
 	if o == nil {
 		return
 	}
-	switch a.Status {
-	case channel.StatusAccepted, channel.StatusDuplicate:
-		delete(c.unacked, k)
-		o.done <- nil
-	case channel.StatusRetry:
+	if a.Status == channel.StatusRetry {
 		o.attempts++
 		time.AfterFunc(min(time.Duration(o.attempts)*200*time.Millisecond, 5*time.Second), func() { c.resend(k) })
-	default:
-		delete(c.unacked, k)
-		o.done <- ErrRefused
+		return
 	}
+	delete(c.unacked, k)
+	o.done <- a.Status
 }
 
 func (c *Client) resend(k outKey) {
@@ -105,6 +185,6 @@ func (c *Client) resend(k outKey) {
 	o, conn := c.unacked[k], c.conn
 	c.mu.Unlock()
 	if o != nil && conn != nil {
-		conn.WriteFrame(channel.TypeSend, o.env)
+		c.write(conn, channel.TypeSend, o.env)
 	}
 }

@@ -3,11 +3,13 @@ package integration
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/stacktest"
+	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/relay"
@@ -58,6 +60,42 @@ func TestDeliverAckBeyondDeliveredRefused(t *testing.T) {
 	}
 	cb := s.Dial(bob, 0)
 	if got := expect(t, cb, 1); got[0] != "while you were away" {
+		t.Fatalf("bob got %q", got[0])
+	}
+}
+
+// TestSendAfterMissedRekeys: alice is offline while ops is rekeyed ten
+// times; when she comes back, her first send is accepted. Before, a send
+// right after connecting sealed under her old key before the gateway's
+// bundles arrived, and was refused (old_epoch), again and again until
+// something else waited for the bundles.
+func TestSendAfterMissedRekeys(t *testing.T) {
+	s := stacktest.New(t)
+	s.AddRelay(relay.Config{Grace: time.Millisecond})
+	s.AddGateway(gateway.Config{})
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	ca, cb := s.Dial(alice, 0), s.Dial(bob, 0)
+	waitKeys(t, g, ca, cb)
+	if err := ca.Send(ctxFor(t, 10*time.Second), g, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cb, 1)
+	ca.Close()
+	for i := range 10 {
+		if _, err := s.Keyserver.Rekey(t.Context(), keyserver.Actor{}, "ops", fmt.Sprintf("drill %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Sync()
+	ca = s.Dial(alice, 0)
+	if err := ca.Send(ctxFor(t, 10*time.Second), g, []byte("after ten rekeys")); err != nil {
+		t.Fatalf("alice's first send after ten missed rekeys: %v", err)
+	}
+	if e := ca.Epoch(g); e != 11 {
+		t.Errorf("alice sealed under epoch %d's key, want 11", e)
+	}
+	if got := expect(t, cb, 1); got[0] != "after ten rekeys" {
 		t.Fatalf("bob got %q", got[0])
 	}
 }

@@ -144,8 +144,18 @@ func groupList(gs []protocol.GroupID) string {
 
 func explainSend(err error, g protocol.GroupID, timeout time.Duration) error {
 	switch {
+	case errors.Is(err, clientsdk.ErrNotMember):
+		return fmt.Errorf("refused: this client is not a member of %s", g)
+	case errors.Is(err, clientsdk.ErrRevoked):
+		return errors.New("refused: this client is revoked")
+	case errors.Is(err, clientsdk.ErrNoGroup):
+		return fmt.Errorf("refused: group %s does not exist, or was deleted", g)
+	case errors.Is(err, clientsdk.ErrOldEpoch):
+		return fmt.Errorf("refused: the message to %s was sealed under an epoch no longer accepted, and no newer key came", g)
+	case errors.Is(err, clientsdk.ErrFutureEpoch):
+		return fmt.Errorf("refused: the message to %s names an epoch that was never opened", g)
 	case errors.Is(err, clientsdk.ErrRefused):
-		return fmt.Errorf("refused: the relay did not accept the message to %s (this client is no longer a member, or was revoked, or its key is too old)", g)
+		return fmt.Errorf("refused: the relay did not accept the message to %s", g)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("no verdict from the relay within %v: the message may or may not have been relayed", timeout)
 	case errors.Is(err, context.Canceled):

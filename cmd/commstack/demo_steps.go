@@ -115,14 +115,17 @@ func receive(c *clientsdk.Client, within time.Duration) (clientsdk.Message, bool
 	}
 }
 
-// refusedSend checks that a removed member cannot send: the relay refuses
-// her message, or she has no key to seal it with.
+// refusedSend checks that a removed member cannot send: her client knows
+// it from the gateway and sends nothing, the relay refuses her message,
+// or she has no key to seal it with.
 func (d *demo) refusedSend(ctx context.Context, name, text string) {
 	before := d.s.Relay().Metrics.Verdicts()["refused/not_member"]
 	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	err := d.users[name].c.Send(sctx, d.group, []byte(text))
 	cancel()
 	switch {
+	case errors.Is(err, clientsdk.ErrNotMember) && d.s.Relay().Metrics.Verdicts()["refused/not_member"] == before:
+		d.check(true, "%-5s -> %s  %q: REFUSED by her own client: the gateway told it she is no longer a member", name, demoGroup, text)
 	case errors.Is(err, clientsdk.ErrRefused):
 		reason := "not_member"
 		if d.s.Relay().Metrics.Verdicts()["refused/not_member"] == before {

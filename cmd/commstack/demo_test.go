@@ -30,9 +30,9 @@ func TestDemo(t *testing.T) {
 		"carol  holds no key for epoch 2 (her newest: epoch 1)",
 		`bob   received from alice "new rally point: the east bridge" (epoch 2`,
 		"carol received nothing",
-		`carol -> ops  "am I still in?": sealed under her epoch 1 key, REFUSED by the relay (not_member)`,
+		`carol -> ops  "am I still in?": REFUSED by her own client: the gateway told it she is no longer a member`,
 		"carol after her removal     0 messages received, 0 sent; her newest key is epoch 1's",
-		`comm_relay_verdicts_total{verdict="refused",reason="not_member"} 1`,
+		`comm_relay_verdicts_total{verdict="accepted",reason=""} 4`,
 		"all 19 checks passed",
 	} {
 		if !strings.Contains(text, want) {

@@ -1,0 +1,182 @@
+package clientsdk
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
+	"github.com/commsec/communicator/protocol/channel"
+	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/handshake"
+	"github.com/commsec/communicator/protocol/keys"
+)
+
+// script is a gateway that plays a fixed part over real TCP with the real
+// handshake and channel: it lets a test put the SDK in situations a whole
+// stack reaches only by luck (a rekey crossing a send).
+type script struct {
+	t          *testing.T
+	ln         net.Listener
+	server, ks *keys.SigningKey
+	client     *keys.ClientIdentity
+	group      protocol.GroupID
+}
+
+func newScript(t *testing.T) *script {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	server, _ := keys.GenerateSigningKey(nil)
+	ks, _ := keys.GenerateSigningKey(nil)
+	client, _ := keys.GenerateClientIdentity(nil)
+	return &script{t: t, ln: ln, server: server, ks: ks, client: client, group: protocol.GroupID{0x5c}}
+}
+
+// serve runs part on the first connection, on a goroutine joined at the
+// end of the test.
+func (s *script) serve(part func(conn *channel.Conn)) {
+	done := make(chan struct{})
+	s.t.Cleanup(func() { <-done })
+	go func() {
+		defer close(done)
+		nc, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		conn, _, err := handshake.Server(nc, handshake.ServerConfig{Identity: s.server})
+		if err != nil {
+			s.t.Errorf("script: handshake: %v", err)
+			return
+		}
+		defer conn.Close()
+		part(conn)
+	}()
+}
+
+// bundle is the client's bundle of epoch e, signed by the keyserver.
+func (s *script) bundle(e protocol.Epoch) []byte {
+	id := s.client.ID()
+	members := bundle.MemberDigest([]protocol.ClientID{id})
+	key := [32]byte{byte(e)}
+	b, err := bundle.Wrap(s.ks, s.group, e, bundle.Recipient{ID: id, Wrap: s.client.Public().Wrap}, &members, &key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return b.Marshal()
+}
+
+func (s *script) dial() *Client {
+	c, err := Dial(context.Background(), Config{Addr: s.ln.Addr().String(), Identity: s.client,
+		ServerKey: s.server.Public(), KeyserverKey: s.ks.Public(), ResealWait: time.Second})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readSend reads frames until a Send and returns its envelope's header.
+func readSend(t *testing.T, conn *channel.Conn) envelope.Header {
+	for {
+		f, err := conn.ReadFrame()
+		if err != nil {
+			t.Errorf("script: %v", err)
+			return envelope.Header{}
+		}
+		if f.Type == channel.TypeSend {
+			h, err := envelope.ParseHeader(f.Body)
+			if err != nil {
+				t.Errorf("script: %v", err)
+			}
+			return h
+		}
+	}
+}
+
+func ack(conn *channel.Conn, h envelope.Header, s channel.SendStatus) {
+	conn.WriteFrame(channel.TypeSendAck, channel.AppendSendAck(nil, channel.SendAck{Group: h.Group, Counter: h.Counter, Status: s}))
+}
+
+// TestOldEpochSealedAnewOnce: the relay refuses a message's epoch as old
+// (a rekey crossed it); the newer key arrives, and Send seals the payload
+// anew under it, with a new counter, once, transparently.
+func TestOldEpochSealedAnewOnce(t *testing.T) {
+	s := newScript(t)
+	var first, second envelope.Header
+	s.serve(func(conn *channel.Conn) {
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		first = readSend(t, conn)
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(2))
+		ack(conn, first, channel.StatusOldEpoch)
+		second = readSend(t, conn)
+		ack(conn, second, channel.StatusAccepted)
+		conn.ReadFrame() // until the client closes
+	})
+	c := s.dial()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Send(ctx, s.group, []byte("hello")); err != nil {
+		t.Fatalf("send across a rekey: %v", err)
+	}
+	c.Close()
+	if first.Epoch != 1 || second.Epoch != 2 || second.Counter <= first.Counter {
+		t.Fatalf("first sealed in epoch %d counter %d, then epoch %d counter %d", first.Epoch, first.Counter, second.Epoch, second.Counter)
+	}
+}
+
+// TestSendRefusals: each refusal status reaches the caller as its own
+// error (and as ErrRefused); an old epoch with no newer key coming is
+// ErrOldEpoch after ResealWait; a group the gateway does not list is
+// ErrNotMember at once, without sending.
+func TestSendRefusals(t *testing.T) {
+	statuses := []struct {
+		status channel.SendStatus
+		want   error
+	}{
+		{channel.StatusRefused, ErrRefused},
+		{channel.StatusNotMember, ErrNotMember},
+		{channel.StatusRevoked, ErrRevoked},
+		{channel.StatusNoGroup, ErrNoGroup},
+		{channel.StatusFutureEpoch, ErrFutureEpoch},
+		{channel.StatusOldEpoch, ErrOldEpoch},
+		{channel.SendStatus(99), ErrRefused},
+	}
+	s := newScript(t)
+	var sent atomic.Int32
+	s.serve(func(conn *channel.Conn) {
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		for _, st := range statuses {
+			h := readSend(t, conn)
+			sent.Add(1)
+			ack(conn, h, st.status)
+		}
+		conn.ReadFrame()
+	})
+	c := s.dial()
+	for _, st := range statuses {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := c.Send(ctx, s.group, []byte("x"))
+		cancel()
+		if !errors.Is(err, st.want) || !errors.Is(err, ErrRefused) {
+			t.Errorf("status %v: %v, want %v", st.status, err, st.want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Send(ctx, protocol.GroupID{0xff}, []byte("x")); !errors.Is(err, ErrNotMember) {
+		t.Errorf("a group the gateway does not list: %v", err)
+	}
+	c.Close()
+	if n := int(sent.Load()); n != len(statuses) {
+		t.Errorf("the script answered %d sends, want %d (the non-member send must not reach it)", n, len(statuses))
+	}
+}
