@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/dirlock"
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/internal/natsauth"
@@ -131,6 +133,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 }
 
 func (s *Stack) start(ctx context.Context) error {
+	if err := s.lockDataDir(); err != nil {
+		return err
+	}
 	k, err := loadKeys(filepath.Join(s.cfg.DataDir, "keys"))
 	if err != nil {
 		return err
@@ -150,6 +155,32 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	return s.startGateway(ctx)
+}
+
+// LockFile is the file in the data directory that a running stack holds
+// locked, with its PID: two stacks on one directory would corrupt
+// JetStream's files.
+const LockFile = "commstack.lock"
+
+// lockDataDir takes the data directory's lock, released last by Close.
+func (s *Stack) lockDataDir() error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("stack: data directory: %w", err)
+	}
+	l, err := dirlock.Acquire(filepath.Join(s.cfg.DataDir, LockFile))
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		who := "another commstack"
+		if held.PID > 0 {
+			who = fmt.Sprintf("another commstack (pid %d)", held.PID)
+		}
+		return fmt.Errorf("stack: data directory %s is in use by %s: stop it, or give this one another --data", s.cfg.DataDir, who)
+	}
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	s.onClose(l.Unlock)
+	return nil
 }
 
 // onClose adds a step to Close; the steps run last added first.

@@ -2,6 +2,8 @@ package stack
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -198,4 +200,22 @@ func TestNATSListenerMustBeLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not loopback") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestDataDirLocked: a second stack on a data directory in use is refused
+// with an error naming the first one's PID, before it touches anything;
+// once the first stops, the directory is free again. Before, the second
+// started, and on the next start JetStream rebuilt a corrupt bucket.
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, dir)
+	_, err := Start(t.Context(), Config{DataDir: dir, Gateway: "127.0.0.1:0", HTTP: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("in use by another commstack (pid %d)", os.Getpid())) {
+		t.Fatalf("a second stack on the same directory: %v", err)
+	}
+	first.Close()
+	if _, err := os.Stat(filepath.Join(dir, LockFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the lock file outlives the stack: %v", err)
+	}
+	start(t, dir).Close()
 }
