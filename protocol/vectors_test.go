@@ -94,6 +94,7 @@ var walkers = map[string]func(*testing.T, *vectorReader) error{
 	"envelope":  walkEnvelope,
 	"bundle":    walkBundle,
 	"keyfile":   walkKeyfile,
+	"window":    walkWindow,
 }
 
 func checkVector(t *testing.T, v *vectors.Vector) {

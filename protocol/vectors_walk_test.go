@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"bytes"
 	"crypto/ecdh"
+	"strconv"
 	"testing"
 
 	"github.com/commsec/communicator/protocol"
@@ -11,6 +12,7 @@ import (
 	"github.com/commsec/communicator/protocol/envelope"
 	"github.com/commsec/communicator/protocol/handshake"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/protocol/replay"
 )
 
 func walkHandshake(t *testing.T, r *vectorReader) error {
@@ -204,4 +206,50 @@ func mustOK(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// walkWindow offers the counters to an empty replay window in order, each
+// with the verdict the file gives it (a fresh one is then accepted), and
+// checks the window's top and stored forms at the end.
+func walkWindow(t *testing.T, r *vectorReader) error {
+	var w replay.Window
+	var counter uint64
+	steps := 0
+	for _, f := range r.v.Fields {
+		switch f.Name {
+		case "counter":
+			c, err := strconv.ParseUint(f.Value, 10, 64)
+			if err != nil {
+				t.Fatalf("counter %q: %v", f.Value, err)
+			}
+			counter = c
+		case "verdict":
+			steps++
+			got := w.Check(counter)
+			if got.String() != f.Value {
+				t.Fatalf("step %d: counter %d is %v, the file says %s", steps, counter, got, f.Value)
+			}
+			if got == replay.Fresh {
+				w.Accept(counter)
+			}
+		}
+	}
+	if steps == 0 {
+		t.Fatal("no steps")
+	}
+	if w.Top != r.uint("top") {
+		t.Fatalf("top %d, file says %d", w.Top, r.uint("top"))
+	}
+	r.equal("binary", w.AppendBinary(nil))
+	if w.String() != r.v.Get("text") {
+		t.Fatalf("text form %s, file says %s", w.String(), r.v.Get("text"))
+	}
+	parsed, n, err := replay.ParseBinary(r.bytes("binary"))
+	if err != nil || n != len(r.bytes("binary")) || parsed != w {
+		t.Fatalf("the binary form parses to %v (%d bytes, %v)", parsed, n, err)
+	}
+	if parsed, err := replay.ParseText(r.v.Get("text")); err != nil || parsed != w {
+		t.Fatalf("the text form parses to %v (%v)", parsed, err)
+	}
+	return nil
 }

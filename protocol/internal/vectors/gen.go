@@ -27,7 +27,8 @@ func Generate() ([]*Vector, error) {
 	g.envelopes()
 	g.bundles()
 	g.keyfiles()
-	g.laterFrames() // last: the cases before it keep their bytes
+	g.laterFrames() // after the rest: the cases before it keep their bytes
+	g.windows()
 	return g.out, g.err
 }
 
