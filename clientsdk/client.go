@@ -29,6 +29,7 @@ import (
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/clientstate"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/protocol/replay"
 )
 
 // Config configures a client.
@@ -54,6 +55,11 @@ type Config struct {
 	// message's epoch as old (default 5 s): Send then seals the payload
 	// anew under the newer key, once.
 	ResealWait time.Duration
+	// MaxInflight bounds the sends to one group waiting for their verdict
+	// (default and most: replay.Size/2 = 128); a Send past it waits for a
+	// slot. It keeps every retried message inside the receivers' replay
+	// window (PROTOCOL.md §8.2).
+	MaxInflight int
 	// Buffer is the capacity of the Messages channel (default 64).
 	Buffer int
 	// Dial opens the TCP connection (net.Dialer by default).
@@ -82,6 +88,12 @@ func (c *Config) fill() error {
 	c.ResealWait = orDefault(c.ResealWait, 5*time.Second)
 	if c.Buffer <= 0 {
 		c.Buffer = 64
+	}
+	switch {
+	case c.MaxInflight <= 0:
+		c.MaxInflight = replay.Size / 2
+	case c.MaxInflight > replay.Size/2:
+		return fmt.Errorf("clientsdk: MaxInflight %d is above %d, half the replay window: a retried message could fall below it", c.MaxInflight, replay.Size/2)
 	}
 	if c.Dial == nil {
 		var d net.Dialer
@@ -141,10 +153,15 @@ type Client struct {
 	// groups are the client's groups as the gateway last told them (nil:
 	// not told yet).
 	groups map[protocol.GroupID]bool
+	// slots bound each group's sends in flight (MaxInflight).
+	slots map[protocol.GroupID]chan struct{}
 
 	closed    chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
+	// ctx ends at Close: a reconnection in progress stops with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Dial loads the client's state, connects and completes the handshake;
@@ -160,9 +177,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, state: st, msgs: make(chan Message, cfg.Buffer), keyed: make(chan struct{}),
-		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{})}
+		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{}),
+		slots: map[protocol.GroupID]chan struct{}{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	conn, err := c.connect(ctx)
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	go c.run(conn)
@@ -175,8 +195,13 @@ func (c *Client) connect(ctx context.Context) (*channel.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clientsdk: dial %s: %w", c.cfg.Addr, err)
 	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() }) // the handshake stops with ctx
+	defer stop()
 	conn, err := handshakeClient(nc, c.cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("clientsdk: handshake with %s: %w", c.cfg.Addr, err)
 	}
 	return conn, nil
@@ -241,6 +266,7 @@ func (c *Client) WaitKey(ctx context.Context, g protocol.GroupID) error {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.cancel()
 		c.mu.Lock()
 		if c.conn != nil {
 			c.conn.WriteFrame(channel.TypeClose, nil)

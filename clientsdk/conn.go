@@ -57,7 +57,7 @@ func (c *Client) reconnect() *channel.Conn {
 			return nil
 		case <-time.After(wait/2 + jitter):
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HandshakeTimeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
 		conn, err := c.connect(ctx)
 		cancel()
 		if err == nil {

@@ -110,9 +110,34 @@ func (c *Client) waitNewer(ctx context.Context, g protocol.GroupID, epoch protoc
 	}
 }
 
+// slot takes one of g's MaxInflight places for a send; release gives it
+// back.
+func (c *Client) slot(ctx context.Context, g protocol.GroupID) (release func(), err error) {
+	c.mu.Lock()
+	ch := c.slots[g]
+	if ch == nil {
+		ch = make(chan struct{}, c.cfg.MaxInflight)
+		c.slots[g] = ch
+	}
+	c.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.closed:
+		return nil, ErrClosed
+	}
+}
+
 // sendOnce seals and sends one envelope and waits for its final status
 // (anything but retry, which it sends again).
 func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byte) (channel.SendStatus, protocol.Epoch, error) {
+	release, err := c.slot(ctx, g)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer release()
 	env, epoch, counter, err := c.seal(g, payload)
 	if err != nil {
 		return 0, 0, err

@@ -7,14 +7,17 @@ import (
 	"slices"
 
 	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/replay"
 )
 
 // The stored form, compact because a client's flash is small:
 //
-//	magic "CMST" | version 1 | groups uvarint | group... | check 4
+//	magic "CMST" | version 2 | groups uvarint | group... | check 4
 //	group:  id(16) | floor uvarint | reserved uvarint |
 //	        keys(1) | (epoch uvarint | key(32))... |
-//	        seen uvarint | (tag(8) | counter uvarint)...
+//	        seen uvarint | (tag(8) | window)...
+//	window: replay.Window's binary form (top counter, and which of the
+//	        128 below it were accepted; 3 bytes when all were)
 //
 // Groups are sorted by id, keys by epoch, seen entries by tag, and every
 // uvarint is minimal, so each state has exactly one encoding. check is
@@ -22,7 +25,7 @@ import (
 // corrupt file, not a forged one (the file is as trusted as the device).
 const (
 	stateMagic   = "CMST"
-	stateVersion = 1
+	stateVersion = 2 // 2: replay windows instead of last counters
 	checkSize    = 4
 )
 
@@ -58,7 +61,8 @@ func (gr *group) append(b []byte, id protocol.GroupID) []byte {
 	b = binary.AppendUvarint(b, uint64(len(tags)))
 	for _, t := range tags {
 		b = append(b, t[:]...)
-		b = binary.AppendUvarint(b, gr.seen[t])
+		w := gr.seen[t]
+		b = w.AppendBinary(b)
 	}
 	return b
 }
@@ -127,7 +131,7 @@ func (r *reader) group() *group {
 	for i := uint64(0); i < nseen && r.err == nil; i++ {
 		var t senderTag
 		r.bytes(t[:])
-		gr.seen[t] = r.uvarint()
+		gr.seen[t] = r.window()
 	}
 	return gr
 }
@@ -163,6 +167,19 @@ func (r *reader) uvarint() uint64 {
 	}
 	r.b = r.b[n:]
 	return v
+}
+
+func (r *reader) window() replay.Window {
+	if r.err != nil {
+		return replay.Window{}
+	}
+	w, n, err := replay.ParseBinary(r.b)
+	if err != nil || w.Top == 0 {
+		r.err = protocol.ErrStateCorrupt // a seen sender has accepted a counter
+		return replay.Window{}
+	}
+	r.b = r.b[n:]
+	return w
 }
 
 func (r *reader) uint32() uint32 {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/replay"
 )
 
 // Defaults for Options.
@@ -65,10 +66,10 @@ type group struct {
 	keys     []epochKey     // ascending by epoch
 	reserved uint64         // counters below it may have been sent
 	next     uint64         // the next counter to send (not persisted)
-	seen     map[senderTag]uint64
+	seen     map[senderTag]replay.Window
 }
 
-func newGroup() *group { return &group{reserved: 1, next: 1, seen: map[senderTag]uint64{}} }
+func newGroup() *group { return &group{reserved: 1, next: 1, seen: map[senderTag]replay.Window{}} }
 
 // State is a client's persisted state. It is safe for concurrent use.
 type State struct {
@@ -221,15 +222,15 @@ func (s *State) NextCounter(g protocol.GroupID) (uint64, error) {
 	return c, nil
 }
 
-// checkCounter applies PROTOCOL.md §8.2 step 4 to a counter after last,
-// the last one accepted from its sender in its group.
-func checkCounter(counter, last uint64) error {
-	switch {
-	case counter == protocol.ExhaustedCounter:
+// checkCounter applies PROTOCOL.md §8.2 step 4: the counter against its
+// sender's replay window in its group.
+func checkCounter(w *replay.Window, counter uint64) error {
+	switch w.Check(counter) {
+	case replay.Exhausted:
 		return protocol.ErrCounterExhausted
-	case counter <= last:
+	case replay.Duplicate, replay.Old:
 		return protocol.ErrReplayedMessage
-	case counter-last > protocol.MaxCounterJump:
+	case replay.Jump:
 		return protocol.ErrCounterJump
 	}
 	return nil
@@ -245,10 +246,8 @@ func (s *State) Check(h envelope.Header) error {
 	if gr == nil {
 		return protocol.ErrUnknownGroup
 	}
-	if err := checkCounter(h.Counter, gr.seen[tagOf(h.Sender)]); err != nil {
-		return err
-	}
-	return nil
+	w := gr.seen[tagOf(h.Sender)]
+	return checkCounter(&w, h.Counter)
 }
 
 // Accept records a message whose envelope opened under its epoch's key:
@@ -264,11 +263,13 @@ func (s *State) Accept(h envelope.Header) error {
 		return protocol.ErrUnknownGroup
 	}
 	tag := tagOf(h.Sender)
-	if err := checkCounter(h.Counter, gr.seen[tag]); err != nil {
+	w := gr.seen[tag]
+	if err := checkCounter(&w, h.Counter); err != nil {
 		return err
 	}
 	before := s.snapshot(h.Group)
-	gr.seen[tag] = h.Counter
+	w.Accept(h.Counter)
+	gr.seen[tag] = w
 	for len(gr.keys) > 0 && gr.keys[0].epoch < h.Epoch-1 {
 		gr.dropOldest()
 	}
@@ -280,7 +281,7 @@ func (s *State) snapshot(g protocol.GroupID) *group {
 	gr := s.groups[g]
 	c := *gr
 	c.keys = slices.Clone(gr.keys)
-	c.seen = make(map[senderTag]uint64, len(gr.seen))
+	c.seen = make(map[senderTag]replay.Window, len(gr.seen))
 	for k, v := range gr.seen {
 		c.seen[k] = v
 	}
