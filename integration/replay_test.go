@@ -16,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestOldEnvelopeResentIsRefused: an envelope alice really sent, sent
-// again byte for byte on a new connection, is not relayed again.
-func TestOldEnvelopeResentIsRefused(t *testing.T) {
+// TestOldEnvelopeResentIsNotStoredAgain: envelopes alice really sent,
+// sent again byte for byte on a new connection, are not relayed again:
+// each is a duplicate (its counter is in alice's replay window), the
+// first one too although a later one was accepted after it.
+func TestOldEnvelopeResentIsNotStoredAgain(t *testing.T) {
 	s := stacktest.New(t)
 	s.AddRelay(relay.Config{})
 	s.AddGateway(gateway.Config{})
@@ -35,8 +37,8 @@ func TestOldEnvelopeResentIsRefused(t *testing.T) {
 	expect(t, cb, 2)
 	envs := storedEnvelopes(t, s)
 	conn := rawConn(t, s, alice, 0)
-	if st := sendRaw(t, conn, envs[0]); st != channel.StatusRefused {
-		t.Fatalf("old envelope sent again: %v, want refused", st)
+	if st := sendRaw(t, conn, envs[0]); st != channel.StatusDuplicate {
+		t.Fatalf("first envelope sent again: %v, want duplicate (not stored again)", st)
 	}
 	if st := sendRaw(t, conn, envs[1]); st != channel.StatusDuplicate {
 		t.Fatalf("last envelope sent again: %v, want duplicate (not stored again)", st)

@@ -157,8 +157,8 @@ func TestReplyCannotPurgeAccepted(t *testing.T) {
 	v.send(1)
 	v.restartRelay()
 	conn := rawConn(t, v.s, v.alice, 0)
-	if st := sendRaw(t, conn, envs[0]); st != channel.StatusRefused {
-		t.Fatalf("alice's first envelope again after a relay restart: %v, want refused", st)
+	if st := sendRaw(t, conn, envs[0]); st != channel.StatusDuplicate {
+		t.Fatalf("alice's first envelope again after a relay restart: %v, want duplicate (accepted: her record was purged)", st)
 	}
 }
 
@@ -349,8 +349,8 @@ func TestPullReplyCannotRollBackCounter(t *testing.T) {
 	}
 	v.restartRelay()
 	conn := rawConn(t, v.s, v.alice, 0)
-	if st := sendRaw(t, conn, envs[5]); st != channel.StatusRefused {
-		t.Fatalf("alice's sixth envelope again: %v, want refused", st)
+	if st := sendRaw(t, conn, envs[5]); st != channel.StatusDuplicate {
+		t.Fatalf("alice's sixth envelope again: %v, want duplicate (accepted: her record was rolled back)", st)
 	}
 }
 

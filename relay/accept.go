@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/sha256"
 	"hash/maphash"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/replay"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -81,6 +81,10 @@ func (r *Relay) dispatch(m *nats.Msg) {
 		return
 	}
 	j := &job{msg: m, header: h, received: r.cfg.Now()}
+	if !r.holds(h.Group) {
+		r.answer(j, Retry, streams.ReasonLeaseLapsed)
+		return
+	}
 	switch verdict, reason := r.screen(context.Background(), j); verdict {
 	case "":
 		r.submit(j) // a candidate for storing: its worker decides
@@ -185,6 +189,9 @@ func (r *Relay) screen(ctx context.Context, j *job) (streams.Verdict, streams.Re
 
 // accept applies the acceptance rules and stores an acceptable envelope.
 func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
+	if !r.holds(j.header.Group) { // it may have queued past the lease
+		return Retry, streams.ReasonLeaseLapsed
+	}
 	if verdict, reason := r.screen(ctx, j); verdict != "" {
 		return verdict, reason
 	}
@@ -195,13 +202,22 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 			r.log.Warn().Err(err).Msg("last accepted envelope unavailable")
 			return Retry, streams.ReasonStoreUnavailable
 		}
-		if j.header.Counter <= prev.counter {
-			return again(j, prev)
-		}
-		if j.header.Counter-prev.counter > protocol.MaxCounterJump {
+		switch prev.window.Check(j.header.Counter) {
+		case replay.Duplicate:
+			return Duplicate, "" // stored before: the sender learns it
+		case replay.Old:
+			return Refused, streams.ReasonReplayedCounter
+		case replay.Jump:
 			return Refused, streams.ReasonCounterJump
+		case replay.Exhausted:
+			return Refused, streams.ReasonCounterExhausted
 		}
-		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev)
+		next := prev.window
+		next.Accept(j.header.Counter)
+		if !r.holds(j.header.Group) {
+			return Retry, streams.ReasonLeaseLapsed // another relay may own it now
+		}
+		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
 		if err == errConflict {
 			r.Metrics.conflicts.Add(1)
 			continue
@@ -215,17 +231,16 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 		}
 		return Accepted, ""
 	}
-	return Refused, streams.ReasonCounterContended
+	// Never stored, and storable: another relay kept winning the
+	// compare-and-swap, which only happens while partitions move.
+	return Retry, streams.ReasonCounterContended
 }
 
-// again answers an envelope whose counter is not above the last accepted:
-// the very last envelope again (a sender whose acknowledgement was lost)
-// is a duplicate, not stored twice; anything else is a replay.
-func again(j *job, prev last) (streams.Verdict, streams.Reason) {
-	if j.header.Counter == prev.counter && sha256.Sum256(j.msg.Data) == prev.hash {
-		return Duplicate, ""
-	}
-	return Refused, streams.ReasonReplayedCounter
+// holds reports whether the relay may decide for group g now: it holds
+// the lease of g's partition, and the lease cannot have lapsed
+// (partitions.go).
+func (r *Relay) holds(g protocol.GroupID) bool {
+	return r.parts != nil && r.parts.holds(streams.Partition(g), r.cfg.Now())
 }
 
 // futureEpoch decides an envelope whose epoch is lead epochs ahead of

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,12 +22,24 @@ import (
 // unless renewed, so a dead relay's partitions are free again within that
 // time; renewals are compare-and-swap, so a relay that lost a lease learns
 // it on its next renewal and stops serving the partition.
+//
+// A relay may also be stopped (a paused container, a long GC, a
+// frozen VM) past its lease's expiry, and wake with a queue of messages
+// for partitions another relay now owns. So each lease has a deadline,
+// taken before the write that created or renewed it, less a margin: the
+// server's expiry clock starts later than that. Every decision checks
+// its partition's deadline first (holds); past it the relay answers
+// "retry" until a renewal succeeds, which proves nobody took the lease
+// meanwhile, or fails, which drops the partition.
 type partitions struct {
-	r     *Relay
-	kv    jetstream.KeyValue
-	ttl   time.Duration // the bucket's: a lease not renewed within it expires
-	mu    sync.Mutex
-	held  map[int]*lease
+	r    *Relay
+	kv   jetstream.KeyValue
+	ttl  time.Duration // the bucket's: a lease not renewed within it expires
+	mu   sync.Mutex    // held across a whole tick; holds never takes it
+	held map[int]*lease
+	// until is each partition's lease deadline (nil: not held), read by
+	// every decision without a lock.
+	until [streams.Partitions]atomic.Pointer[time.Time]
 	stopC chan struct{}
 	done  chan struct{}
 }
@@ -34,6 +47,24 @@ type partitions struct {
 type lease struct {
 	revision uint64
 	sub      *nats.Subscription
+}
+
+// leaseMargin is taken off a lease's deadline for the clocks of the
+// relay and the servers running at slightly different rates.
+func (p *partitions) leaseMargin() time.Duration { return p.ttl / 10 }
+
+// extend records that partition n's lease was written at or after
+// writtenAfter.
+func (p *partitions) extend(n int, writtenAfter time.Time) {
+	deadline := writtenAfter.Add(p.ttl - p.leaseMargin())
+	p.until[n].Store(&deadline)
+}
+
+// holds reports whether this relay may decide for partition n at now: it
+// holds n's lease and the lease cannot have expired yet.
+func (p *partitions) holds(n int, now time.Time) bool {
+	deadline := p.until[n].Load()
+	return deadline != nil && now.Before(*deadline)
 }
 
 func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
@@ -49,6 +80,7 @@ func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
 		return nil, fmt.Errorf("relay: bucket %s has no TTL: leases would never expire", streams.Relays)
 	}
 	p := &partitions{r: r, kv: kv, ttl: status.TTL(), held: map[int]*lease{}, stopC: make(chan struct{}), done: make(chan struct{})}
+	r.parts = p // before the first claim: dispatch reads it
 	p.tick(ctx)
 	go p.loop()
 	return p, nil
@@ -135,20 +167,43 @@ func (p *partitions) preference() []int {
 	return out
 }
 
+// renew renews every held lease at once (a lease's deadline counts from
+// the moment its renewal is sent, so renewals must not queue behind each
+// other), then drops the ones that were lost.
 func (p *partitions) renew(ctx context.Context) {
+	type result struct {
+		n        int
+		before   time.Time
+		revision uint64
+		err      error
+	}
+	results := make(chan result, len(p.held))
+	var wg sync.WaitGroup
 	for n, l := range p.held {
-		rev, err := p.kv.Update(ctx, leaseKey(n), []byte(p.r.cfg.ID), l.revision)
-		if err != nil {
-			p.r.log.Warn().Err(err).Int("partition", n).Msg("lease lost")
+		wg.Go(func() {
+			before := p.r.cfg.Now()
+			rev, err := p.kv.Update(ctx, leaseKey(n), []byte(p.r.cfg.ID), l.revision)
+			results <- result{n, before, rev, err}
+		})
+	}
+	wg.Wait()
+	close(results)
+	for res := range results {
+		l := p.held[res.n]
+		if res.err != nil {
+			p.r.log.Warn().Err(res.err).Int("partition", res.n).Msg("lease lost")
+			p.until[res.n].Store(nil)
 			l.sub.Unsubscribe()
-			delete(p.held, n)
+			delete(p.held, res.n)
 			continue
 		}
-		l.revision = rev
+		l.revision = res.revision
+		p.extend(res.n, res.before)
 	}
 }
 
 func (p *partitions) claim(ctx context.Context, n int) {
+	before := p.r.cfg.Now()
 	rev, err := p.kv.Create(ctx, leaseKey(n), []byte(p.r.cfg.ID))
 	if err != nil {
 		if !isCASFailure(err) { // taken by another relay: 10071, or 10164 on replicated buckets
@@ -157,8 +212,10 @@ func (p *partitions) claim(ctx context.Context, n int) {
 		return
 	}
 	p.r.accepted.forgetPartition(n)
+	p.extend(n, before)
 	sub, err := p.r.nc.Subscribe(streams.PartitionSubject(n), p.r.dispatch)
 	if err != nil {
+		p.until[n].Store(nil)
 		p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))
 		return
 	}
@@ -172,6 +229,7 @@ func (p *partitions) release(ctx context.Context, n int) {
 	l := p.held[n]
 	l.sub.Drain()
 	delete(p.held, n)
+	p.until[n].Store(nil)
 	p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(l.revision))
 	p.r.log.Info().Int("partition", n).Msg("partition released")
 }

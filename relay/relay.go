@@ -7,19 +7,23 @@
 // sender is the identity the gateway authenticated; the sender is
 // registered, not revoked, and a member of the group's current epoch; the
 // envelope's epoch is the current one, or the previous one within Grace
-// of the epoch change; its counter is greater than the last accepted for
-// (group, sender).
+// of the epoch change; its counter is fresh in the (group, sender)'s
+// replay window (protocol/replay): never accepted, not below the window.
 //
-// Accepted envelopes live in the COMM_ACCEPTED key-value bucket, one key
-// per (group, sender) whose values are that sender's envelopes. A relay
-// stores an envelope by compare-and-swap on its key's last revision, so
-// the stored message is also the record of its counter: one write, and no
-// two relays can ever accept the same (group, sender, counter). There is
-// no moment between storing and recording for a crash to fall into. A
-// sender that got no acknowledgement sends the same envelope again and is
-// told "duplicate" if it was stored; the relays trim each key to the
-// retention period but keep its last value forever, so the last accepted
-// counter is never forgotten.
+// Accepted envelopes live in the COMM_ACCEPTED stream, one subject per
+// (group, sender), each message carrying the window once its counter was
+// added. A relay stores an envelope by compare-and-swap on its subject's
+// last sequence, so the stored message is also the record of its counter:
+// one write, and no two relays can ever accept the same (group, sender,
+// counter). There is no moment between storing and recording for a crash
+// to fall into. A sender that got no acknowledgement sends the same
+// envelope again and is told "duplicate" if it was stored, even after
+// later ones; the relays trim each subject to the retention period but
+// keep its last message forever, so the window is never forgotten.
+//
+// Verdicts are truthful: "refused" only for what is never stored; what
+// may yet be stored (a store's unknown outcome, lost races, a lease that
+// may have lapsed) is "retry".
 //
 // Groups are spread over streams.Partitions partitions; each relay owns a
 // fair share of them through leases in the COMM_RELAYS bucket, and
@@ -148,12 +152,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	}
 	r.startWorkers()
 	r.stop = append(r.stop, r.runWaitRoom())
-	parts, err := startPartitions(ctx, r)
-	if err != nil {
+	if _, err := startPartitions(ctx, r); err != nil {
 		r.Close()
 		return nil, err
 	}
-	r.parts = parts
 	r.stopJanitor = r.runJanitor(r.cfg.TrimInterval)
 	return r, nil
 }
@@ -178,14 +180,10 @@ func (r *Relay) open(ctx context.Context) error {
 		return err
 	}
 	r.stop = append(r.stop, stop)
-	kv, err := streams.BindKV(ctx, js, streams.Accepted)
-	if err != nil {
-		return err
-	}
 	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
 		return err
 	}
-	r.accepted = newAccepted(js, kv)
+	r.accepted = newAccepted(js, r.stream)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/protocol/replay"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -125,7 +126,9 @@ func TestAcceptanceRules(t *testing.T) {
 	}{
 		{"member", w.alice, env(w.alice, w.group, 1, 1), Accepted, ""},
 		{"next counter", w.alice, env(w.alice, w.group, 1, 5), Accepted, ""},
-		{"replayed counter", w.alice, env(w.alice, w.group, 1, 3), Refused, "replayed_counter"},
+		{"a counter skipped, then sent (in the window)", w.alice, env(w.alice, w.group, 1, 3), Accepted, ""},
+		{"a counter far ahead", w.alice, env(w.alice, w.group, 1, 300), Accepted, ""},
+		{"a counter below the window", w.alice, env(w.alice, w.group, 1, 4), Refused, "replayed_counter"},
 		{"another sender's counter space", w.bob, env(w.bob, w.group, 1, 1), Accepted, ""},
 		{"non-member", w.carol, env(w.carol, w.group, 1, 1), Refused, "not_member"},
 		{"sender is not the authenticated client", w.bob, env(w.alice, w.group, 1, 9), Refused, "sender_mismatch"},
@@ -138,8 +141,8 @@ func TestAcceptanceRules(t *testing.T) {
 			t.Errorf("%s: got %s %s, want %s %s", c.name, v, r, c.verdict, c.cause)
 		}
 	}
-	if n := w.stored(); n != 3 {
-		t.Fatalf("%d messages stored, want 3", n)
+	if n := w.stored(); n != 5 {
+		t.Fatalf("%d messages stored, want 5", n)
 	}
 }
 
@@ -169,7 +172,7 @@ func TestEpochGraceAndRemoval(t *testing.T) {
 // TestCrashAfterStore: the relay stores an envelope (its counter's record
 // in the same write) and "crashes" before it replies. The sender's retry
 // of the same envelope is a duplicate, stored once; another envelope with
-// that counter is a replay.
+// that counter is a duplicate too (the counter is taken), not stored.
 func TestCrashAfterStore(t *testing.T) {
 	w := newWorld(t)
 	var crash atomic.Bool
@@ -191,8 +194,11 @@ func TestCrashAfterStore(t *testing.T) {
 	if n := w.stored(); n != 1 {
 		t.Fatalf("%d messages stored, want exactly 1", n)
 	}
-	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Refused || r != "replayed_counter" {
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Duplicate {
 		t.Fatalf("same counter, other bytes: %s %s", v, r)
+	}
+	if n := w.stored(); n != 1 {
+		t.Fatalf("%d messages stored, want exactly 1", n)
 	}
 	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 2)); v != Accepted {
 		t.Fatalf("the next counter: %s %s", v, r)
@@ -265,8 +271,9 @@ func TestPartitionsShareAndFailOver(t *testing.T) {
 }
 
 // TestTrimKeepsTheLastEnvelope: with a short retention, the janitor
-// removes old envelopes but keeps each sender's last, so its counter is
-// still refused as a replay afterwards.
+// removes old envelopes but keeps each sender's last, whose replay window
+// still knows every counter taken: one of them again is a duplicate (not
+// stored again), one below the window is refused.
 func TestTrimKeepsTheLastEnvelope(t *testing.T) {
 	w := newWorld(t)
 	now := time.Now()
@@ -274,8 +281,8 @@ func TestTrimKeepsTheLastEnvelope(t *testing.T) {
 	r := w.relay(Config{Streams: streams.Config{Retention: time.Hour}, TrimInterval: time.Hour,
 		Now: func() time.Time { return now.Add(time.Duration(offset.Load())) }})
 	for c := uint64(1); c <= 5; c++ {
-		if v, _ := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
-			t.Fatalf("counter %d: %s", c, v)
+		if v, r := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
+			t.Fatalf("counter %d: %s %s", c, v, r)
 		}
 	}
 	w.send(w.bob, env(w.bob, w.group, 1, 1))
@@ -288,8 +295,17 @@ func TestTrimKeepsTheLastEnvelope(t *testing.T) {
 	}
 	r.Close()
 	w.relay(Config{}) // a fresh relay knows only what the bucket kept
-	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 4)); v != Refused || r != "replayed_counter" {
-		t.Fatalf("an old counter after the trim: %s %s", v, r)
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 4)); v != Duplicate {
+		t.Fatalf("a counter taken before the trim: %s %s", v, r)
+	}
+	if n := w.stored(); n != 2 {
+		t.Fatalf("%d envelopes after the duplicate, want 2", n)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 5+replay.Size)); v != Accepted {
+		t.Fatalf("a counter a window ahead: %s %s", v, r)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 5)); v != Refused || r != "replayed_counter" {
+		t.Fatalf("a counter below the window now: %s %s", v, r)
 	}
 }
 
@@ -470,5 +486,114 @@ func TestCounterJumpBounded(t *testing.T) {
 		if v, r := w.send(w.alice, env(w.alice, w.group, 1, s.counter)); v != s.verdict || r != s.reason {
 			t.Errorf("counter %d: %s %s, want %s %s", s.counter, v, r, s.verdict, s.reason)
 		}
+	}
+}
+
+// TestWindowAcceptsOutOfOrder: a pipelining sender's counters arrive out of
+// order (a retry after later ones were accepted); every one inside the
+// window is accepted, once. Before, the relay accepted only counters above
+// the last, and refused the earlier ones for good.
+func TestWindowAcceptsOutOfOrder(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{})
+	order := []uint64{10, 3, 7, 1, 9, 2, 8, 4, 6, 5, replay.Size} // the last puts 1 at the bottom edge
+	for _, c := range order {
+		if v, r := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
+			t.Fatalf("counter %d: %s %s", c, v, r)
+		}
+	}
+	for _, c := range []uint64{1, 7, 10} {
+		if v, r := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Duplicate {
+			t.Fatalf("counter %d again: %s %s", c, v, r)
+		}
+	}
+	if n := w.stored(); n != len(order) {
+		t.Fatalf("%d stored, want %d", n, len(order))
+	}
+}
+
+// TestResendOfStoredIsDuplicate: the store of counter 1 lands but its
+// answer is lost; the sender's counter 2 is accepted; then its resend of 1
+// comes. It is a duplicate (the message is stored), not a refusal. Before,
+// "duplicate" was only for the very last counter, so the sender was told
+// "refused" for a message stored and delivered.
+func TestResendOfStoredIsDuplicate(t *testing.T) {
+	w := newWorld(t)
+	var crash atomic.Bool
+	crash.Store(true)
+	w.relay(Config{FaultAfterStore: func() error {
+		if crash.Swap(false) {
+			return errors.New("the answer is lost")
+		}
+		return nil
+	}})
+	first := env(w.alice, w.group, 1, 1)
+	if v, _ := w.sendWithin(w.alice, first, 300*time.Millisecond); v != "" {
+		t.Fatalf("the lost answer came: %q", v)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 2)); v != Accepted {
+		t.Fatalf("counter 2: %s %s", v, r)
+	}
+	if v, r := w.send(w.alice, first); v != Duplicate {
+		t.Fatalf("the resend of counter 1 after 2: %s %s, want duplicate", v, r)
+	}
+	if n := w.stored(); n != 2 {
+		t.Fatalf("%d stored, want 2", n)
+	}
+}
+
+// TestWindowRefusesBelow: a counter a whole window below the highest one
+// accepted is refused: it cannot be told from a replay.
+func TestWindowRefusesBelow(t *testing.T) {
+	w := newWorld(t)
+	w.relay(Config{})
+	top := uint64(1 + replay.Size)
+	for _, c := range []uint64{top, 2} {
+		if v, r := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
+			t.Fatalf("counter %d: %s %s", c, v, r)
+		}
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Refused || r != "replayed_counter" {
+		t.Fatalf("a counter a window below: %s %s", v, r)
+	}
+}
+
+// TestRelayStopsAfterLeaseLapse: a relay that could not renew its leases
+// for longer than their TTL (a paused container: its renewals stalled,
+// here by holding the lock every renewal takes) still has its partitions'
+// subscriptions, and a message reaches it. It must not decide it: another
+// relay may own the partition by now. It answers "retry", stores nothing,
+// and decides again once a renewal or a new claim proves the lease.
+// Before, the paused relay worked through its queue for partitions it no
+// longer held.
+func TestRelayStopsAfterLeaseLapse(t *testing.T) {
+	w := newWorld(t) // leases of 1 s
+	r := w.relay(Config{})
+	if v, reason := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Accepted {
+		t.Fatalf("before the pause: %s %s", v, reason)
+	}
+	r.parts.mu.Lock() // the pause: no renewal from here on
+	time.Sleep(1500 * time.Millisecond)
+	v, reason := w.send(w.alice, env(w.alice, w.group, 1, 2))
+	r.parts.mu.Unlock()
+	if v != Retry || reason != "lease_lapsed" {
+		t.Fatalf("past the lease: %s %s, want retry lease_lapsed", v, reason)
+	}
+	if n := w.stored(); n != 1 {
+		t.Fatalf("%d stored, want 1: the relay decided past its lease", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, reason := w.send(w.alice, env(w.alice, w.group, 1, 2))
+		if v == Accepted {
+			break
+		}
+		if v != Retry && v != "" || time.Now().After(deadline) {
+			t.Fatalf("after the pause: %s %s, want accepted once the lease is renewed", v, reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := r.Metrics.Verdicts()["retry/lease_lapsed"]; got == 0 {
+		t.Fatalf("no retry/lease_lapsed counted: %v", r.Metrics.Verdicts())
 	}
 }

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,14 +12,15 @@ import (
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
+	"github.com/commsec/communicator/protocol/replay"
 	"github.com/commsec/communicator/streams"
 )
 
-// last is the last accepted envelope of one (group, sender).
+// last is the record of one (group, sender): its replay window after the
+// last envelope stored, and that envelope's stream sequence.
 type last struct {
-	counter  uint64
-	hash     [32]byte // SHA-256 of the envelope
-	revision uint64   // its stream sequence: the compare-and-swap fence (0: none yet)
+	window   replay.Window
+	revision uint64 // the compare-and-swap fence (0: nothing stored yet)
 }
 
 // errConflict means another relay stored an envelope for the same (group,
@@ -31,17 +31,17 @@ var errConflict = errors.New("relay: (group, sender) changed concurrently")
 // this relay read or stored per key. The cache is a hint: the revision
 // fence makes a stale entry fail its compare-and-swap, which drops it.
 type accepted struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	mu    sync.Mutex
-	cache map[string]last
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	mu     sync.Mutex
+	cache  map[string]last
 }
 
-func newAccepted(js jetstream.JetStream, kv jetstream.KeyValue) *accepted {
-	return &accepted{js: js, kv: kv, cache: map[string]last{}}
+func newAccepted(js jetstream.JetStream, stream jetstream.Stream) *accepted {
+	return &accepted{js: js, stream: stream, cache: map[string]last{}}
 }
 
-// get returns the last accepted envelope of key.
+// get returns the record of key: its window and last revision.
 func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	a.mu.Lock()
 	l, ok := a.cache[key]
@@ -49,29 +49,47 @@ func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	if ok {
 		return l, nil
 	}
-	e, err := a.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	msg, err := a.stream.GetLastMsgForSubject(ctx, streams.AcceptedPrefix+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return last{}, nil
 	}
 	if err != nil {
 		return last{}, fmt.Errorf("relay: reading %s: %w", key, err)
 	}
-	h, err := envelope.ParseHeader(e.Value())
+	w, err := windowOf(msg)
 	if err != nil {
-		return last{}, fmt.Errorf("relay: stored envelope of %s: %w", key, err)
+		return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
 	}
-	l = last{counter: h.Counter, hash: sha256.Sum256(e.Value()), revision: e.Revision()}
+	l = last{window: w, revision: msg.Sequence}
 	a.put(key, l)
 	return l, nil
 }
 
-// store appends env as key's next value if prev is still its last: the
-// message and the record of its counter are one write.
-func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, prev last) (last, error) {
+// windowOf reads the replay window a stored record carries. A record
+// stored before windows (it has none) stands for its envelope's counter
+// alone: everything below it was refused then too.
+func windowOf(msg *jetstream.RawStreamMsg) (replay.Window, error) {
+	if text := msg.Header.Get(streams.HeaderWindow); text != "" {
+		return replay.ParseText(text)
+	}
+	h, err := envelope.ParseHeader(msg.Data)
+	if err != nil {
+		return replay.Window{}, err
+	}
+	var w replay.Window
+	w.Accept(h.Counter)
+	return w, nil
+}
+
+// store appends env as key's next value, with next, the window once env
+// is accepted, if prev is still its last: the message and the record of
+// its counter are one write.
+func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, prev last, next replay.Window) (last, error) {
 	key := streams.AcceptedKey(h.Group, h.Sender)
 	m := nats.NewMsg(streams.AcceptedSubject(h.Group, h.Sender))
 	m.Data = env
 	m.Header.Set(streams.HeaderEpoch, strconv.FormatUint(uint64(h.Epoch), 10))
+	m.Header.Set(streams.HeaderWindow, next.String())
 	ack, err := a.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(prev.revision))
 	if err != nil {
 		a.forget(key)
@@ -80,9 +98,9 @@ func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, pre
 		}
 		return last{}, fmt.Errorf("relay: storing %s: %w", key, err)
 	}
-	next := last{counter: h.Counter, hash: sha256.Sum256(env), revision: ack.Sequence}
-	a.put(key, next)
-	return next, nil
+	stored := last{window: next, revision: ack.Sequence}
+	a.put(key, stored)
+	return stored, nil
 }
 
 func isCASFailure(err error) bool {

@@ -48,7 +48,11 @@ func ParseEventSubject(subject string) (string, bool) {
 
 // Message headers.
 const (
-	HeaderEpoch  = "Comm-Epoch"  // on accepted messages: the envelope's epoch
+	HeaderEpoch = "Comm-Epoch" // on accepted messages: the envelope's epoch
+	// HeaderWindow is on accepted messages: the (group, sender)'s replay
+	// window after this one was accepted (replay.Window's text form), so
+	// that the stored message is also the record of every counter taken.
+	HeaderWindow = "Comm-Window"
 	HeaderSender = "Comm-Sender" // on inbound messages: the authenticated sender (hex)
 	HeaderStatus = "Comm-Status" // on relay replies: the Verdict
 	HeaderReason = "Comm-Reason" // on relay replies: the Reason of a refusal or retry (for logs and metrics)

@@ -41,7 +41,8 @@ const (
 	ReasonReplayedCounter       Reason = "replayed_counter"  // a counter not above the last accepted
 	ReasonCounterJump           Reason = "counter_jump"      // a counter more than protocol.MaxCounterJump above the last accepted
 	ReasonCounterExhausted      Reason = "counter_exhausted" // counter 2^64-1, which no sender may use
-	ReasonCounterContended      Reason = "counter_contended"
+	ReasonCounterContended      Reason = "counter_contended" // other relays kept storing first (retry)
+	ReasonLeaseLapsed           Reason = "lease_lapsed"      // the relay's lease of the partition may have expired (retry)
 	ReasonStoreUnavailable      Reason = "store_unavailable"
 	ReasonRelayBusy             Reason = "relay_busy" // the worker's queue or the wait for epochs is full, or the relay is closing
 )

@@ -26,6 +26,7 @@ import (
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/protocol/replay"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -113,12 +114,19 @@ func TestServe(t *testing.T) {
 	if v := w.send(t, gw, 1); v != "accepted/" {
 		t.Errorf("first message: %s", v)
 	}
+	if v := w.send(t, gw, 1); v != "duplicate/" {
+		t.Errorf("the same counter again: %s", v)
+	}
+	if v := w.send(t, gw, 1+replay.Size); v != "accepted/" {
+		t.Errorf("a window above: %s", v)
+	}
 	if v := w.send(t, gw, 1); v != "refused/replayed_counter" {
-		t.Errorf("replay: %s", v)
+		t.Errorf("below the window: %s", v)
 	}
 	checkMetrics(t, addr, []string{
 		"# TYPE comm_relay_verdicts_total counter\n",
-		`comm_relay_verdicts_total{verdict="accepted",reason=""} 1` + "\n",
+		`comm_relay_verdicts_total{verdict="accepted",reason=""} 2` + "\n",
+		`comm_relay_verdicts_total{verdict="duplicate",reason=""} 1` + "\n",
 		`comm_relay_verdicts_total{verdict="refused",reason="replayed_counter"} 1` + "\n",
 		fmt.Sprintf("\ncomm_relay_partitions_owned %d\n", streams.Partitions),
 		"\ncomm_relay_log_position 3\n", "\ncomm_relay_counter_conflicts_total 0\n", "\ncomm_relay_events_refused_total 0\n",
