@@ -153,7 +153,7 @@ func (c *cluster) waitHealthy(within time.Duration) {
 
 // connect opens a NATS connection with a role's credentials.
 func (c *cluster) connect(name, role string, more ...nats.Option) (*nats.Conn, error) {
-	opts, err := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
+	opts, err := service.NATSClient{Creds: filepath.Join(c.secrets, "nats", role+".nk")}.Options(name)
 	if err != nil {
 		return nil, err
 	}

@@ -144,14 +144,15 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	if len(own) > 0 {
 		fmt.Fprintf(w, "\nFlags:\n%s\n", strings.Join(own, "\n"))
 	}
-	fmt.Fprint(w, "\nGlobal flags: --nats URL, --nats-creds FILE, --operator-key FILE, --timeout DUR (see ksctl --help).\n")
+	fmt.Fprint(w, "\nGlobal flags: --nats URL, --nats-creds FILE, --nats-ca FILE, --operator-key FILE, --timeout DUR (see ksctl --help).\n")
 }
 
 // connect opens the NATS connection (once) for the admin API.
 func (a *app) connect() (*nats.Conn, error) { return a.connectAs("ksctl") }
 
 // connectAs opens the NATS connection (once) under a connection name that
-// also picks its role's reply inbox (see service.NATSOptions).
+// also picks its role's reply inbox (see service.NATSClient.Options). The
+// servers of --nats are tried in the order given.
 func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if a.nc != nil {
 		return a.nc, nil
@@ -159,11 +160,11 @@ func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if err := service.CheckNATSURL(a.g.natsURL); err != nil {
 		return nil, fmt.Errorf("--nats: %w", err)
 	}
-	opts, err := service.NATSOptions(name, a.g.natsCreds)
+	opts, err := service.NATSClient{Creds: a.g.natsCreds, CA: a.g.natsCA}.Options(name)
 	if err != nil {
-		return nil, fmt.Errorf("--nats-creds: %w", err)
+		return nil, err
 	}
-	nc, err := nats.Connect(a.g.natsURL, append(opts, nats.Timeout(a.g.timeout))...)
+	nc, err := nats.Connect(a.g.natsURL, append(opts, nats.Timeout(a.g.timeout), nats.DontRandomize())...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", a.g.natsURL, err)
 	}

@@ -32,7 +32,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	s := natstest.Start(t)
+	return newWorldOn(t, natstest.Start(t))
+}
+
+// newWorldOn is newWorld on a server of the caller's (natstest.StartTLS).
+func newWorldOn(t *testing.T, s *natstest.Server) *world {
+	t.Helper()
 	nc := s.Conn(t, natsauth.Keyserver)
 	w := &world{t: t, srv: s, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
 	w.ok("init", "--dir", w.dir)
@@ -249,6 +254,21 @@ func TestErrors(t *testing.T) {
 	w.fails(2, `unknown command "frobnicate"`, "frobnicate")
 	w.fails(2, "ksctl group add", "group")
 	w.fails(2, "flag provided but not defined", "--bogus")
+}
+
+// TestTLS: with --nats-ca (or COMM_NATS_CA) ksctl reaches a server that
+// requires TLS; of several comma-separated URLs, a dead first one is
+// skipped.
+func TestTLS(t *testing.T) {
+	w := newWorldOn(t, natstest.StartTLS(t))
+	w.ok("--nats-ca", w.srv.CAFile, "group", "create", "ops")
+	env := w.env()
+	env["COMM_NATS_CA"] = w.srv.CAFile
+	env["COMM_NATS_URL"] = "nats://127.0.0.1:1," + w.url
+	if out, errOut, code := runWith(t, env, "list"); code != 0 || !strings.Contains(out, "GROUPS (1)") {
+		t.Errorf("list with COMM_NATS_CA and a dead first URL: exit %d\n%s%s", code, out, errOut)
+	}
+	w.fails(1, "--nats-ca "+w.srv.CredsFile(natsauth.Admin)+": no PEM certificate", "--nats-ca", w.srv.CredsFile(natsauth.Admin), "list")
 }
 
 func TestHelp(t *testing.T) {
