@@ -71,11 +71,11 @@ func startCluster(t *testing.T) *cluster {
 		fmt.Sprintf("COMM_NATS_PORT=%d", ports[0]), fmt.Sprintf("COMM_NATS_PORT2=%d", ports[1]), fmt.Sprintf("COMM_NATS_PORT3=%d", ports[2]),
 		fmt.Sprintf("COMM_GATEWAY1_PORT=%d", ports[3]), fmt.Sprintf("COMM_GATEWAY2_PORT=%d", ports[4]))
 	c.run("deploy/build-images")
-	c.run("go", "run", "./cmd/ksctl", "init", "--dir", filepath.Join(c.secrets, "keys"))
-	c.run("go", "run", "./cmd/comminit", "--dir", c.secrets)
+	c.checkInit(c.run("deploy/init"))
 	t.Cleanup(c.down)
 	c.compose("up", "-d", "--scale", "relay=3")
 	c.waitHealthy(3 * time.Minute)
+	c.checkContainersNonRoot()
 	return c
 }
 

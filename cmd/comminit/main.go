@@ -5,6 +5,7 @@
 // of every NATS connection (package natstls).
 //
 //	comminit --dir deploy/secrets [--nodes nats-1,nats-2,nats-3] [--force]
+//	comminit --dir deploy/secrets --owner 65532
 //
 // It writes, in DIR/nats:
 //
@@ -18,6 +19,11 @@
 //	<node>.key       127.0.0.1), and its key (mode 0600)
 //
 // The CA's key is not kept: `--force` issues everything anew.
+//
+// With --owner it makes nothing and hands the private files the
+// containers read (DIR/nats and DIR/keys from ksctl init) to the
+// containers' user, so that they can read them while no other user of
+// the machine can; that needs root.
 //
 // Nothing it writes may be committed: .gitignore keeps deploy/secrets out.
 package main
@@ -45,8 +51,9 @@ deployment (docker-compose.yml).
 
 Usage:
   comminit --dir DIR [--nodes nats-1,nats-2,nats-3] [--force]
+  comminit --dir DIR [--nodes ...] --owner UID
 
-It writes DIR/nats/auth.conf (an account per role and per
+The first form writes DIR/nats/auth.conf (an account per role and per
 stream, one nkey user per role; see docs/SECURITY.md), DIR/nats/cluster.conf
 (routes between the nodes with their password, over TLS), DIR/nats/<role>.nk,
 the nkey seed of each role (mode 0600), for the --nats-creds flags, and the
@@ -56,6 +63,13 @@ DIR/nats/<node>.pem and <node>.key (mode 0600), each node's certificate
 for two years; the CA's key is not kept, so --force issues everything anew
 (then restart the whole stack). The Communicator's own keys come from
 'ksctl init --dir DIR/keys'.
+
+The second form makes nothing: it hands the private files the containers
+read (DIR/nats: auth.conf, cluster.conf, the nodes' keys, the services'
+seeds; DIR/keys: keyserver.key, gateway.key) to UID, the containers' user
+(65532 in our images), keeping mode 0600: the containers can read them, no
+other user of the machine can. It needs root. admin.nk, auditor.nk and
+operator.key stay yours.
 
 Flags:
 `
@@ -71,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", "deploy/secrets", "the `DIR` to write into (DIR/nats)")
 	nodesFlag := fs.String("nodes", "nats-1,nats-2,nats-3", "the cluster's node host names, comma-separated")
 	force := fs.Bool("force", false, "overwrite existing credentials and certificates")
+	owner := fs.Int("owner", -1, "hand the files the containers read to `UID` (needs root) instead of making anything")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,11 +93,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err == nil && *owner != -1 && (*force || *owner <= 0) {
+		err = errors.New("--owner takes the containers' user id (not 0), and makes nothing: run it without --force, after the credentials exist")
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "comminit: %v\nRun 'comminit --help' for usage.\n", err)
 		return 2
 	}
-	if err := write(stdout, filepath.Join(*dir, "nats"), nodes, *force, time.Now()); err != nil {
+	if *owner > 0 {
+		err = handOver(stdout, *dir, nodes, *owner)
+	} else {
+		err = write(stdout, filepath.Join(*dir, "nats"), nodes, *force, time.Now())
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "comminit:", err)
 		return 1
 	}
@@ -202,4 +225,44 @@ func writeCerts(dir string, nodes []string, now time.Time) (time.Time, error) {
 		}
 	}
 	return ca.NotAfter(), nil
+}
+
+// containerFiles are the private files the containers read (see the
+// volumes of docker-compose.yml), relative to DIR.
+func containerFiles(nodes []string) []string {
+	files := []string{"nats/auth.conf", "nats/cluster.conf", "keys/keyserver.key", "keys/gateway.key"}
+	for _, r := range []natsauth.Role{natsauth.Keyserver, natsauth.Relay, natsauth.Gateway} {
+		files = append(files, filepath.Join("nats", string(r)+".nk"))
+	}
+	for _, n := range nodes {
+		files = append(files, filepath.Join("nats", n+".key"))
+	}
+	return files
+}
+
+// handOver gives the containers' private files to uid (group too), mode
+// 0600.
+func handOver(w io.Writer, dir string, nodes []string, uid int) error {
+	files := containerFiles(nodes)
+	for _, f := range files {
+		path := filepath.Join(dir, f)
+		if _, err := os.Lstat(path); err != nil {
+			return fmt.Errorf("%w (make the keys with 'ksctl init --dir %s', the rest with 'comminit --dir %s')",
+				err, filepath.Join(dir, "keys"), dir)
+		}
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f)
+		if err := os.Lchown(path, uid, uid); err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				return fmt.Errorf("%w: handing files to another user needs root: sudo comminit --dir %s --owner %d", err, dir, uid)
+			}
+			return err
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "handed %d files in %s to uid %d (mode 0600): %s\n", len(files), dir, uid, strings.Join(files, ", "))
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,51 @@ func parse(t *testing.T, nats string) {
 	}
 }
 
+// TestOwner: --owner hands exactly the files the containers read to the
+// containers' user, mode 0600, and leaves the operator's own; without
+// root it says that it needs root.
+func TestOwner(t *testing.T) {
+	dir := t.TempDir()
+	if _, errOut, code := comminit(t, "--dir", dir, "--owner", "65532"); code != 1 || !strings.Contains(errOut, "ksctl init --dir") {
+		t.Errorf("--owner before anything exists: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := comminit(t, "--dir", dir); code != 0 {
+		t.Fatal(errOut)
+	}
+	keys := filepath.Join(dir, "keys")
+	os.MkdirAll(keys, 0o700)
+	for _, f := range []string{"keyserver.key", "gateway.key", "operator.key"} {
+		os.WriteFile(filepath.Join(keys, f), []byte("x"), 0o600)
+	}
+	out, errOut, code := comminit(t, "--dir", dir, "--owner", "65532")
+	if os.Geteuid() != 0 {
+		if code != 1 || !strings.Contains(errOut, "needs root: sudo comminit --dir "+dir+" --owner 65532") {
+			t.Errorf("as a user: exit %d %q", code, errOut)
+		}
+		return
+	}
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, errOut)
+	}
+	handed := map[string]bool{}
+	for _, f := range containerFiles([]string{"nats-1", "nats-2", "nats-3"}) {
+		handed[f] = true
+	}
+	if len(handed) != 10 || !strings.Contains(out, "handed 10 files") {
+		t.Errorf("%d files handed over: %s", len(handed), out)
+	}
+	for _, f := range []string{"nats/admin.nk", "nats/auditor.nk", "keys/operator.key", "nats/auth.conf", "nats/nats-2.key", "nats/gateway.nk", "keys/keyserver.key"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := st.Sys().(*syscall.Stat_t).Uid
+		if want := map[bool]uint32{true: 65532, false: 0}[handed[f]]; uid != want || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: uid %d mode %04o, want uid %d mode 0600", f, uid, st.Mode().Perm(), want)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -116,6 +162,8 @@ func TestUsage(t *testing.T) {
 	}{
 		{[]string{"--nodes", "nats-1,,nats-3"}, "want host names"},
 		{[]string{"--nodes", "a b"}, "want host names"},
+		{[]string{"--owner", "0"}, "--owner takes the containers' user id"},
+		{[]string{"--owner", "65532", "--force"}, "makes nothing"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--bogus"}, "flag provided but not defined"},
 	} {
@@ -123,7 +171,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("%v: exit %d %q, want 2 and %q", c.args, code, errOut, c.want)
 		}
 	}
-	if _, errOut, code := comminit(t, "--help"); code != 2 || !strings.Contains(errOut, "ca.pem") {
+	if _, errOut, code := comminit(t, "--help"); code != 2 || !strings.Contains(errOut, "--owner UID") {
 		t.Errorf("--help: exit %d %q", code, errOut)
 	}
 }
