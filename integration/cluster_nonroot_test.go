@@ -12,10 +12,20 @@ import (
 	"testing"
 )
 
-// checkInit: deploy/init leaves the containers' private files to their
-// user and the operator's to the operator.
+// checkInit: deploy/init prints the next steps of the compose stack, not
+// those of ksctl init, and leaves the containers' private files to
+// their user and the operator's to the operator.
 func (c *cluster) checkInit(out string) {
 	c.t.Helper()
+	for _, want := range []string{"Next steps (docker compose)", "docker-compose up -d",
+		"--nats-creds " + c.secrets + "/nats/admin.nk", "COMM_NATS_CA=" + c.secrets + "/nats/ca.pem", "tls://127.0.0.1:4223"} {
+		if !strings.Contains(out, want) {
+			c.t.Errorf("deploy/init's output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "keyserver --nats nats://127.0.0.1:4222") {
+		c.t.Errorf("deploy/init prints ksctl init's next steps:\n%s", out)
+	}
 	for f, uid := range map[string]uint32{"nats/relay.nk": 65532, "keys/keyserver.key": 65532, "nats/nats-1.key": 65532,
 		"nats/admin.nk": uint32(os.Getuid()), "keys/operator.key": uint32(os.Getuid())} {
 		st, err := os.Stat(filepath.Join(c.secrets, f))
