@@ -41,6 +41,7 @@ type app struct {
 	getenv         func(string) string
 	tty            bool // stderr is a terminal
 	nc             *nats.Conn
+	async          asyncErrors // what NATS reports outside of a request
 }
 
 // dispatch finds the command named by args (one or two words), parses
@@ -65,7 +66,9 @@ func (a *app) dispatch(ctx context.Context, top *flag.FlagSet, args []string) er
 	if err != nil {
 		return &usageError{cmd, err.Error()}
 	}
-	return runCmd(ctx, a, pos)
+	ctx, a.async.abort = context.WithCancelCause(ctx)
+	defer a.async.abort(nil)
+	return a.async.explain(ctx, runCmd(ctx, a, pos))
 }
 
 func find(args []string) (*command, []string) {
@@ -164,9 +167,11 @@ func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(a.g.natsURL, append(opts, nats.Timeout(a.g.timeout), nats.DontRandomize())...)
+	a.async.creds, a.async.role = a.g.natsCreds, roleOf(name)
+	opts = append(opts, nats.Timeout(a.g.timeout), nats.DontRandomize(), nats.ErrorHandler(a.async.handle))
+	nc, err := nats.Connect(a.g.natsURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", a.g.natsURL, err)
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w%s", a.g.natsURL, err, connectHint(a.g, roleOf(name), err))
 	}
 	a.nc = nc
 	return nc, nil
