@@ -62,10 +62,13 @@ func (a *app) audit(ctx context.Context, group, ksPub string, asJSON bool, html 
 	r, err := audit.Run(ctx, js, ks, group, bar.update)
 	bar.finish()
 	var broken *audit.BrokenError
-	if errors.As(err, &broken) {
+	var wrongKey *audit.WrongKeyError
+	switch {
+	case errors.As(err, &broken):
 		return a.reportBroken(r, broken, asJSON)
-	}
-	if err != nil {
+	case errors.As(err, &wrongKey):
+		return fmt.Errorf("--keyserver-pub %s: %w", ksPub, err)
+	case err != nil:
 		return err
 	}
 	if err := writeReport(a.stdout, r, asJSON); err != nil {

@@ -118,5 +118,9 @@ func TestAuditErrors(t *testing.T) {
 	w.fails(1, `no such group in the log: "nope"`, "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "nope")
 	w.fails(1, "--keyserver-pub", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "missing.pub"))
 	w.fails(1, "want a keyserver public key", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "operator.pub"))
+	stranger := t.TempDir()
+	runWith(t, nil, "init", "--dir", stranger)
+	wrong := filepath.Join(stranger, "keyserver.pub")
+	w.fails(1, "--keyserver-pub "+wrong+": audit: the log does not verify under keyserver key", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", wrong)
 	w.fails(2, "missing arguments", "audit")
 }

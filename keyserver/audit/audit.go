@@ -96,6 +96,18 @@ func (e *BrokenError) Unwrap() error { return e.Err }
 // ErrNoGroup means no group has the given name or id.
 var ErrNoGroup = errors.New("audit: no such group in the log")
 
+// WrongKeyError means that not one group's creation in the log verifies
+// under Key: it is not the key of the keyserver that wrote the log.
+type WrongKeyError struct {
+	Key    [32]byte
+	Groups int // creations that do not verify
+}
+
+func (e *WrongKeyError) Error() string {
+	return fmt.Sprintf("audit: the log does not verify under keyserver key %x…: none of its %d group creations is signed by it; is it the public key of the keyserver that wrote this log?",
+		e.Key[:4], e.Groups)
+}
+
 // Progress reports replayed events out of the total.
 type Progress func(done, total uint64)
 
@@ -137,15 +149,24 @@ func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
 }
 
 // resolve finds the group's id: ref is a hex id, or the name of a group
-// created in the log (the latest one with that name).
+// created in the log (the latest one with that name). It checks ks on
+// the way: if groups were created and not one creation verifies under
+// ks, ks is not the key of the keyserver that wrote the log (or every
+// one was forged, which the audit cannot tell apart).
 func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) (protocol.GroupID, error) {
-	if id, err := protocol.ParseGroupID(ref); err == nil {
-		return id, nil
-	}
 	var found *protocol.GroupID
+	var verified, failed int
 	err := store.Replay(ctx, streams.EventPrefix+"group.*", 1, func(m events.Stored) error {
 		e, err := m.Record.Decode()
-		if err == nil && e.Type == events.GroupCreated && e.Group.Name == ref && m.Record.Verify(&ks) == nil {
+		if err != nil || e.Type != events.GroupCreated {
+			return nil
+		}
+		if m.Record.Verify(&ks) != nil {
+			failed++
+			return nil
+		}
+		verified++
+		if e.Group.Name == ref {
 			id := e.Group.ID
 			found = &id
 		}
@@ -153,6 +174,12 @@ func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) 
 	})
 	if err != nil {
 		return protocol.GroupID{}, err
+	}
+	if verified == 0 && failed > 0 {
+		return protocol.GroupID{}, &WrongKeyError{Key: ks, Groups: failed}
+	}
+	if id, err := protocol.ParseGroupID(ref); err == nil {
+		return id, nil
 	}
 	if found == nil {
 		return protocol.GroupID{}, fmt.Errorf("%w: %q", ErrNoGroup, ref)

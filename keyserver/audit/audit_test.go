@@ -124,6 +124,26 @@ func TestTamperedLogFlagged(t *testing.T) {
 	t.Log(err)
 }
 
+// TestWrongKey: a key under which nothing in the log verifies is named as
+// such, whether the group is asked for by name or by id; a tampered
+// log is still told apart from it.
+func TestWrongKey(t *testing.T) {
+	w := history(t)
+	r, err := audit.Run(t.Context(), w.js, w.ks.Public(), "ops", nil)
+	must(t, err)
+	other, _ := keys.GenerateSigningKey(nil)
+	for _, ref := range []string{"ops", r.Group} {
+		_, err := audit.Run(t.Context(), w.js, other.Public(), ref, nil)
+		var wk *audit.WrongKeyError
+		if !errors.As(err, &wk) || wk.Groups != 2 || errors.Is(err, audit.ErrNoGroup) {
+			t.Errorf("%s under another key: %v, want a WrongKeyError for 2 groups", ref, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "does not verify under keyserver key") {
+			t.Errorf("message %q", err)
+		}
+	}
+}
+
 func TestTruncatedEventFlagged(t *testing.T) {
 	w := history(t)
 	stream, _ := w.js.Stream(t.Context(), streams.Events)
