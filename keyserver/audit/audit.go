@@ -31,6 +31,16 @@ type Report struct {
 	Members   []Member     `json:"members"`
 	Verified  Verification `json:"verified"`
 	Until     time.Time    `json:"until"` // when the audit ran: open spans end here
+	// Broken is set when verification failed: the rest of the report is
+	// what the log says, events that failed left out, and is NOT verified.
+	Broken *Breakage `json:"broken,omitempty"`
+}
+
+// Breakage is the first event that failed verification.
+type Breakage struct {
+	StreamSeq uint64 `json:"stream_seq"`
+	Subject   string `json:"subject"`
+	Reason    string `json:"reason"`
 }
 
 // Change is one event of the group.
@@ -111,7 +121,9 @@ func (e *WrongKeyError) Error() string {
 // Progress reports replayed events out of the total.
 type Progress func(done, total uint64)
 
-// Run audits the group named ref (name or hex id) from the log in js.
+// Run audits the group named ref (name or hex id) from the log in js. A
+// log that fails verification gives the *BrokenError and, unless the
+// group's creation itself is what broke, a report with Broken set.
 func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, progress Progress) (*Report, error) {
 	store, err := events.OpenReadOnly(ctx, js)
 	if err != nil {
@@ -120,32 +132,47 @@ func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, p
 	if progress == nil {
 		progress = func(uint64, uint64) {}
 	}
-	if err := checkDeleted(ctx, js); err != nil {
+	gap, err := missingEvents(ctx, js)
+	if err != nil {
 		return nil, err
 	}
 	g, err := resolve(ctx, store, ks, ref)
 	if err != nil {
 		return nil, err
 	}
-	return replay(ctx, store, ks, g, progress)
+	r, broken, err := replay(ctx, store, ks, g, progress)
+	if err != nil {
+		return nil, err
+	}
+	if gap != nil && (broken == nil || gap.StreamSeq <= broken.StreamSeq) {
+		broken = gap
+	}
+	switch {
+	case broken != nil && r == nil:
+		return nil, broken
+	case broken != nil:
+		r.Broken = &Breakage{StreamSeq: broken.StreamSeq, Subject: broken.Subject, Reason: broken.Err.Error()}
+		return r, broken
+	}
+	return r, nil
 }
 
-// checkDeleted fails if messages were removed from the event stream, which
-// the stream's configuration forbids: only tampering with its files can.
-func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
+// missingEvents finds messages removed from the event stream, which the
+// stream's configuration forbids: only tampering with its files can.
+func missingEvents(ctx context.Context, js jetstream.JetStream) (*BrokenError, error) {
 	s, err := js.Stream(ctx, streams.Events)
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if info.State.NumDeleted > 0 && len(info.State.Deleted) > 0 {
 		return &BrokenError{StreamSeq: info.State.Deleted[0], Subject: streams.Events,
-			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}
+			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // resolve finds the group's id: ref is a hex id, or the name of a group

@@ -38,11 +38,17 @@ type page struct {
 	R       *Report
 	Chart   chart
 	Epochs  []epochRow
-	Changes []Change
+	Changes []changeRow
+}
+
+type changeRow struct {
+	Change
+	AfterBreak bool // at or after the first broken event of the log
 }
 
 type chart struct {
 	Width, Height, PlotLeft, PlotRight, AxisY, Bottom int
+	Broken                                            bool // drawn crossed out: not verified
 	Rows                                              []chartRow
 	Lines                                             []epochLine
 	From, To                                          string
@@ -74,7 +80,10 @@ type epochRow struct {
 }
 
 func newPage(r *Report) page {
-	p := page{R: r, Chart: newChart(r), Changes: r.Changes}
+	p := page{R: r, Chart: newChart(r)}
+	for _, c := range r.Changes {
+		p.Changes = append(p.Changes, changeRow{Change: c, AfterBreak: r.Broken != nil && c.StreamSeq >= r.Broken.StreamSeq})
+	}
 	for _, e := range r.Epochs {
 		p.Epochs = append(p.Epochs, epochRow{Epoch: e, To: until(e.End), Cause: r.cause(e)})
 	}
@@ -107,7 +116,7 @@ func newChart(r *Report) chart {
 	c := chart{Width: chartWidth, PlotLeft: labelWidth, PlotRight: plotRight, AxisY: axisTop,
 		Height: axisTop + rowHeight*len(drawn) + 28, Hidden: len(r.Members) - len(drawn),
 		From: r.Created.Format(timeFormat) + " UTC", To: end.Format(timeFormat) + " UTC"}
-	c.Bottom = c.Height - 24
+	c.Bottom, c.Broken = c.Height-24, r.Broken != nil
 	for i, m := range drawn {
 		c.Rows = append(c.Rows, r.chartRow(m, axisTop+4+i*rowHeight, sc, end))
 	}
@@ -189,6 +198,8 @@ var pageTemplate = template.Must(template.New("audit").Funcs(template.FuncMap{
 	"short": short,
 	"join":  func(s []string) string { return strings.Join(s, ", ") },
 	"type":  func(s string) string { return strings.TrimPrefix(s, "group.") },
+	"sub":   func(a, b int) int { return a - b },
+	"half":  func(a, b int) int { return (a + b) / 2 },
 }).Parse(pageHTML))
 
 const pageHTML = `<!DOCTYPE html>
@@ -219,6 +230,10 @@ svg .grid { stroke: #eaeef2; }
 .legend span { display: inline-block; width: 1em; height: .7em; margin: 0 .3em 0 1em; }
 footer { margin-top: 2em; border-top: 1px solid #d0d7de; padding-top: .8em; }
 .deleted { color: #cf222e; font-weight: 600; }
+.broken { border: 2px solid #cf222e; background: #ffebe9; color: #82071e; padding: .6em .9em; margin: 1em 0; }
+tr.after td { color: #82071e; background: #fff5f4; }
+svg .unverified { fill: #cf222e; fill-opacity: .08; stroke: #cf222e; stroke-width: 2; stroke-dasharray: 8 4; }
+svg .unverified-label { fill: #cf222e; font-size: 28px; font-weight: 700; opacity: .55; }
 </style>
 </head>
 <body>
@@ -227,9 +242,13 @@ footer { margin-top: 2em; border-top: 1px solid #d0d7de; padding-top: .8em; }
 <div class="meta">id <code>{{.R.Group}}</code> &middot; created {{time .R.Created}} by {{short .R.CreatedBy}}
 {{- with .R.Deleted}} &middot; <span class="deleted">deleted {{time .}}</span>{{end}}
 &middot; audited {{time .R.Until}}</div>
+{{- with .R.Broken}}
+<div class="broken" role="alert"><strong>VERIFICATION FAILED</strong>: the log is broken at event {{.StreamSeq}} on <code>{{.Subject}}</code>: {{.Reason}}.
+What this page shows is what the log says, events that failed left out: it is <strong>not verified</strong>. Compare with a copy of the log you trust.</div>
+{{- end}}
 </header>
 
-<h2>Timeline</h2>
+<h2>Timeline{{if .R.Broken}} (NOT VERIFIED){{end}}</h2>
 <p class="legend">Who held the group key, over time.<span style="background:#0969da"></span>past membership<span style="background:#1a7f37"></span>current membership<span style="background:#cf222e;height:2px"></span>new epoch (fresh key). Hover for details.</p>
 {{with .Chart}}
 <svg viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="membership timeline">
@@ -244,6 +263,10 @@ footer { margin-top: 2em; border-top: 1px solid #d0d7de; padding-top: .8em; }
 <g><title>{{.Title}}</title>
 <line class="epoch" x1="{{.X}}" x2="{{.X}}" y1="{{$.Chart.AxisY}}" y2="{{$.Chart.Bottom}}"></line>
 {{- if .ShowLabel}}<text class="elabel" x="{{.X}}" y="{{.LabelY}}" text-anchor="middle">{{.Label}}</text>{{end}}</g>
+{{- end}}
+{{- if .Broken}}
+<rect class="unverified" x="{{.PlotLeft}}" y="{{.AxisY}}" width="{{sub .PlotRight .PlotLeft}}" height="{{sub .Bottom .AxisY}}"></rect>
+<text class="unverified-label" x="{{half .PlotLeft .PlotRight}}" y="{{half .AxisY .Bottom}}" dy="10" text-anchor="middle">NOT VERIFIED</text>
 {{- end}}
 <line class="axis" x1="{{.PlotLeft}}" x2="{{.PlotRight}}" y1="{{.Bottom}}" y2="{{.Bottom}}"></line>
 <text x="{{.PlotLeft}}" y="{{.Height}}" dy="-6">{{.From}}</text>
@@ -264,17 +287,21 @@ footer { margin-top: 2em; border-top: 1px solid #d0d7de; padding-top: .8em; }
 <table>
 <tr><th>#</th><th>log seq</th><th>time (UTC)</th><th>change</th><th>clients</th><th>epoch</th><th>by</th><th>reason</th></tr>
 {{- range .Changes}}
-<tr><td class="num">{{.Seq}}</td><td class="num">{{.StreamSeq}}</td><td class="t">{{utc .Time}}</td><td>{{type .Type}}</td><td>{{join .Clients}}</td><td class="num">{{if .Epoch}}{{.Epoch}}{{end}}</td><td>{{short .By}}</td><td>{{.Reason}}</td></tr>
+<tr{{if .AfterBreak}} class="after" title="at or after the first broken event of the log"{{end}}><td class="num">{{.Seq}}</td><td class="num">{{.StreamSeq}}</td><td class="t">{{utc .Time}}</td><td>{{type .Type}}</td><td>{{join .Clients}}</td><td class="num">{{if .Epoch}}{{.Epoch}}{{end}}</td><td>{{short .By}}</td><td>{{.Reason}}</td></tr>
 {{- end}}
 </table>
 
-{{with .R.Verified}}
+{{if .R.Broken}}{{with .R.Broken}}
+<footer class="broken">
+<p><strong>NOT VERIFIED</strong>: the log is broken at event {{.StreamSeq}} on <code>{{.Subject}}</code>: {{.Reason}}.</p>
+</footer>
+{{end}}{{else}}{{with .R.Verified}}
 <footer>
 <p>Verified: {{.GroupEvents}} group events (each signature and the hash chain) and {{.LogEvents}} log events (hash chains and head signatures).</p>
 <p>Keyserver key <code>{{.KeyserverKey}}</code><br>
 Head: group event {{.HeadSeq}}, hash <code>{{.HeadHash}}</code> (compare with a later audit)</p>
 </footer>
-{{end}}
+{{end}}{{end}}
 </body>
 </html>
 `
