@@ -38,9 +38,10 @@ plaintext. Run several behind a TCP load balancer, all with the same key.
 
 Usage:
   gateway [flags]
-  gateway health [--http ADDR] [--timeout DUR]
+  gateway health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the gateway listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL            NATS server URL, or several comma-separated

@@ -32,9 +32,10 @@ by replaying the event log. It never sees a message's plaintext.
 
 Usage:
   keyserver [flags]
-  keyserver health [--http ADDR] [--timeout DUR]
+  keyserver health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the keyserver listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL          NATS server URL, or several comma-separated

@@ -41,9 +41,10 @@ COMM_RELAYS): run several for fail-over.
 
 Usage:
   relay [flags]
-  relay health [--http ADDR] [--timeout DUR]
+  relay health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the relay listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL            NATS server URL, or several comma-separated
