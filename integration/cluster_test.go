@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -45,7 +46,7 @@ type cluster struct {
 	project string
 	secrets string
 	env     []string
-	natsURL string
+	natsURL [3]string // each node's published port on the host, over TLS
 	gateway [2]string
 }
 
@@ -61,17 +62,20 @@ func freePort(t *testing.T) int {
 func startCluster(t *testing.T) *cluster {
 	root, _ := filepath.Abs("..")
 	c := &cluster{t: t, root: root, project: fmt.Sprintf("commfault%d", time.Now().Unix()%100000), secrets: t.TempDir()}
-	ports := [3]int{freePort(t), freePort(t), freePort(t)}
-	c.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
-	c.gateway = [2]string{fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	c.env = append(os.Environ(), "COMM_SECRETS="+c.secrets, fmt.Sprintf("COMM_NATS_PORT=%d", ports[0]),
-		fmt.Sprintf("COMM_GATEWAY1_PORT=%d", ports[1]), fmt.Sprintf("COMM_GATEWAY2_PORT=%d", ports[2]))
+	ports := [5]int{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	for i := range c.natsURL {
+		c.natsURL[i] = fmt.Sprintf("tls://127.0.0.1:%d", ports[i])
+	}
+	c.gateway = [2]string{fmt.Sprintf("127.0.0.1:%d", ports[3]), fmt.Sprintf("127.0.0.1:%d", ports[4])}
+	c.env = append(os.Environ(), "COMM_SECRETS="+c.secrets,
+		fmt.Sprintf("COMM_NATS_PORT=%d", ports[0]), fmt.Sprintf("COMM_NATS_PORT2=%d", ports[1]), fmt.Sprintf("COMM_NATS_PORT3=%d", ports[2]),
+		fmt.Sprintf("COMM_GATEWAY1_PORT=%d", ports[3]), fmt.Sprintf("COMM_GATEWAY2_PORT=%d", ports[4]))
 	c.run("deploy/build-images")
-	c.run("go", "run", "./cmd/ksctl", "init", "--dir", filepath.Join(c.secrets, "keys"))
-	c.run("go", "run", "./cmd/comminit", "--dir", c.secrets)
+	c.checkInit(c.run("deploy/init"))
 	t.Cleanup(c.down)
 	c.compose("up", "-d", "--scale", "relay=3")
 	c.waitHealthy(3 * time.Minute)
+	c.checkContainersNonRoot()
 	return c
 }
 
@@ -151,14 +155,20 @@ func (c *cluster) waitHealthy(within time.Duration) {
 	}
 }
 
-// connect opens a NATS connection with a role's credentials.
+// urls is the comma-separated list of the nodes' published URLs.
+func (c *cluster) urls() string { return strings.Join(c.natsURL[:], ",") }
+
+func (c *cluster) caFile() string { return filepath.Join(c.secrets, "nats", "ca.pem") }
+
+// connect opens a NATS connection with a role's credentials, over TLS
+// verified against comminit's CA, to any of the nodes.
 func (c *cluster) connect(name, role string, more ...nats.Option) (*nats.Conn, error) {
-	opts, err := service.NATSOptions(name, filepath.Join(c.secrets, "nats", role+".nk"))
+	opts, err := service.NATSClient{Creds: filepath.Join(c.secrets, "nats", role+".nk"), CA: c.caFile()}.Options(name)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, nats.Timeout(10*time.Second), nats.MaxReconnects(-1))
-	return nats.Connect(c.natsURL, append(opts, more...)...)
+	return nats.Connect(c.urls(), append(opts, more...)...)
 }
 
 func (c *cluster) mustConnect(name, role string) *nats.Conn {
@@ -215,6 +225,8 @@ func TestClusterFaults(t *testing.T) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	t.Log("phase 0: TLS on every node, for clients and routes")
+	c.checkTLS()
 	op := c.adminClient()
 	pairs := c.makePairs(ctx, op, 4)
 	tl := &tally{seen: map[string]bool{}}
@@ -233,6 +245,7 @@ func TestClusterFaults(t *testing.T) {
 
 	t.Log("phase 2: stop one NATS node; admin changes and messages continue; it rejoins")
 	c.compose("stop", "nats-2")
+	c.checkKsctlFromHost(c.natsURL[1], c.natsURL[0], c.natsURL[2])
 	events := c.adminChanges(ctx, op)
 	exchange(ctx, t, pairs, tl, "p2", 20, nil)
 	c.compose("start", "nats-2")
@@ -522,8 +535,9 @@ func (c *cluster) checkPermissions(ctx context.Context) {
 	if !c.t.Run("permission matrix", func(t *testing.T) { runMatrix(t, env) }) {
 		c.t.Fatal("the permission matrix failed on the cluster")
 	}
-	if _, err := nats.Connect(c.natsURL, nats.Timeout(5*time.Second)); err == nil {
-		c.t.Fatal("an unauthenticated connection reached NATS")
+	// over TLS with the CA, so that the refusal is about the credentials
+	if _, err := nats.Connect(c.urls(), nats.RootCAs(c.caFile()), nats.Timeout(5*time.Second)); !errors.Is(err, nats.ErrAuthorization) {
+		c.t.Fatalf("an unauthenticated connection over TLS: %v, want an authorization violation", err)
 	} else {
 		c.t.Logf("unauthenticated connection refused: %v", err)
 	}

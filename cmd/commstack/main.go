@@ -43,8 +43,9 @@ Usage:
       a fresh temporary directory and removes it afterwards; with it, the
       event log stays for 'ksctl audit'. Its stack logs only warnings
       unless --log-level says otherwise; ports are picked freely.
-  commstack health [--http ADDR] [--timeout DUR]
-      exit 0 if the stack listening on ADDR is ready, 1 if not
+  commstack health [--http ADDR] [--timeout DUR] [--wait DUR]
+      exit 0 if the stack listening on ADDR is ready, 1 if not;
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags of the stack (each also read from the environment variable shown;
 a flag wins):

@@ -58,7 +58,7 @@ func TestServe(t *testing.T) {
 		nc.Close()
 		t.Fatalf("NATS at %s accepted a connection without credentials", url)
 	}
-	opts, err := service.NATSOptions("ksctl", stderr.Field(t, listening, "creds")+"/admin.nk")
+	opts, err := service.NATSClient{Creds: stderr.Field(t, listening, "creds") + "/admin.nk"}.Options("ksctl")
 	cmdtest.Must(t, err)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

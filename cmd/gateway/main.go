@@ -38,15 +38,19 @@ plaintext. Run several behind a TCP load balancer, all with the same key.
 
 Usage:
   gateway [flags]
-  gateway health [--http ADDR] [--timeout DUR]
+  gateway health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the gateway listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL            NATS server URL, or several comma-separated
                         [COMM_NATS_URL] (default nats://127.0.0.1:4222)
   --nats-creds FILE     NATS credentials file (.creds), if the server wants
                         one [COMM_NATS_CREDS]
+  --nats-ca FILE        the CA certificate (PEM) that signs the NATS
+                        servers' certificates: connect over TLS and trust
+                        only that CA [COMM_NATS_CA]
   --key FILE            the gateways' private server key Sk_S (gateway.key
                         from 'ksctl init'); required [COMM_KEY]
   --keyserver-pub FILE  the keyserver's public key (keyserver.pub): the
@@ -116,6 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // config is the command line after flags and environment.
 type config struct {
 	natsURL, natsCreds     string
+	natsCA                 string
 	keyFile, keyserverPub  string
 	listen, httpAddr       string
 	maxHandshakes, queue   int
@@ -126,7 +131,7 @@ type config struct {
 
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
-	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "key": "COMM_KEY", "keyserver-pub": "COMM_KEYSERVER_PUB",
+	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "key": "COMM_KEY", "keyserver-pub": "COMM_KEYSERVER_PUB",
 	"listen": "COMM_LISTEN", "http": "COMM_HTTP", "max-handshakes": "COMM_MAX_HANDSHAKES", "queue": "COMM_QUEUE",
 	"idle-timeout": "COMM_IDLE_TIMEOUT", "replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION",
 	"log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
@@ -142,6 +147,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&cfg.natsCA, "nats-ca", "", "CA certificate file of the NATS servers")
 	fs.StringVar(&cfg.keyFile, "key", "", "gateway private server key file")
 	fs.StringVar(&cfg.keyserverPub, "keyserver-pub", "", "keyserver public key file")
 	fs.StringVar(&cfg.listen, "listen", defaultListen, "TCP listen address for clients")

@@ -75,16 +75,16 @@ func dial(t *testing.T, addr string, id *keys.ClientIdentity, kf keyFiles) (*cli
 	return clientsdk.Dial(ctx, clientsdk.Config{Addr: addr, Identity: id, ServerKey: kf.gw.Public(), KeyserverKey: kf.ks.Public()})
 }
 
-// TestServe runs the command against a real NATS server, with the key
-// files from the environment and the rest from flags: it gets ready,
-// admits a registered client and refuses a stranger, forwards a message
-// to the relay, serves health and metrics, and shuts down cleanly when
-// its context ends.
+// TestServe runs the command against a real NATS server over TLS (the CA
+// from COMM_NATS_CA), with the key files from the environment and the rest
+// from flags: it gets ready, admits a registered client and refuses a
+// stranger, forwards a message to the relay, serves health and metrics,
+// and shuts down cleanly when its context ends.
 func TestServe(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartTLS(t)
 	kf := writeKeys(t)
 	w := newWorld(t, s, kf.ks)
-	vars := map[string]string{"COMM_KEY": kf.gwKey, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_QUEUE": "16"}
+	vars := map[string]string{"COMM_NATS_CA": s.CAFile, "COMM_KEY": kf.gwKey, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_QUEUE": "16"}
 	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

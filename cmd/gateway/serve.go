@@ -34,7 +34,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("http listening: /metrics /healthz /readyz")
 	defer service.ShutdownHTTP(srv, log)
-	nc, err := service.ConnectNATS(ctx, cfg.natsURL, "comm-gateway", cfg.natsCreds, log)
+	nc, err := service.ConnectNATS(ctx, cfg.nats(), "comm-gateway", log)
 	if err != nil {
 		return err
 	}
@@ -90,4 +90,9 @@ func (c *config) loadKeys() (*keys.SigningKey, [32]byte, error) {
 		return nil, [32]byte{}, fmt.Errorf("--keyserver-pub %s: %w", c.keyserverPub, err)
 	}
 	return key, pub, nil
+}
+
+// nats is how the gateway reaches NATS.
+func (c *config) nats() service.NATSClient {
+	return service.NATSClient{URL: c.natsURL, Creds: c.natsCreds, CA: c.natsCA}
 }

@@ -32,15 +32,19 @@ by replaying the event log. It never sees a message's plaintext.
 
 Usage:
   keyserver [flags]
-  keyserver health [--http ADDR] [--timeout DUR]
+  keyserver health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the keyserver listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL          NATS server URL, or several comma-separated
                       [COMM_NATS_URL] (default nats://127.0.0.1:4222)
   --nats-creds FILE   NATS credentials file (.creds), if the server wants one
                       [COMM_NATS_CREDS]
+  --nats-ca FILE      the CA certificate (PEM) that signs the NATS servers'
+                      certificates: connect over TLS and trust only that
+                      CA [COMM_NATS_CA]
   --key FILE          the keyserver's private key (keyserver.key from
                       'ksctl init'); required [COMM_KEY]
   --operator FILE     an operator's public key (operator.pub) allowed to use
@@ -96,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // config is the command line after flags and environment.
 type config struct {
 	natsURL, natsCreds string
+	natsCA             string
 	keyFile            string
 	operatorFiles      service.Strings
 	operatorsDir       string
@@ -107,7 +112,7 @@ type config struct {
 
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
-	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "key": "COMM_KEY",
+	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "key": "COMM_KEY",
 	"operator": "COMM_OPERATOR", "operators": "COMM_OPERATORS", "http": "COMM_HTTP",
 	"replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION",
 	"log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
@@ -120,6 +125,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&cfg.natsCA, "nats-ca", "", "CA certificate file of the NATS servers")
 	fs.StringVar(&cfg.keyFile, "key", "", "keyserver private key file")
 	fs.Var(&cfg.operatorFiles, "operator", "operator public key file (repeatable)")
 	fs.StringVar(&cfg.operatorsDir, "operators", "", "directory of operator public key files (*.pub)")

@@ -40,15 +40,15 @@ func writeKeys(t *testing.T) keyFiles {
 	return f
 }
 
-// TestServe runs the command against a real NATS server, with the key
-// files from the environment and the rest from flags: it gets ready,
-// answers the admin API, serves health and metrics, and shuts down
-// cleanly when its context ends.
+// TestServe runs the command against a real NATS server over TLS (the CA
+// from COMM_NATS_CA), with the key files from the environment and the rest
+// from flags: it gets ready, answers the admin API, serves health and
+// metrics, and shuts down cleanly when its context ends.
 func TestServe(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartTLS(t)
 	nc := s.Conn(t, natsauth.Admin) // ksctl's role
 	kf := writeKeys(t)
-	vars := map[string]string{"COMM_KEY": kf.ksKey, "COMM_OPERATORS": kf.opDir, "COMM_HTTP": "127.0.0.1:1"}
+	vars := map[string]string{"COMM_NATS_CA": s.CAFile, "COMM_KEY": kf.ksKey, "COMM_OPERATORS": kf.opDir, "COMM_HTTP": "127.0.0.1:1"}
 	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

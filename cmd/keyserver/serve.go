@@ -37,7 +37,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("http listening: /metrics /healthz /readyz")
 	defer service.ShutdownHTTP(srv, log)
-	nc, err := service.ConnectNATS(ctx, cfg.natsURL, "comm-keyserver", cfg.natsCreds, log)
+	nc, err := service.ConnectNATS(ctx, cfg.nats(), "comm-keyserver", log)
 	if err != nil {
 		return err
 	}
@@ -145,4 +145,9 @@ func readOperator(path string) ([32]byte, error) {
 		return [32]byte{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return pub, nil
+}
+
+// nats is how the keyserver reaches NATS.
+func (c *config) nats() service.NATSClient {
+	return service.NATSClient{URL: c.natsURL, Creds: c.natsCreds, CA: c.natsCA}
 }

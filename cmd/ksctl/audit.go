@@ -25,8 +25,10 @@ membership timeline. GROUP is a name or a 32-digit hex id; a deleted
 group is found by its id or its last name.
 
 With --html FILE it also writes a self-contained page with a timeline
-chart. A tampered or truncated log is reported with the first broken event
-and exit status 3.`}
+chart. A tampered or truncated log is reported first, with the first
+broken event, then the history as the log tells it, marked as not
+verified (on the page too), and exit status 3. A --keyserver-pub under
+which nothing in the log verifies is reported as such.`}
 	c.setup = func(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 		asJSON := fs.Bool("json", false, "print the report as JSON")
 		html := fs.String("html", "", "also write an HTML report to `FILE`")
@@ -62,10 +64,13 @@ func (a *app) audit(ctx context.Context, group, ksPub string, asJSON bool, html 
 	r, err := audit.Run(ctx, js, ks, group, bar.update)
 	bar.finish()
 	var broken *audit.BrokenError
-	if errors.As(err, &broken) {
-		return a.reportBroken(r, broken, asJSON)
-	}
-	if err != nil {
+	var wrongKey *audit.WrongKeyError
+	switch {
+	case errors.As(err, &broken):
+		return a.reportBroken(r, broken, asJSON, html)
+	case errors.As(err, &wrongKey):
+		return fmt.Errorf("--keyserver-pub %s: %w", ksPub, err)
+	case err != nil:
 		return err
 	}
 	if err := writeReport(a.stdout, r, asJSON); err != nil {
@@ -77,14 +82,26 @@ func (a *app) audit(ctx context.Context, group, ksPub string, asJSON bool, html 
 	return nil
 }
 
-// reportBroken prints what was verified before the break, then the break.
-func (a *app) reportBroken(r *audit.Report, b *audit.BrokenError, asJSON bool) error {
-	if r != nil {
-		if err := writeReport(a.stdout, r, asJSON); err != nil {
+// reportBroken says first that verification failed, then prints the
+// report (which says again that it is not verified) and writes the HTML
+// page, which shows the breakage; exit status 3.
+func (a *app) reportBroken(r *audit.Report, b *audit.BrokenError, asJSON bool, html string) error {
+	fmt.Fprintf(a.stderr, "TAMPERED OR BROKEN LOG: first broken event %d on %s: %v\n", b.StreamSeq, b.Subject, b.Err)
+	if r == nil {
+		fmt.Fprintln(a.stderr, "the group's own creation is what broke: there is no report to show")
+		if html != "" {
+			fmt.Fprintf(a.stderr, "%s not written\n", html)
+		}
+		return &exitError{3}
+	}
+	if err := writeReport(a.stdout, r, asJSON); err != nil {
+		return err
+	}
+	if html != "" {
+		if err := writeHTML(a.stderr, r, html); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(a.stderr, "TAMPERED OR BROKEN LOG: first broken event %d on %s: %v\n", b.StreamSeq, b.Subject, b.Err)
 	return &exitError{3}
 }
 

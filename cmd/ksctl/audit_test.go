@@ -84,8 +84,8 @@ func TestAuditHTML(t *testing.T) {
 }
 
 // TestAuditTampered: a group event, modified and re-published with a raw
-// NATS publish, makes audit print the report so far, name the event, and
-// exit 3.
+// NATS publish, makes audit name the event first, then print the report
+// marked as not verified, write the page showing the break, and exit 3.
 func TestAuditTampered(t *testing.T) {
 	w := history(t, "left the team")
 	g := w.group("ops")
@@ -99,18 +99,33 @@ func TestAuditTampered(t *testing.T) {
 	must(t, err)
 	var pa struct{ Seq uint64 }
 	must(t, json.Unmarshal(ack.Data, &pa))
-	out, errOut, code := w.ksctl("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops")
+	page := filepath.Join(t.TempDir(), "ops.html")
+	out, errOut, code := w.ksctl("audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--html", page)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3\n%s%s", code, out, errOut)
 	}
 	want := fmt.Sprintf("TAMPERED OR BROKEN LOG: first broken event %d on %s: ", pa.Seq, subject)
-	if !strings.Contains(errOut, want) {
-		t.Errorf("stderr %q lacks %q", errOut, want)
+	if first := firstLineAfterProgress(errOut); !strings.HasPrefix(first, want) {
+		t.Errorf("stderr says first %q, want %q", first, want)
 	}
-	if !strings.Contains(out, "Group ops") {
-		t.Errorf("no report so far on stdout: %q", out)
+	if !strings.HasPrefix(out, "VERIFICATION FAILED: ") || !strings.Contains(out, "Group ops") || strings.Contains(out, "Verified:") {
+		t.Errorf("stdout does not say first that verification failed, or claims it:\n%s", out)
 	}
-	t.Logf("\n%s", errOut)
+	data, err := os.ReadFile(page)
+	must(t, err)
+	if !strings.Contains(string(data), "<strong>VERIFICATION FAILED</strong>") || !strings.Contains(errOut, "wrote "+page) {
+		t.Errorf("the page does not show the break (stderr %q)", errOut)
+	}
+	t.Logf("\n%s%s", errOut, out)
+}
+
+func firstLineAfterProgress(s string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		if !strings.HasPrefix(line, "replaying events") {
+			return line
+		}
+	}
+	return ""
 }
 
 func TestAuditErrors(t *testing.T) {
@@ -118,5 +133,9 @@ func TestAuditErrors(t *testing.T) {
 	w.fails(1, `no such group in the log: "nope"`, "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "nope")
 	w.fails(1, "--keyserver-pub", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "missing.pub"))
 	w.fails(1, "want a keyserver public key", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", filepath.Join(w.dir, "operator.pub"))
+	stranger := t.TempDir()
+	runWith(t, nil, "init", "--dir", stranger)
+	wrong := filepath.Join(stranger, "keyserver.pub")
+	w.fails(1, "--keyserver-pub "+wrong+": audit: the log does not verify under keyserver key", "audit", "--nats-creds", w.srv.CredsFile(natsauth.Auditor), "ops", "--keyserver-pub", wrong)
 	w.fails(2, "missing arguments", "audit")
 }

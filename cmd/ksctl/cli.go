@@ -41,6 +41,7 @@ type app struct {
 	getenv         func(string) string
 	tty            bool // stderr is a terminal
 	nc             *nats.Conn
+	async          asyncErrors // what NATS reports outside of a request
 }
 
 // dispatch finds the command named by args (one or two words), parses
@@ -65,7 +66,9 @@ func (a *app) dispatch(ctx context.Context, top *flag.FlagSet, args []string) er
 	if err != nil {
 		return &usageError{cmd, err.Error()}
 	}
-	return runCmd(ctx, a, pos)
+	ctx, a.async.abort = context.WithCancelCause(ctx)
+	defer a.async.abort(nil)
+	return a.async.explain(ctx, runCmd(ctx, a, pos))
 }
 
 func find(args []string) (*command, []string) {
@@ -144,14 +147,15 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	if len(own) > 0 {
 		fmt.Fprintf(w, "\nFlags:\n%s\n", strings.Join(own, "\n"))
 	}
-	fmt.Fprint(w, "\nGlobal flags: --nats URL, --nats-creds FILE, --operator-key FILE, --timeout DUR (see ksctl --help).\n")
+	fmt.Fprint(w, "\nGlobal flags: --nats URL, --nats-creds FILE, --nats-ca FILE, --operator-key FILE, --timeout DUR (see ksctl --help).\n")
 }
 
 // connect opens the NATS connection (once) for the admin API.
 func (a *app) connect() (*nats.Conn, error) { return a.connectAs("ksctl") }
 
 // connectAs opens the NATS connection (once) under a connection name that
-// also picks its role's reply inbox (see service.NATSOptions).
+// also picks its role's reply inbox (see service.NATSClient.Options). The
+// servers of --nats are tried in the order given.
 func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if a.nc != nil {
 		return a.nc, nil
@@ -159,13 +163,15 @@ func (a *app) connectAs(name string) (*nats.Conn, error) {
 	if err := service.CheckNATSURL(a.g.natsURL); err != nil {
 		return nil, fmt.Errorf("--nats: %w", err)
 	}
-	opts, err := service.NATSOptions(name, a.g.natsCreds)
+	opts, err := service.NATSClient{Creds: a.g.natsCreds, CA: a.g.natsCA}.Options(name)
 	if err != nil {
-		return nil, fmt.Errorf("--nats-creds: %w", err)
+		return nil, err
 	}
-	nc, err := nats.Connect(a.g.natsURL, append(opts, nats.Timeout(a.g.timeout))...)
+	a.async.creds, a.async.role = a.g.natsCreds, roleOf(name)
+	opts = append(opts, nats.Timeout(a.g.timeout), nats.DontRandomize(), nats.ErrorHandler(a.async.handle))
+	nc, err := nats.Connect(a.g.natsURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", a.g.natsURL, err)
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w%s", a.g.natsURL, err, connectHint(a.g, roleOf(name), err))
 	}
 	a.nc = nc
 	return nc, nil

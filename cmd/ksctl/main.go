@@ -38,12 +38,17 @@ Commands:
 const helpTail = `
 Global flags (before or after the command; each also read from the
 environment variable shown, a flag wins):
-  --nats URL            NATS server URL [COMM_NATS_URL]
+  --nats URL            NATS server URL, or several comma-separated, tried
+                        in that order [COMM_NATS_URL]
                         (default nats://127.0.0.1:4222)
   --nats-creds FILE     NATS credentials file [COMM_NATS_CREDS]: the admin
                         user's nkey seed for the commands, the auditor's
                         for audit (commstack: DATA/creds/admin.nk and
                         auditor.nk; docker compose: deploy/secrets/nats/)
+  --nats-ca FILE        the CA certificate that signs the NATS servers'
+                        certificates: connect over TLS and trust only it
+                        [COMM_NATS_CA] (docker compose:
+                        deploy/secrets/nats/ca.pem)
   --operator-key FILE   your operator private key [COMM_OPERATOR_KEY]
                         (default ./operator.key)
   --timeout DUR         how long to wait for NATS and the keyserver
@@ -74,15 +79,15 @@ func main() {
 
 // globals are the flags every command takes.
 type globals struct {
-	natsURL, natsCreds string
-	operatorKey        string
-	timeout            time.Duration
+	natsURL, natsCreds, natsCA string
+	operatorKey                string
+	timeout                    time.Duration
 }
 
 // globalEnv names the environment variable of the global flags and of
 // audit's --keyserver-pub.
 var globalEnv = map[string]string{
-	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS",
+	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA",
 	"operator-key": "COMM_OPERATOR_KEY", "keyserver-pub": "COMM_KEYSERVER_PUB",
 }
 
@@ -96,11 +101,12 @@ func defaultGlobals() globals {
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.natsURL, "nats", g.natsURL, "NATS server `URL`")
 	fs.StringVar(&g.natsCreds, "nats-creds", g.natsCreds, "NATS credentials `FILE`")
+	fs.StringVar(&g.natsCA, "nats-ca", g.natsCA, "CA certificate `FILE` of the NATS servers")
 	fs.StringVar(&g.operatorKey, "operator-key", g.operatorKey, "your operator private key `FILE`")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for NATS and the keyserver")
 }
 
-var isGlobal = map[string]bool{"nats": true, "nats-creds": true, "operator-key": true, "timeout": true}
+var isGlobal = map[string]bool{"nats": true, "nats-creds": true, "nats-ca": true, "operator-key": true, "timeout": true}
 
 // run is the whole command, with its environment injected for tests; it
 // returns the exit status.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -32,7 +33,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	s := natstest.Start(t)
+	return newWorldOn(t, natstest.Start(t))
+}
+
+// newWorldOn is newWorld on a server of the caller's (natstest.StartTLS).
+func newWorldOn(t *testing.T, s *natstest.Server) *world {
+	t.Helper()
 	nc := s.Conn(t, natsauth.Keyserver)
 	w := &world{t: t, srv: s, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
 	w.ok("init", "--dir", w.dir)
@@ -249,6 +255,65 @@ func TestErrors(t *testing.T) {
 	w.fails(2, `unknown command "frobnicate"`, "frobnicate")
 	w.fails(2, "ksctl group add", "group")
 	w.fails(2, "flag provided but not defined", "--bogus")
+}
+
+// TestTLS: with --nats-ca (or COMM_NATS_CA) ksctl reaches a server that
+// requires TLS; of several comma-separated URLs, a dead first one is
+// skipped.
+func TestTLS(t *testing.T) {
+	w := newWorldOn(t, natstest.StartTLS(t))
+	w.ok("--nats-ca", w.srv.CAFile, "group", "create", "ops")
+	env := w.env()
+	env["COMM_NATS_CA"] = w.srv.CAFile
+	env["COMM_NATS_URL"] = "nats://127.0.0.1:1," + w.url
+	if out, errOut, code := runWith(t, env, "list"); code != 0 || !strings.Contains(out, "GROUPS (1)") {
+		t.Errorf("list with COMM_NATS_CA and a dead first URL: exit %d\n%s%s", code, out, errOut)
+	}
+	w.fails(1, "--nats-ca "+w.srv.CredsFile(natsauth.Admin)+": no PEM certificate", "--nats-ca", w.srv.CredsFile(natsauth.Admin), "list")
+	w.fails(1, "give the deployment's CA with --nats-ca FILE (or COMM_NATS_CA): deploy/secrets/nats/ca.pem", "list")
+	other := natstest.StartTLS(t)
+	w.fails(1, "not signed by the CA in "+other.CAFile, "--nats-ca", other.CAFile, "list")
+	plain := natstest.Start(t)
+	w.fails(1, "the server does not offer TLS, which --nats-ca asks for", "--nats", plain.ClientURL(), "--nats-ca", w.srv.CAFile, "list")
+}
+
+// TestNATSRefusals: without credentials, with another deployment's, or
+// with a role's that may not do what the command does, ksctl says what to
+// pass, at once rather than after --timeout.
+func TestNATSRefusals(t *testing.T) {
+	w := newWorld(t)
+	env := w.env()
+	delete(env, "COMM_NATS_CREDS")
+	out, errOut, code := runWith(t, env, "list")
+	for _, want := range []string{"Authorization Violation", "give --nats-creds FILE", "DATA/creds/admin.nk for commstack", "deploy/secrets/nats/admin.nk for docker compose"} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("list without credentials: exit %d, stderr %q lacks %q (stdout %q)", code, errOut, want, out)
+		}
+	}
+	_, errOut, _ = runWith(t, env, "audit", "ops")
+	if !strings.Contains(errOut, "deploy/secrets/nats/auditor.nk") {
+		t.Errorf("audit without credentials names not the auditor's seed: %q", errOut)
+	}
+	stranger := natstest.Start(t)
+	w.fails(1, "the server does not know the credentials in "+stranger.CredsFile(natsauth.Admin), "--nats-creds", stranger.CredsFile(natsauth.Admin), "list")
+
+	for _, c := range []struct {
+		role natsauth.Role
+		args []string
+		want string
+	}{
+		{natsauth.Auditor, []string{"list"}, "this command needs the admin user's nkey seed (admin.nk"},
+		{natsauth.Auditor, []string{"group", "create", "ops"}, "this command needs the admin user's nkey seed"},
+		{natsauth.Admin, []string{"audit", "ops"}, "this command needs the auditor user's nkey seed (auditor.nk"},
+	} {
+		start := time.Now()
+		args := append([]string{"--nats-creds", w.srv.CredsFile(c.role)}, c.args...)
+		w.fails(1, "NATS refused it: nats: permissions violation", args...)
+		w.fails(1, c.want, args...)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s as %s took %v: it waited for the timeout", strings.Join(c.args, " "), c.role, took)
+		}
+	}
 }
 
 func TestHelp(t *testing.T) {

@@ -41,15 +41,19 @@ COMM_RELAYS): run several for fail-over.
 
 Usage:
   relay [flags]
-  relay health [--http ADDR] [--timeout DUR]
+  relay health [--http ADDR] [--timeout DUR] [--wait DUR]
       exit 0 if the relay listening on ADDR is ready, 1 if not
-      (the health check of container images that have no shell)
+      (the health check of container images that have no shell);
+      --wait DUR asks again until it is ready or DUR has passed
 
 Flags (each also read from the environment variable shown; a flag wins):
   --nats URL            NATS server URL, or several comma-separated
                         [COMM_NATS_URL] (default nats://127.0.0.1:4222)
   --nats-creds FILE     NATS credentials file (.creds), if the server wants
                         one [COMM_NATS_CREDS]
+  --nats-ca FILE        the CA certificate (PEM) that signs the NATS
+                        servers' certificates: connect over TLS and trust
+                        only that CA [COMM_NATS_CA]
   --keyserver-pub FILE  the keyserver's public key (keyserver.pub from
                         'ksctl init'): the events the relay trusts; required
                         [COMM_KEYSERVER_PUB]
@@ -105,6 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // config is the command line after flags and environment.
 type config struct {
 	natsURL, natsCreds string
+	natsCA             string
 	keyserverPub       string
 	httpAddr           string
 	replicas           int
@@ -115,7 +120,7 @@ type config struct {
 
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
-	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "keyserver-pub": "COMM_KEYSERVER_PUB",
+	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "keyserver-pub": "COMM_KEYSERVER_PUB",
 	"http": "COMM_HTTP", "replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION", "grace": "COMM_GRACE",
 	"id": "COMM_RELAY_ID", "log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
 }
@@ -130,6 +135,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&cfg.natsCA, "nats-ca", "", "CA certificate file of the NATS servers")
 	fs.StringVar(&cfg.keyserverPub, "keyserver-pub", "", "keyserver public key file")
 	fs.StringVar(&cfg.httpAddr, "http", defaultHTTP, "HTTP listen address")
 	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas")

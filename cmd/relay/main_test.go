@@ -79,16 +79,16 @@ func (w world) send(t *testing.T, nc *nats.Conn, counter uint64) string {
 	return reply.Header.Get(streams.HeaderStatus) + "/" + reply.Header.Get(streams.HeaderReason)
 }
 
-// TestServe runs the command against a real NATS server, with the key
-// file from the environment and the rest from flags: it gets ready,
-// decides messages, serves health and metrics, and shuts down cleanly
-// when its context ends, releasing its partitions.
+// TestServe runs the command against a real NATS server over TLS (the CA
+// from COMM_NATS_CA), with the key file from the environment and the rest
+// from flags: it gets ready, decides messages, serves health and metrics,
+// and shuts down cleanly when its context ends, releasing its partitions.
 func TestServe(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartTLS(t)
 	kf := writeKeys(t)
 	w := newWorld(t, s, kf.ks)
 	gw := s.Conn(t, natsauth.Gateway) // sends as a gateway does
-	vars := map[string]string{"COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_RELAY_ID": "env-relay"}
+	vars := map[string]string{"COMM_NATS_CA": s.CAFile, "COMM_KEYSERVER_PUB": kf.ksPub, "COMM_HTTP": "127.0.0.1:1", "COMM_RELAY_ID": "env-relay"}
 	stderr := &cmdtest.Log{}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -30,7 +30,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	log.Info().Str("addr", srv.Addr()).Msg("http listening: /metrics /healthz /readyz")
 	defer service.ShutdownHTTP(srv, log)
-	nc, err := service.ConnectNATS(ctx, cfg.natsURL, "comm-relay", cfg.natsCreds, log) // the name is the NATS role (package natsauth)
+	nc, err := service.ConnectNATS(ctx, cfg.nats(), "comm-relay", log) // the name is the NATS role (package natsauth)
 	if err != nil {
 		return err
 	}
@@ -67,4 +67,9 @@ func readKeyserverPub(path string) ([32]byte, error) {
 		return [32]byte{}, fmt.Errorf("--keyserver-pub %s: %w", path, err)
 	}
 	return pub, nil
+}
+
+// nats is how the relay reaches NATS.
+func (c *config) nats() service.NATSClient {
+	return service.NATSClient{URL: c.natsURL, Creds: c.natsCreds, CA: c.natsCA}
 }

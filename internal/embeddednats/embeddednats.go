@@ -11,6 +11,7 @@
 package embeddednats
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,9 @@ type Options struct {
 	// operators and the nats CLI; port 0 picks a free port. Empty means no
 	// listener: in-process connections only. It needs Auth.
 	Listen string
+	// TLS, when set, is the listener's TLS configuration: every TCP
+	// connection must then run over TLS (in-process ones do not).
+	TLS *tls.Config
 	// SyncInterval, when positive, fsyncs every interval instead of on
 	// every write (faster, loses acknowledged writes on a crash).
 	SyncInterval time.Duration
@@ -126,6 +130,9 @@ func serverOptions(o Options) (*server.Options, error) {
 			p = server.RANDOM_PORT
 		}
 		opts.Host, opts.Port = host, p
+	}
+	if o.TLS != nil {
+		opts.TLSConfig, opts.TLSTimeout = o.TLS, 2
 	}
 	return opts, nil
 }

@@ -11,6 +11,8 @@
 package natstest
 
 import (
+	"crypto/tls"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,13 +21,15 @@ import (
 
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/natsauth"
+	"github.com/commsec/communicator/internal/natstls"
 )
 
 // Server is a test server with the production accounts and a user per role.
 type Server struct {
 	*embeddednats.Server
-	Creds *natsauth.Creds
-	Dir   string // the data directory
+	Creds  *natsauth.Creds
+	Dir    string // the data directory
+	CAFile string // StartTLS: the CA certificate that signs the server's
 }
 
 // Start starts a server for t with fsync on every write, as in production.
@@ -48,14 +52,46 @@ func StartAt(t testing.TB, dir string) *Server {
 	return start(t, dir, 0)
 }
 
+// StartTLS is Start with a listener that requires TLS, under a
+// certificate for 127.0.0.1 and localhost from a fresh CA whose
+// certificate is in CAFile.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := natstls.NewCA("natstest CA", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue([]string{"127.0.0.1", "localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startWith(t, dir, 0, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	s.CAFile = caFile
+	return s
+}
+
 func start(t testing.TB, dir string, sync time.Duration) *Server {
+	t.Helper()
+	return startWith(t, dir, sync, nil)
+}
+
+func startWith(t testing.TB, dir string, sync time.Duration, tlsConfig *tls.Config) *Server {
 	t.Helper()
 	creds, _, err := natsauth.LoadOrCreate(filepath.Join(dir, "creds"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := embeddednats.Start(embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
-		Auth: natsauth.Config(creds.Users()), SyncInterval: sync})
+		Auth: natsauth.Config(creds.Users()), SyncInterval: sync, TLS: tlsConfig})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +113,9 @@ func (s *Server) Conn(t testing.TB, r natsauth.Role, opts ...nats.Option) *nats.
 // Dial opens a TCP connection as role r; the caller closes it.
 func (s *Server) Dial(r natsauth.Role, opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{s.Creds.Option(r), nats.Name("test-" + string(r)), nats.Timeout(5 * time.Second)}, opts...)
+	if s.CAFile != "" {
+		opts = append(opts, nats.RootCAs(s.CAFile))
+	}
 	return nats.Connect(s.ClientURL(), opts...)
 }
 

@@ -76,14 +76,17 @@ func (c Command[C]) Run(ctx context.Context, args []string, getenv func(string) 
 }
 
 // Health is the `NAME health` subcommand: GET /readyz of a running
-// service at --http (default c.HTTP, or COMM_HTTP), within --timeout. It
-// prints "ready" and returns 0, or says why and returns 1; 2 on a usage
-// error.
+// service at --http (default c.HTTP, or COMM_HTTP), each try within
+// --timeout; with --wait DUR it tries again every pollEvery until the
+// service is ready or DUR has passed, for scripts that start a service
+// and go on once it is ready. It prints "ready" and returns 0, or says
+// why not and returns 1; 2 on a usage error.
 func (c Command[C]) Health(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(c.Name+" health", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addr := fs.String("http", c.HTTP, "HTTP address of the "+c.Name)
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for an answer")
+	wait := fs.Duration("wait", 0, "keep trying until ready for this long")
 	err := fs.Parse(args)
 	if err == nil {
 		err = ApplyEnv(fs, map[string]string{"http": "COMM_HTTP"}, getenv)
@@ -92,19 +95,51 @@ func (c Command[C]) Health(ctx context.Context, args []string, getenv func(strin
 		fmt.Fprint(stdout, c.Help)
 		return 0
 	}
-	if err == nil && fs.NArg() > 0 {
+	switch {
+	case err != nil:
+	case fs.NArg() > 0:
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case *timeout <= 0:
+		err = fmt.Errorf("--timeout %v: want a positive duration", *timeout)
+	case *wait < 0:
+		err = fmt.Errorf("--wait %v: want a positive duration, or 0 for one try", *wait)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s health: %v\nUsage: %s health [--http ADDR] [--timeout DUR]\n", c.Name, err, c.Name)
+		fmt.Fprintf(stderr, "%s health: %v\nUsage: %s health [--http ADDR] [--timeout DUR] [--wait DUR]\n", c.Name, err, c.Name)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	if err := Probe(ctx, *addr, "/readyz"); err != nil {
+	if err := waitReady(ctx, *addr, *timeout, *wait); err != nil {
 		fmt.Fprintf(stderr, "%s health: %v\n", c.Name, err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "ready")
 	return 0
+}
+
+// pollEvery is how often `health --wait` asks again.
+const pollEvery = 200 * time.Millisecond
+
+// waitReady probes /readyz at addr, each try within timeout, until it
+// answers 200 or wait has passed (one try if wait is 0).
+func waitReady(ctx context.Context, addr string, timeout, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err := Probe(pctx, addr, "/readyz")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if wait == 0 {
+			return err
+		}
+		if !time.Now().Add(pollEvery).Before(deadline) {
+			return fmt.Errorf("not ready after %v: %w", wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -39,22 +40,59 @@ func CheckNATSURL(s string) error {
 	return nil
 }
 
-// NATSOptions are the options of a NATS client: a name, the reply-inbox
+// NATSClient is how a program reaches NATS: the --nats, --nats-creds and
+// --nats-ca flags (COMM_NATS_URL, COMM_NATS_CREDS, COMM_NATS_CA) of every
+// service binary and of ksctl.
+type NATSClient struct {
+	// URL is one server URL or several, comma-separated.
+	URL string
+	// Creds is an nkey seed file (as comminit writes) or a JWT credentials
+	// file; empty for none.
+	Creds string
+	// CA is the PEM certificate of the CA that signs the servers'
+	// certificates. When set, the connection runs over TLS whatever the
+	// URL's scheme, and the server must prove a name of its URL with a
+	// certificate from this CA alone; empty: TLS only if the URL is
+	// tls:// or the server requires it, verified against the system's
+	// roots.
+	CA string
+}
+
+// Options are the options of a NATS client: a name, the reply-inbox
 // prefix of its role (so that least-privilege permissions can keep roles
-// from reading each other's replies; see package natsauth), and
-// credentials when creds is not empty: an nkey seed file (as comminit
-// writes) or a JWT credentials file. The file is read now, so that a wrong
-// path or a foreign file is reported as such.
-func NATSOptions(name, creds string) ([]nats.Option, error) {
+// from reading each other's replies; see package natsauth), the
+// credentials and the CA. The files are read now, so that a wrong path or
+// a foreign file is reported as such.
+func (c NATSClient) Options(name string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.CustomInboxPrefix(natsauth.InboxPrefix(roleOf(name)))}
-	if creds == "" {
-		return opts, nil
+	if c.Creds != "" {
+		auth, err := credentials(c.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-creds %s: %w", c.Creds, err)
+		}
+		opts = append(opts, auth)
 	}
-	auth, err := credentials(creds)
+	if c.CA != "" {
+		ca, err := rootCA(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-ca %s: %w", c.CA, err)
+		}
+		opts = append(opts, ca)
+	}
+	return opts, nil
+}
+
+// rootCA checks that path holds a PEM certificate before nats.RootCAs
+// takes it, so that a key or an empty file is named as such.
+func rootCA(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("NATS credentials %s: %w", creds, err)
+		return nil, err
 	}
-	return append(opts, auth), nil
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return nil, errors.New("no PEM certificate in it (want the CA certificate, e.g. ca.pem from comminit)")
+	}
+	return nats.RootCAs(path), nil
 }
 
 // roleOf maps a connection name to its role: "comm-<role>" for services,
@@ -85,12 +123,13 @@ func credentials(path string) (nats.Option, error) {
 	return nil, errors.New("neither an nkey user seed (SU...) nor a JWT credentials file")
 }
 
-// ConnectNATS connects a long-running service to url, waiting (and
+// ConnectNATS connects a long-running service to c.URL, waiting (and
 // logging) until the server answers or ctx ends. Afterwards the
 // connection reconnects forever; nc.Status tells readiness checks whether
 // it is connected.
-func ConnectNATS(ctx context.Context, url, name, creds string, log zerolog.Logger) (*nats.Conn, error) {
-	opts, err := NATSOptions(name, creds)
+func ConnectNATS(ctx context.Context, c NATSClient, name string, log zerolog.Logger) (*nats.Conn, error) {
+	url := c.URL
+	opts, err := c.Options(name)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +142,8 @@ func ConnectNATS(ctx context.Context, url, name, creds string, log zerolog.Logge
 				log.Warn().Err(err).Msg("NATS disconnected")
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS reconnected") }))
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS reconnected") }),
+		nats.ReconnectErrHandler(changedErr(func(err error) { log.Warn().Err(err).Msg("NATS connection attempt failed") })))
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("NATS %s: %w", url, err)
@@ -118,6 +158,23 @@ func ConnectNATS(ctx context.Context, url, name, creds string, log zerolog.Logge
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("NATS %s: gave up waiting: %w", url, ctx.Err())
+	}
+}
+
+// changedErr calls f with each error that differs from the one before: a
+// server that refuses the credentials or the certificate is reported once,
+// not every second.
+func changedErr(f func(error)) func(*nats.Conn, error) {
+	var mu sync.Mutex
+	var last string
+	return func(_ *nats.Conn, err error) {
+		mu.Lock()
+		changed := err.Error() != last
+		last = err.Error()
+		mu.Unlock()
+		if changed {
+			f(err)
+		}
 	}
 }
 

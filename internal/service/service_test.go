@@ -166,7 +166,7 @@ func TestNewLogger(t *testing.T) {
 
 func TestConnectNATS(t *testing.T) {
 	s := natstest.Start(t)
-	nc, err := service.ConnectNATS(t.Context(), s.ClientURL(), "comm-relay", s.CredsFile(natsauth.Relay), quiet())
+	nc, err := service.ConnectNATS(t.Context(), service.NATSClient{URL: s.ClientURL(), Creds: s.CredsFile(natsauth.Relay)}, "comm-relay", quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +176,49 @@ func TestConnectNATS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := service.ConnectNATS(ctx, "nats://127.0.0.1:1", "test", "", quiet()); err == nil {
+	if _, err := service.ConnectNATS(ctx, service.NATSClient{URL: "nats://127.0.0.1:1"}, "test", quiet()); err == nil {
 		t.Fatal("connected to nothing")
 	}
-	if _, err := service.ConnectNATS(t.Context(), s.ClientURL(), "test", "/nonexistent.creds", quiet()); err == nil {
+	if _, err := service.ConnectNATS(t.Context(), service.NATSClient{URL: s.ClientURL(), Creds: "/nonexistent.creds"}, "test", quiet()); err == nil {
 		t.Fatal("missing credentials file accepted")
+	}
+}
+
+// TestConnectNATSTLS: with --nats-ca a service reaches a TLS server whose
+// certificate that CA signed, even from a nats:// URL; it keeps trying a
+// server whose certificate another CA signed, and says why once; a CA
+// file that holds no certificate is refused before any connection.
+func TestConnectNATSTLS(t *testing.T) {
+	s := natstest.StartTLS(t)
+	c := service.NATSClient{URL: s.ClientURL(), Creds: s.CredsFile(natsauth.Relay), CA: s.CAFile}
+	nc, err := service.ConnectNATS(t.Context(), c, "comm-relay", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nc.TLSRequired() {
+		t.Error("connected without TLS")
+	}
+	nc.Close()
+
+	other := natstest.StartTLS(t)
+	var log strings.Builder
+	logger, _ := service.NewLogger(&log, "info", "json")
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := service.ConnectNATS(ctx, service.NATSClient{URL: s.ClientURL(), Creds: c.Creds, CA: other.CAFile}, "comm-relay", logger); err == nil {
+		t.Fatal("trusted a server certificate of another CA")
+	}
+	if n := strings.Count(log.String(), "certificate signed by unknown authority"); n != 1 {
+		t.Errorf("the certificate error is logged %d times, want once:\n%s", n, log.String())
+	}
+
+	if _, err := service.ConnectNATS(t.Context(), service.NATSClient{URL: s.ClientURL(), CA: s.CredsFile(natsauth.Relay)}, "test", quiet()); err == nil ||
+		!strings.Contains(err.Error(), "--nats-ca") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a seed file as the CA: %v", err)
+	}
+	if _, err := service.ConnectNATS(t.Context(), service.NATSClient{URL: s.ClientURL(), CA: "/nonexistent/ca.pem"}, "test", quiet()); err == nil ||
+		!strings.Contains(err.Error(), "--nats-ca /nonexistent/ca.pem") {
+		t.Errorf("a missing CA file: %v", err)
 	}
 }
 

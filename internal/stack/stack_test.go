@@ -93,7 +93,7 @@ func checkModes(t *testing.T, dir string) {
 // --operator-key FILE group create ops` does.
 func createGroupAsOperator(t *testing.T, url, creds, keyFile string) {
 	t.Helper()
-	opts, err := service.NATSOptions("ksctl", creds)
+	opts, err := service.NATSClient{Creds: creds}.Options("ksctl")
 	if err != nil {
 		t.Fatal(err)
 	}

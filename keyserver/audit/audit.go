@@ -31,6 +31,16 @@ type Report struct {
 	Members   []Member     `json:"members"`
 	Verified  Verification `json:"verified"`
 	Until     time.Time    `json:"until"` // when the audit ran: open spans end here
+	// Broken is set when verification failed: the rest of the report is
+	// what the log says, events that failed left out, and is NOT verified.
+	Broken *Breakage `json:"broken,omitempty"`
+}
+
+// Breakage is the first event that failed verification.
+type Breakage struct {
+	StreamSeq uint64 `json:"stream_seq"`
+	Subject   string `json:"subject"`
+	Reason    string `json:"reason"`
 }
 
 // Change is one event of the group.
@@ -96,10 +106,24 @@ func (e *BrokenError) Unwrap() error { return e.Err }
 // ErrNoGroup means no group has the given name or id.
 var ErrNoGroup = errors.New("audit: no such group in the log")
 
+// WrongKeyError means that not one group's creation in the log verifies
+// under Key: it is not the key of the keyserver that wrote the log.
+type WrongKeyError struct {
+	Key    [32]byte
+	Groups int // creations that do not verify
+}
+
+func (e *WrongKeyError) Error() string {
+	return fmt.Sprintf("audit: the log does not verify under keyserver key %x…: none of its %d group creations is signed by it; is it the public key of the keyserver that wrote this log?",
+		e.Key[:4], e.Groups)
+}
+
 // Progress reports replayed events out of the total.
 type Progress func(done, total uint64)
 
-// Run audits the group named ref (name or hex id) from the log in js.
+// Run audits the group named ref (name or hex id) from the log in js. A
+// log that fails verification gives the *BrokenError and, unless the
+// group's creation itself is what broke, a report with Broken set.
 func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, progress Progress) (*Report, error) {
 	store, err := events.OpenReadOnly(ctx, js)
 	if err != nil {
@@ -108,44 +132,68 @@ func Run(ctx context.Context, js jetstream.JetStream, ks [32]byte, ref string, p
 	if progress == nil {
 		progress = func(uint64, uint64) {}
 	}
-	if err := checkDeleted(ctx, js); err != nil {
+	gap, err := missingEvents(ctx, js)
+	if err != nil {
 		return nil, err
 	}
 	g, err := resolve(ctx, store, ks, ref)
 	if err != nil {
 		return nil, err
 	}
-	return replay(ctx, store, ks, g, progress)
+	r, broken, err := replay(ctx, store, ks, g, progress)
+	if err != nil {
+		return nil, err
+	}
+	if gap != nil && (broken == nil || gap.StreamSeq <= broken.StreamSeq) {
+		broken = gap
+	}
+	switch {
+	case broken != nil && r == nil:
+		return nil, broken
+	case broken != nil:
+		r.Broken = &Breakage{StreamSeq: broken.StreamSeq, Subject: broken.Subject, Reason: broken.Err.Error()}
+		return r, broken
+	}
+	return r, nil
 }
 
-// checkDeleted fails if messages were removed from the event stream, which
-// the stream's configuration forbids: only tampering with its files can.
-func checkDeleted(ctx context.Context, js jetstream.JetStream) error {
+// missingEvents finds messages removed from the event stream, which the
+// stream's configuration forbids: only tampering with its files can.
+func missingEvents(ctx context.Context, js jetstream.JetStream) (*BrokenError, error) {
 	s, err := js.Stream(ctx, streams.Events)
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if info.State.NumDeleted > 0 && len(info.State.Deleted) > 0 {
 		return &BrokenError{StreamSeq: info.State.Deleted[0], Subject: streams.Events,
-			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}
+			Err: fmt.Errorf("%d events missing from the log (deletes are denied: the files were altered)", info.State.NumDeleted)}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // resolve finds the group's id: ref is a hex id, or the name of a group
-// created in the log (the latest one with that name).
+// created in the log (the latest one with that name). It checks ks on
+// the way: if groups were created and not one creation verifies under
+// ks, ks is not the key of the keyserver that wrote the log (or every
+// one was forged, which the audit cannot tell apart).
 func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) (protocol.GroupID, error) {
-	if id, err := protocol.ParseGroupID(ref); err == nil {
-		return id, nil
-	}
 	var found *protocol.GroupID
+	var verified, failed int
 	err := store.Replay(ctx, streams.EventPrefix+"group.*", 1, func(m events.Stored) error {
 		e, err := m.Record.Decode()
-		if err == nil && e.Type == events.GroupCreated && e.Group.Name == ref && m.Record.Verify(&ks) == nil {
+		if err != nil || e.Type != events.GroupCreated {
+			return nil
+		}
+		if m.Record.Verify(&ks) != nil {
+			failed++
+			return nil
+		}
+		verified++
+		if e.Group.Name == ref {
 			id := e.Group.ID
 			found = &id
 		}
@@ -153,6 +201,12 @@ func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) 
 	})
 	if err != nil {
 		return protocol.GroupID{}, err
+	}
+	if verified == 0 && failed > 0 {
+		return protocol.GroupID{}, &WrongKeyError{Key: ks, Groups: failed}
+	}
+	if id, err := protocol.ParseGroupID(ref); err == nil {
+		return id, nil
 	}
 	if found == nil {
 		return protocol.GroupID{}, fmt.Errorf("%w: %q", ErrNoGroup, ref)

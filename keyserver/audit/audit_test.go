@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -98,7 +99,9 @@ func TestTimeline(t *testing.T) {
 }
 
 // TestTamperedLogFlagged: an event of the group, modified and re-published
-// to its subject, makes the audit fail and name that event.
+// to its subject, makes the audit fail and name that event; the report
+// says so first, claims no verification, and its page shows the break and
+// marks the change made after it.
 func TestTamperedLogFlagged(t *testing.T) {
 	w := history(t)
 	r, err := audit.Run(t.Context(), w.js, w.ks.Public(), "ops", nil)
@@ -116,12 +119,56 @@ func TestTamperedLogFlagged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = audit.Run(t.Context(), w.js, w.ks.Public(), r.Group, nil)
+	must(t, second(w.k.Rekey(t.Context(), keyserver.Actor{}, "ops", "after the forgery")))
+	r, err = audit.Run(t.Context(), w.js, w.ks.Public(), r.Group, nil)
 	var be *audit.BrokenError
 	if !errors.As(err, &be) || be.StreamSeq != ack {
 		t.Fatalf("got %v, want a BrokenError at event %d", err, ack)
 	}
 	t.Log(err)
+	if r == nil || r.Broken == nil || r.Broken.StreamSeq != ack || !strings.Contains(r.Broken.Reason, "signature") {
+		t.Fatalf("report of the broken log: %+v", r)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	t.Logf("\n%s", text.String())
+	if !strings.HasPrefix(text.String(), fmt.Sprintf("VERIFICATION FAILED: first broken event %d on %s", ack, subject)) {
+		t.Error("the text does not say first that verification failed")
+	}
+	if strings.Contains(text.String(), "Verified:") || !strings.Contains(text.String(), "NOT VERIFIED: the log is broken at event") {
+		t.Error("the text claims what a broken log cannot give")
+	}
+	var page bytes.Buffer
+	must(t, r.WriteHTML(&page))
+	for _, want := range []string{"<strong>VERIFICATION FAILED</strong>: the log is broken at event " + fmt.Sprint(ack),
+		"Timeline (NOT VERIFIED)", `class="unverified"`, ">NOT VERIFIED</text>", `<tr class="after"`} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page.String(), "Verified: ") {
+		t.Error("the page of a broken log says Verified")
+	}
+}
+
+// TestWrongKey: a key under which nothing in the log verifies is named as
+// such, whether the group is asked for by name or by id; a tampered
+// log is still told apart from it.
+func TestWrongKey(t *testing.T) {
+	w := history(t)
+	r, err := audit.Run(t.Context(), w.js, w.ks.Public(), "ops", nil)
+	must(t, err)
+	other, _ := keys.GenerateSigningKey(nil)
+	for _, ref := range []string{"ops", r.Group} {
+		_, err := audit.Run(t.Context(), w.js, other.Public(), ref, nil)
+		var wk *audit.WrongKeyError
+		if !errors.As(err, &wk) || wk.Groups != 2 || errors.Is(err, audit.ErrNoGroup) {
+			t.Errorf("%s under another key: %v, want a WrongKeyError for 2 groups", ref, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "does not verify under keyserver key") {
+			t.Errorf("message %q", err)
+		}
+	}
 }
 
 func TestTruncatedEventFlagged(t *testing.T) {

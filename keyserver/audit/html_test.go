@@ -83,16 +83,17 @@ func checkSVG(t *testing.T, page string) string {
 	}
 }
 
-// TestHTMLChartGeometry: spans map onto the time axis, a deleted group's
-// chart ends at its deletion, and crowded epoch labels move up a row or
-// are left to the hover title.
+// TestHTMLChartGeometry: epochs are laid out in order, each at least 30
+// units wide and the rest of the plot shared by duration; spans run from
+// the start of their first epoch to the end of their last; a deleted
+// group's chart ends at its deletion.
 func TestHTMLChartGeometry(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(h int) *time.Time { v := t0.Add(time.Duration(h) * time.Hour); return &v }
 	r := &audit.Report{Group: "00112233445566778899aabbccddeeff", Name: "g", Created: t0, CreatedBy: "keyserver",
 		Deleted: at(100), Until: *at(1000),
-		Members: []audit.Member{{Client: "c1", Name: "alice", Spans: []audit.Span{{From: *at(0), To: at(50), FromEpoch: 1, ToEpoch: 1}}},
-			{Client: "c2", Name: "bob", Spans: []audit.Span{{From: *at(50), To: at(100), FromEpoch: 2, ToEpoch: 5}}}},
+		Members: []audit.Member{{Client: "c1", Name: "alice", Spans: []audit.Span{{From: *at(0), To: at(51), FromEpoch: 1, ToEpoch: 1}}},
+			{Client: "c2", Name: "bob", Spans: []audit.Span{{From: *at(51), To: at(100), FromEpoch: 2, ToEpoch: 5}}}},
 	}
 	for i := range 5 {
 		r.Epochs = append(r.Epochs, audit.Epoch{Number: uint32(i + 1), Start: *at(50 + i), Cause: "group.rekeyed", By: "keyserver"})
@@ -103,17 +104,112 @@ func TestHTMLChartGeometry(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg := checkSVG(t, b.String())
-	// the plot runs from x=170 to x=980 over 100 hours: 8.1 units an hour.
-	for _, want := range []string{`x="170" y="50" width="405"`, `x="575" y="72" width="405"`,
-		`>e1<`, `>e2<`, `>e3<`, `>e4<`, "deleted 2025-01-05 04:00:00 UTC"} {
+	// The plot runs from x=170 to x=980: 810 units, 5×30 for the epochs
+	// and 660 shared over 100 hours, 6.6 an hour. Epoch 1 lasts 51 h
+	// (366.6 units), 2 to 4 one hour each (36.6), 5 the last 46 (333.6).
+	for _, want := range []string{`x="170" y="50" width="367"`, `x="537" y="72" width="443"`,
+		`x1="573" x2="573"`, `x1="610" x2="610"`, `x1="646" x2="646"`,
+		`>e1<`, `>e2<`, `>e3<`, `>e4<`, `>e5<`, "deleted 2025-01-05 04:00:00 UTC"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("page lacks %s\n%s", want, svg)
 		}
 	}
-	if strings.Contains(svg, ">e5<") {
-		t.Error("the fourth crowded label is drawn; want it only in its title")
+}
+
+// TestHTMLSameSecondEpochs: epochs opened in the same second are still
+// apart, their labels do not overlap, and each membership, even one that
+// lasted less than a second, is as wide as the epochs it held; with more
+// epochs than fit, labels that would overlap are left to the titles.
+func TestHTMLSameSecondEpochs(t *testing.T) {
+	for _, n := range []int{8, 40, 300} {
+		r := sameSecond(n)
+		var b bytes.Buffer
+		if err := r.WriteHTML(&b); err != nil {
+			t.Fatal(err)
+		}
+		svg := checkSVG(t, b.String())
+		labels := elements(t, svg, "text", "elabel")
+		if n <= 8 && len(labels) != n {
+			t.Errorf("%d epochs: %d labels, want all", n, len(labels))
+		}
+		for i, a := range labels {
+			for _, c := range labels[i+1:] {
+				if a.y == c.y && a.x+a.w/2+2 > c.x-c.w/2 && c.x+c.w/2+2 > a.x-a.w/2 {
+					t.Errorf("%d epochs: labels %s at %v and %s at %v overlap", n, a.text, a.x, c.text, c.x)
+				}
+			}
+		}
+		for _, bar := range elements(t, svg, "rect", "bar") {
+			if bar.w < 4 {
+				t.Errorf("%d epochs: a membership is %v units wide", n, bar.w)
+			}
+		}
+		if bars := elements(t, svg, "rect", "bar"); n == 8 && (bars[1].w < 30 || bars[2].w < 30) {
+			t.Errorf("the same-second memberships are %v and %v wide, want at least an epoch (30)", bars[1].w, bars[2].w)
+		}
 	}
-	if !strings.Contains(svg, "epoch 5 from 2025-01-03 06:00:00 UTC") {
-		t.Error("epoch 5 has no hover title")
+}
+
+// sameSecond is a group whose first n-1 epochs all open in the same
+// second, an hour after its creation, followed by a day-long last epoch;
+// alice holds every key, bob only the second epoch's, carol the third's
+// and fourth's.
+func sameSecond(n int) *audit.Report {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	burst := t0.Add(time.Hour)
+	r := &audit.Report{Group: "00112233445566778899aabbccddeeff", Name: "burst", Created: t0, CreatedBy: "keyserver",
+		Until: burst.Add(24 * time.Hour)}
+	for i := range n {
+		start := burst.Add(time.Duration(i) * time.Millisecond)
+		if i == n-1 {
+			start = burst.Add(time.Second)
+		}
+		r.Epochs = append(r.Epochs, audit.Epoch{Number: uint32(i + 1), Start: start, Cause: "group.rekeyed", By: "keyserver"})
 	}
+	at := func(e int) time.Time { return r.Epochs[e-1].Start }
+	ptr := func(t time.Time) *time.Time { return &t }
+	for i := range n - 1 {
+		r.Epochs[i].End = ptr(at(i + 2))
+	}
+	for i := range r.Epochs {
+		r.Epochs[i].Members = []string{"alice"}
+		switch i + 1 {
+		case 2:
+			r.Epochs[i].Members = append(r.Epochs[i].Members, "bob")
+		case 3, 4:
+			r.Epochs[i].Members = append(r.Epochs[i].Members, "carol")
+		}
+	}
+	r.Members = []audit.Member{
+		{Client: "c1", Name: "alice", Spans: []audit.Span{{From: at(1), FromEpoch: 1}}},
+		{Client: "c2", Name: "bob", Spans: []audit.Span{{From: at(2), To: ptr(at(3)), FromEpoch: 2, ToEpoch: 2}}},
+		{Client: "c3", Name: "carol", Spans: []audit.Span{{From: at(3), To: ptr(at(5)), FromEpoch: 3, ToEpoch: 4}}},
+	}
+	return r
+}
+
+// element is an SVG element's position: a text's centre and estimated
+// width, a rect's x and width.
+type element struct {
+	x, y, w float64
+	text    string
+}
+
+// elements finds the SVG elements of a tag and class.
+func elements(t *testing.T, svg, tag, class string) []element {
+	t.Helper()
+	re := regexp.MustCompile(`<` + tag + ` class="` + class + `[^"]*" x="([0-9.]+)"(?: y="([0-9.]+)")?(?: width="([0-9.]+)")?[^>]*>([^<]*)`)
+	var out []element
+	for _, m := range re.FindAllStringSubmatch(svg, -1) {
+		var e element
+		fmt.Sscan(m[1], &e.x)
+		fmt.Sscan(m[2], &e.y)
+		fmt.Sscan(m[3], &e.w)
+		e.text = m[4]
+		if tag == "text" {
+			e.w = 7.5 * float64(len(e.text)) // bold 11px, as Chromium draws them (TestHTMLInBrowser)
+		}
+		out = append(out, e)
+	}
+	return out
 }

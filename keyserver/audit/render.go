@@ -18,8 +18,13 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteText writes the report for a terminal.
+// WriteText writes the report for a terminal. A broken log is said
+// first, and again in place of what was verified.
 func (r *Report) WriteText(w io.Writer) error {
+	if b := r.Broken; b != nil {
+		fmt.Fprintf(w, "VERIFICATION FAILED: first broken event %d on %s: %s\n", b.StreamSeq, b.Subject, b.Reason)
+		fmt.Fprintf(w, "What follows is what the log says, events that failed left out: it is NOT verified.\n\n")
+	}
 	fmt.Fprintf(w, "Group %s (id %s)\n", r.Name, r.Group)
 	fmt.Fprintf(w, "  created %s UTC by %s\n", r.Created.Format(timeFormat), short(r.CreatedBy))
 	if r.Deleted != nil {
@@ -40,6 +45,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	tw.Flush()
+	if b := r.Broken; b != nil {
+		fmt.Fprintf(w, "\nNOT VERIFIED: the log is broken at event %d (%s): %s\n", b.StreamSeq, b.Subject, b.Reason)
+		return nil
+	}
 	v := r.Verified
 	fmt.Fprintf(w, "\nVerified: %d group events (each signature and the hash chain), %d log events (hash chains and head signatures)\n",
 		v.GroupEvents, v.LogEvents)

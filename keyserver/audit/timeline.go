@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -15,10 +16,10 @@ import (
 // replay folds the whole log with the services' projection, checking every
 // signature of the group's own events (the others are authenticated by
 // their chains and head signatures), and builds the timeline.
-func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.GroupID, progress Progress) (*Report, error) {
+func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.GroupID, progress Progress) (*Report, *BrokenError, error) {
 	total, err := store.LastSeq(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := events.NewProjection(ks)
 	p.DeferSignatures(true)
@@ -48,20 +49,19 @@ func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.Gr
 	})
 	progress(done, total)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ae *events.ApplyError
 	if err := p.VerifyHeads(); errors.As(err, &ae) {
 		broken = firstBroken(broken, ae.Seq, ae.Subject, ae.Err)
 	}
-	if !b.found {
-		return nil, ErrNoGroup
+	switch {
+	case !b.found && broken != nil: // its creation is what broke
+		return nil, broken, nil
+	case !b.found:
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoGroup, g)
 	}
-	r := b.report(time.Now().UTC(), done, p.Head(events.GroupAggregate(g)))
-	if broken != nil {
-		return r, broken
-	}
-	return r, nil
+	return b.report(time.Now().UTC(), done, p.Head(events.GroupAggregate(g))), broken, nil
 }
 
 func firstBroken(cur *BrokenError, seq uint64, subject string, err error) *BrokenError {
