@@ -36,26 +36,49 @@ type outgoing struct {
 // the newer key (ResealWait), seals the payload anew with a new counter
 // and sends it once more. Across reconnections the same envelope is sent
 // again until its fate is known; the relay stores it at most once.
+//
+// Up to MaxInflight sends to one group may wait for their verdicts at
+// once; more wait for a place before they seal.
 func (c *Client) Send(ctx context.Context, g protocol.GroupID, payload []byte) error {
+	_, err := c.SendWithResult(ctx, g, payload)
+	return err
+}
+
+// SendResult is what became of one Send.
+type SendResult struct {
+	// Status is the last SendAck's: StatusAccepted, StatusDuplicate (it
+	// was stored by an earlier copy whose answer was lost), or a refusal.
+	// Zero with an error that is not a refusal.
+	Status channel.SendStatus
+	// Counters are the counters the payload was sealed with, in order:
+	// two when it was sealed anew after an old epoch.
+	Counters []uint64
+	// Retries counts the "retry" answers (SendAck status 3) along the way.
+	Retries int
+}
+
+// SendWithResult is Send, and also says what became of the message.
+func (c *Client) SendWithResult(ctx context.Context, g protocol.GroupID, payload []byte) (SendResult, error) {
+	var r SendResult
 	if c.isClosed() {
-		return ErrClosed
+		return r, ErrClosed
 	}
 	if err := c.WaitSynced(ctx); err != nil {
-		return err
+		return r, err
 	}
 	if known, member := c.member(g); known && !member {
-		return ErrNotMember
+		return r, ErrNotMember
 	}
-	status, epoch, err := c.sendOnce(ctx, g, payload)
-	if err != nil || status != channel.StatusOldEpoch {
-		return errOf(status, err)
+	epoch, err := c.sendOnce(ctx, g, payload, &r)
+	if err != nil || r.Status != channel.StatusOldEpoch {
+		return r, errOf(r.Status, err)
 	}
 	c.cfg.Logf("clientsdk: epoch %d of %s refused as old; sealing anew under a newer key", epoch, g)
 	if err := c.waitNewer(ctx, g, epoch); err != nil {
-		return errOf(status, nil)
+		return r, errOf(r.Status, nil)
 	}
-	status, _, err = c.sendOnce(ctx, g, payload)
-	return errOf(status, err)
+	_, err = c.sendOnce(ctx, g, payload, &r)
+	return r, errOf(r.Status, err)
 }
 
 // member reports whether the gateway has told the client its groups, and
@@ -131,17 +154,19 @@ func (c *Client) slot(ctx context.Context, g protocol.GroupID) (release func(), 
 }
 
 // sendOnce seals and sends one envelope and waits for its final status
-// (anything but retry, which it sends again).
-func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byte) (channel.SendStatus, protocol.Epoch, error) {
+// (anything but retry, which it sends again), recorded in r.
+func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byte, r *SendResult) (protocol.Epoch, error) {
+	r.Status = 0
 	release, err := c.slot(ctx, g)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer release()
 	env, epoch, counter, err := c.seal(g, payload)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
+	r.Counters = append(r.Counters, counter)
 	o := &outgoing{env: env, epoch: epoch, done: make(chan channel.SendStatus, 1)}
 	k := outKey{g, counter}
 	c.mu.Lock()
@@ -151,14 +176,20 @@ func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byt
 	if conn != nil {
 		c.write(conn, channel.TypeSend, env) // on failure the reconnection sends it again
 	}
+	defer func() {
+		c.mu.Lock()
+		r.Retries += o.attempts
+		c.mu.Unlock()
+	}()
 	select {
 	case s := <-o.done:
-		return s, epoch, nil
+		r.Status = s
+		return epoch, nil
 	case <-ctx.Done():
 		c.forget(k)
-		return 0, epoch, ctx.Err()
+		return epoch, ctx.Err()
 	case <-c.closed:
-		return 0, epoch, ErrClosed
+		return epoch, ErrClosed
 	}
 }
 

@@ -117,18 +117,24 @@ func TestOldEpochSealedAnewOnce(t *testing.T) {
 		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(2))
 		ack(conn, first, channel.StatusOldEpoch)
 		second = readSend(t, conn)
-		ack(conn, second, channel.StatusAccepted)
+		ack(conn, second, channel.StatusRetry)
+		readSend(t, conn) // the same envelope again
+		ack(conn, second, channel.StatusDuplicate)
 		conn.ReadFrame() // until the client closes
 	})
 	c := s.dial()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := c.Send(ctx, s.group, []byte("hello")); err != nil {
+	r, err := c.SendWithResult(ctx, s.group, []byte("hello"))
+	if err != nil {
 		t.Fatalf("send across a rekey: %v", err)
 	}
 	c.Close()
 	if first.Epoch != 1 || second.Epoch != 2 || second.Counter <= first.Counter {
 		t.Fatalf("first sealed in epoch %d counter %d, then epoch %d counter %d", first.Epoch, first.Counter, second.Epoch, second.Counter)
+	}
+	if r.Status != channel.StatusDuplicate || len(r.Counters) != 2 || r.Counters[0] != first.Counter || r.Counters[1] != second.Counter || r.Retries != 1 {
+		t.Fatalf("result %+v, want duplicate, counters %d and %d, 1 retry", r, first.Counter, second.Counter)
 	}
 }
 
