@@ -8,6 +8,11 @@
 // without authentication and without a listener, for unit tests of logic
 // that is not about the trust boundary: one in-process connection may do
 // everything there.
+//
+// StartCluster runs a JetStream cluster of such servers whose routes run
+// through TCP proxies the test owns: Cluster.Isolate cuts a node off
+// from the others while its clients stay connected to it, as a network
+// partition does.
 package natstest
 
 import (
@@ -48,14 +53,19 @@ func StartAt(t testing.TB, dir string) *Server {
 	return start(t, dir, 0)
 }
 
-func start(t testing.TB, dir string, sync time.Duration) *Server {
+// start starts a server on dir; more adjust its options (a cluster node's).
+func start(t testing.TB, dir string, sync time.Duration, more ...func(*embeddednats.Options)) *Server {
 	t.Helper()
 	creds, _, err := natsauth.LoadOrCreate(filepath.Join(dir, "creds"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := embeddednats.Start(embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
-		Auth: natsauth.Config(creds.Users()), SyncInterval: sync})
+	o := embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
+		Auth: natsauth.Config(creds.Users()), SyncInterval: sync}
+	for _, f := range more {
+		f(&o)
+	}
+	s, err := embeddednats.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,4 +139,15 @@ func CheckFor(t testing.TB, d, every time.Duration, f func() error) {
 		}
 		time.Sleep(every)
 	}
+}
+
+// Twin starts another server with the same users as s, not clustered
+// with it: somewhere else a client of s can go.
+func (s *Server) Twin(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := s.Creds.Write(filepath.Join(dir, "creds")); err != nil {
+		t.Fatal(err)
+	}
+	return StartAt(t, dir)
 }
