@@ -253,6 +253,27 @@ func (s *Server) JetStreamIsLeader() bool { return s.ns.JetStreamIsLeader() }
 // with its cluster's meta leader.
 func (s *Server) JetStreamIsCurrent() bool { return s.ns.JetStreamIsCurrent() }
 
+// JetStreamClusterPeers lists, on the meta leader, the nodes it knows
+// to be online with JetStream, which it may place replicas on; nil on
+// other nodes.
+func (s *Server) JetStreamClusterPeers() []string { return s.ns.JetStreamClusterPeers() }
+
+// JetStreamIsStreamLeader reports whether the server leads stream, in
+// account, in its cluster.
+func (s *Server) JetStreamIsStreamLeader(account, stream string) bool {
+	return s.ns.JetStreamIsStreamLeader(account, stream)
+}
+
+// JetStreamStepdownStream makes the server, if it leads stream in
+// account, step down, so that another node is elected: for tests that
+// need the leader elsewhere.
+func (s *Server) JetStreamStepdownStream(account, stream string) error {
+	if err := s.ns.JetStreamStepdownStream(account, stream); err != nil {
+		return fmt.Errorf("embeddednats: step down %s: %w", stream, err)
+	}
+	return nil
+}
+
 // Shutdown stops the server and waits until it has stopped.
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()

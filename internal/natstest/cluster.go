@@ -97,18 +97,28 @@ func closedAddr(t testing.TB) string {
 	return addr
 }
 
-// WaitJetStream waits until one node is the JetStream meta leader and
-// every node not isolated follows it.
+// WaitJetStream waits until one node is the JetStream meta leader, every
+// node not isolated follows it, and the leader may place replicas on
+// each of them (it has their statistics).
 func (c *Cluster) WaitJetStream(t testing.TB, within time.Duration) {
 	t.Helper()
 	CheckFor(t, within, 50*time.Millisecond, func() error {
-		if c.MetaLeader() < 0 {
+		l := c.MetaLeader()
+		if l < 0 {
 			return errors.New("no JetStream meta leader")
 		}
+		joined := 0
 		for i, s := range c.Nodes {
-			if !c.isolated(i) && !s.JetStreamIsCurrent() {
+			if c.isolated(i) {
+				continue
+			}
+			joined++
+			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("%s is not current with the meta leader", s.Name())
 			}
+		}
+		if peers := c.Nodes[l].JetStreamClusterPeers(); len(peers) < joined {
+			return fmt.Errorf("the meta leader knows %d nodes online (%v), want %d", len(peers), peers, joined)
 		}
 		return nil
 	})
@@ -122,6 +132,35 @@ func (c *Cluster) MetaLeader() int {
 		}
 	}
 	return -1
+}
+
+// StreamLeader is the index of the node leading stream, or -1. Package
+// natsauth puts every stream alone in an account named after it.
+func (c *Cluster) StreamLeader(stream string) int {
+	for i, s := range c.Nodes {
+		if s.JetStreamIsStreamLeader(stream, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// LeadElsewhere makes node i step down as stream's leader until another
+// node leads it.
+func (c *Cluster) LeadElsewhere(t testing.TB, stream string, i int) {
+	t.Helper()
+	CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		switch l := c.StreamLeader(stream); {
+		case l < 0:
+			return fmt.Errorf("%s has no leader", stream)
+		case l == i:
+			if err := c.Nodes[i].JetStreamStepdownStream(stream, stream); err != nil {
+				return err
+			}
+			return fmt.Errorf("%s still led by %s", stream, c.Nodes[i].Name())
+		}
+		return nil
+	})
 }
 
 // Isolate cuts every route of node i: it keeps running, and its clients
