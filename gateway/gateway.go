@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/jsprobe"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
@@ -57,6 +58,11 @@ type Config struct {
 	// Metrics receives the gateway's counters and gauges (nil: a private
 	// registry, for tests). It must not hold another gateway's.
 	Metrics *metrics.Registry
+	// Probe tunes the JetStream probe of the gateway's NATS connection,
+	// which moves it off a node that cannot reach JetStream (package
+	// jsprobe); the zero value has the defaults. Its stream, log and
+	// metrics are the gateway's.
+	Probe jsprobe.Config
 }
 
 func (c *Config) fill() error {
@@ -95,6 +101,7 @@ type Gateway struct {
 	sessions   *registry
 	relay      *relayClient
 	cursors    *cursorStore
+	probe      *jsprobe.Probe
 	stop       []func()
 	// wg counts every goroutine the gateway starts: the accept loop, each
 	// handshake, each session's reader and delivery, a session's pass.
@@ -135,6 +142,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: listen: %w", err)
 	}
 	g.ln = ln
+	if err := g.startProbe(); err != nil {
+		g.Close()
+		return nil, err
+	}
 	if err := g.open(ctx); err != nil {
 		g.Close()
 		return nil, err
@@ -144,6 +155,23 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	g.log.Info().Str("listen", ln.Addr().String()).Msg("gateway listening")
 	return g, nil
 }
+
+// startProbe watches JetStream through the gateway's connection from the
+// start, so that a gateway started on a cut-off node leaves it too.
+func (g *Gateway) startProbe() error {
+	pc := g.cfg.Probe
+	pc.Stream, pc.Log, pc.Metrics, pc.Prefix = streams.Events, g.log, g.Metrics.reg, "comm_gateway"
+	p, err := jsprobe.Start(g.nc, pc)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.probe = p
+	return nil
+}
+
+// JetStream is the probe of the gateway's NATS connection: its Ready is
+// nil while the gateway reaches JetStream.
+func (g *Gateway) JetStream() *jsprobe.Probe { return g.probe }
 
 func (g *Gateway) open(ctx context.Context) error {
 	js, err := jetstream.New(g.nc)
@@ -209,6 +237,9 @@ func (g *Gateway) Close() {
 		g.wg.Wait()
 		for _, stop := range g.stop {
 			stop()
+		}
+		if g.probe != nil {
+			g.probe.Close() // last: it may still move the connection the cursors are saved through
 		}
 	})
 }

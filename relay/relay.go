@@ -46,6 +46,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/jsprobe"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/streams"
 )
@@ -80,6 +81,11 @@ type Config struct {
 	// TrimInterval is how often envelopes older than Streams.Retention are
 	// removed (default a tenth of the retention, at most 10 minutes).
 	TrimInterval time.Duration
+	// Probe tunes the JetStream probe of the relay's NATS connection,
+	// which moves it off a node that cannot reach JetStream (package
+	// jsprobe); the zero value has the defaults. Its stream, log and
+	// metrics are the relay's.
+	Probe jsprobe.Config
 }
 
 func (c *Config) fill() error {
@@ -132,6 +138,7 @@ type Relay struct {
 	workers     []chan *job
 	gate        sync.RWMutex // dispatches hold it to read; Close, to set closed
 	closed      bool
+	probe       *jsprobe.Probe
 	wg          sync.WaitGroup
 	stop        []func()
 	closeOnce   sync.Once
@@ -146,6 +153,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	}
 	r := &Relay{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "relay").Str("relay", cfg.ID).Logger(), Metrics: newMetrics(cfg.Metrics),
 		room: newWaitRoom()}
+	if err := r.startProbe(); err != nil {
+		return nil, err
+	}
 	if err := r.open(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -159,6 +169,23 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	r.stopJanitor = r.runJanitor(r.cfg.TrimInterval)
 	return r, nil
 }
+
+// startProbe watches JetStream through the relay's connection from the
+// start, so that a relay started on a cut-off node leaves it too.
+func (r *Relay) startProbe() error {
+	pc := r.cfg.Probe
+	pc.Stream, pc.Log, pc.Metrics, pc.Prefix = streams.Events, r.log, r.Metrics.reg, "comm_relay"
+	p, err := jsprobe.Start(r.nc, pc)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.probe = p
+	return nil
+}
+
+// JetStream is the probe of the relay's NATS connection: its Ready is nil
+// while the relay reaches JetStream.
+func (r *Relay) JetStream() *jsprobe.Probe { return r.probe }
 
 func (r *Relay) open(ctx context.Context) error {
 	js, err := jetstream.New(r.nc)
@@ -219,6 +246,9 @@ func (r *Relay) close() {
 	r.stop = nil
 	for _, j := range r.room.drain() {
 		r.answer(j, Retry, streams.ReasonRelayBusy)
+	}
+	if r.probe != nil {
+		r.probe.Close() // last: it may still move the connection the partitions are released through
 	}
 }
 

@@ -86,10 +86,19 @@ HTTP endpoints:
              comm_gateway_handshakes_total,
              comm_gateway_handshakes_refused_total{reason},
              comm_gateway_connections_dropped_total{reason},
-             comm_gateway_sends_total{verdict,reason}, and more
+             comm_gateway_sends_total{verdict,reason},
+             comm_gateway_jetstream_moves_total, and more
   /healthz   200 "ok" while the process runs
-  /readyz    200 "ok" once NATS is connected, the log is replayed and
-             clients can connect; 503 with the reason before that
+  /readyz    200 "ok" once NATS is connected, JetStream answers through
+             it, the log is replayed and clients can connect; 503 with
+             the reason otherwise
+
+NATS nodes: --nats should name every node of the cluster. Every second
+the gateway asks JetStream, through its node, for the event stream's info;
+after three probes in a row fail (the node is cut off from the stream's
+leader, or is a leader cut off from its replicas) and JetStream answers
+through another node, it moves to the next node, within 5 s of the cut,
+and counts it (comm_gateway_jetstream_moves_total).
 
 Example:
   gateway --nats nats://127.0.0.1:4222 --key /etc/comm/gateway.key \

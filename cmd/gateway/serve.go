@@ -58,6 +58,7 @@ func runGateway(ctx context.Context, nc *nats.Conn, cfg *config, gc gateway.Conf
 		return err
 	}
 	defer g.Close() // saves the cursors before the connection drains
+	st.JetStream.Store(g.JetStream())
 	st.Loaded.Store(true)
 	pub := gc.Key.Public()
 	log.Info().Str("listen", g.Addr().String()).Str("server_key", hex.EncodeToString(pub[:])).Int("replicas", cfg.replicas).

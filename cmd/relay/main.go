@@ -77,10 +77,18 @@ Flags (each also read from the environment variable shown; a flag wins):
 HTTP endpoints:
   /metrics   Prometheus text format: comm_relay_verdicts_total{verdict,reason},
              comm_relay_partitions_owned, comm_relay_counter_conflicts_total,
-             comm_relay_events_refused_total, comm_relay_log_position
+             comm_relay_events_refused_total, comm_relay_log_position,
+             comm_relay_jetstream_moves_total
   /healthz   200 "ok" while the process runs
-  /readyz    200 "ok" once NATS is connected and the log is replayed,
-             503 with the reason before that
+  /readyz    200 "ok" once NATS is connected, JetStream answers through
+             it and the log is replayed; 503 with the reason otherwise
+
+NATS nodes: --nats should name every node of the cluster. Every second
+the relay asks JetStream, through its node, for the event stream's info;
+after three probes in a row fail (the node is cut off from the stream's
+leader, or is a leader cut off from its replicas) and JetStream answers
+through another node, it moves to the next node, within 5 s of the cut,
+and counts it (comm_relay_jetstream_moves_total).
 
 Example:
   relay --nats nats://127.0.0.1:4222 --keyserver-pub /etc/comm/keyserver.pub

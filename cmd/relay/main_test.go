@@ -204,6 +204,46 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 	}
 }
 
+// TestNotReadyWithoutJetStream: a relay whose NATS connection is up but
+// through which JetStream no longer answers (here the event stream's
+// account loses JetStream) is not ready, says so, and fails `relay
+// health`; it still stops cleanly.
+func TestNotReadyWithoutJetStream(t *testing.T) {
+	s := natstest.Start(t)
+	kf := writeKeys(t)
+	newWorld(t, s, kf.ks)
+	stderr := &cmdtest.Log{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--nats", s.ClientURL(), "--nats-creds", s.CredsFile(natsauth.Relay), "--keyserver-pub", kf.ksPub,
+			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
+	}()
+	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
+	stderr.Field(t, "relay ready", "id")
+	var errOut bytes.Buffer
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 0 {
+		t.Fatalf("health of a ready relay: exit %d, %s", code, errOut.String())
+	}
+	cmdtest.Must(t, s.DisableJetStream(streams.Events))
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "JetStream unreachable") {
+			return fmt.Errorf("readyz: %d %q, want 503 naming JetStream", code, body)
+		}
+		return nil
+	})
+	errOut.Reset()
+	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "JetStream") {
+		t.Errorf("health: exit %d %q", code, errOut.String())
+	}
+	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
+		t.Errorf("healthz %d: the relay is alive", code)
+	}
+	cancel()
+	waitExit(t, done, stderr)
+}
+
 // TestKeyFileErrors: a wrong or missing key file is refused with the flag
 // that named it and the keys package's reason.
 func TestKeyFileErrors(t *testing.T) {

@@ -47,6 +47,7 @@ func runRelay(ctx context.Context, nc *nats.Conn, cfg *config, rc relay.Config, 
 		return err
 	}
 	defer r.Close() // releases the partitions before the connection drains
+	st.JetStream.Store(r.JetStream())
 	st.Loaded.Store(true)
 	log.Info().Str("id", r.ID()).Int("partitions", len(r.Owned())).Int("replicas", cfg.replicas).
 		Str("retention", (*service.Duration)(&cfg.retention).String()).Dur("grace", cfg.grace).Msg("relay ready")

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -49,6 +50,27 @@ type Options struct {
 	Log zerolog.Logger
 	// ReadyTimeout bounds the start-up (default 30 s).
 	ReadyTimeout time.Duration
+	// Cluster, if set, makes the server a node of a JetStream cluster:
+	// for tests of what a cluster does when a node is cut off (package
+	// natstest). Name must then be unique in the cluster.
+	Cluster *Cluster
+}
+
+// Cluster is the clustering of a node: its route listener and the routes
+// it dials. The routes are not authenticated: the listener is loopback
+// only, for clusters inside one test process.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node; required.
+	Name string
+	// Listen is the loopback address of the route listener; port 0 picks
+	// a free port (ClusterAddr).
+	Listen string
+	// Routes are the nats-route:// URLs of the other nodes, dialed and
+	// redialed forever.
+	Routes []string
+	// Advertise is the route address the node tells the others, which
+	// they may dial when they learn of it (gossip); empty means Listen's.
+	Advertise string
 }
 
 func (o *Options) validate() error {
@@ -66,6 +88,31 @@ func (o *Options) validate() error {
 		if o.Auth == "" {
 			return fmt.Errorf("embeddednats: a listener (%s) without authentication: any local user could write to every stream", o.Listen)
 		}
+	}
+	if o.Cluster != nil {
+		return o.Cluster.validate()
+	}
+	return nil
+}
+
+func (c *Cluster) validate() error {
+	if c.Name == "" {
+		return errors.New("embeddednats: a cluster needs a name")
+	}
+	if err := checkLoopback(c.Listen); err != nil {
+		return fmt.Errorf("embeddednats: cluster listen address %q: %w", c.Listen, err)
+	}
+	return nil
+}
+
+// checkLoopback checks that addr is HOST:PORT with a loopback HOST.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errors.New("not loopback; the embedded server listens on this machine only")
 	}
 	return nil
 }
@@ -134,7 +181,45 @@ func serverOptions(o Options) (*server.Options, error) {
 	if o.TLS != nil {
 		opts.TLSConfig, opts.TLSTimeout = o.TLS, 2
 	}
+	if o.Cluster != nil {
+		if err := clusterOptions(opts, o.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	return opts, nil
+}
+
+func clusterOptions(opts *server.Options, c *Cluster) error {
+	host, port, err := hostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("embeddednats: cluster listen port: %w", err)
+	}
+	opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port, opts.Cluster.Advertise = c.Name, host, port, c.Advertise
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("embeddednats: route %q: %w", r, err)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
+// hostPort splits a listen address, port 0 becoming nats-server's random
+// port.
+func hostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, err
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
 }
 
 // Connect opens an in-process client connection (no TCP).
@@ -153,6 +238,47 @@ func (s *Server) ClientURL() string {
 		return ""
 	}
 	return s.ns.ClientURL()
+}
+
+// ClusterAddr is the address of the route listener, or "" if the server
+// is not clustered.
+func (s *Server) ClusterAddr() string {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Name is the server's name, as clients see it (nats.Conn.ConnectedServerName).
+func (s *Server) Name() string { return s.ns.Name() }
+
+// JetStreamIsLeader reports whether the server is the JetStream meta
+// leader of its cluster.
+func (s *Server) JetStreamIsLeader() bool { return s.ns.JetStreamIsLeader() }
+
+// JetStreamIsCurrent reports whether the server's JetStream is in step
+// with its cluster's meta leader.
+func (s *Server) JetStreamIsCurrent() bool { return s.ns.JetStreamIsCurrent() }
+
+// JetStreamClusterPeers lists, on the meta leader, the nodes it knows
+// to be online with JetStream, which it may place replicas on; nil on
+// other nodes.
+func (s *Server) JetStreamClusterPeers() []string { return s.ns.JetStreamClusterPeers() }
+
+// JetStreamIsStreamLeader reports whether the server leads stream, in
+// account, in its cluster.
+func (s *Server) JetStreamIsStreamLeader(account, stream string) bool {
+	return s.ns.JetStreamIsStreamLeader(account, stream)
+}
+
+// JetStreamStepdownStream makes the server, if it leads stream in
+// account, step down, so that another node is elected: for tests that
+// need the leader elsewhere.
+func (s *Server) JetStreamStepdownStream(account, stream string) error {
+	if err := s.ns.JetStreamStepdownStream(account, stream); err != nil {
+		return fmt.Errorf("embeddednats: step down %s: %w", stream, err)
+	}
+	return nil
 }
 
 // Shutdown stops the server and waits until it has stopped.

@@ -8,6 +8,11 @@
 // without authentication and without a listener, for unit tests of logic
 // that is not about the trust boundary: one in-process connection may do
 // everything there.
+//
+// StartCluster runs a JetStream cluster of such servers whose routes run
+// through TCP proxies the test owns: Cluster.Isolate cuts a node off
+// from the others while its clients stay connected to it, as a network
+// partition does.
 package natstest
 
 import (
@@ -74,24 +79,27 @@ func StartTLS(t testing.TB) *Server {
 	if err := os.WriteFile(caFile, ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startWith(t, dir, 0, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	s := start(t, dir, 0, func(o *embeddednats.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
 	s.CAFile = caFile
 	return s
 }
 
-func start(t testing.TB, dir string, sync time.Duration) *Server {
-	t.Helper()
-	return startWith(t, dir, sync, nil)
-}
-
-func startWith(t testing.TB, dir string, sync time.Duration, tlsConfig *tls.Config) *Server {
+// start starts a server on dir; more adjust its options (a cluster node's,
+// a TLS listener).
+func start(t testing.TB, dir string, sync time.Duration, more ...func(*embeddednats.Options)) *Server {
 	t.Helper()
 	creds, _, err := natsauth.LoadOrCreate(filepath.Join(dir, "creds"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := embeddednats.Start(embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
-		Auth: natsauth.Config(creds.Users()), SyncInterval: sync, TLS: tlsConfig})
+	o := embeddednats.Options{DataDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Name: "test",
+		Auth: natsauth.Config(creds.Users()), SyncInterval: sync}
+	for _, f := range more {
+		f(&o)
+	}
+	s, err := embeddednats.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,4 +176,15 @@ func CheckFor(t testing.TB, d, every time.Duration, f func() error) {
 		}
 		time.Sleep(every)
 	}
+}
+
+// Twin starts another server with the same users as s, not clustered
+// with it: somewhere else a client of s can go.
+func (s *Server) Twin(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := s.Creds.Write(filepath.Join(dir, "creds")); err != nil {
+		t.Fatal(err)
+	}
+	return StartAt(t, dir)
 }

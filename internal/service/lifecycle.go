@@ -8,17 +8,21 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/commsec/communicator/internal/jsprobe"
 )
 
 // ShutdownTimeout bounds each step of a service's graceful shutdown.
 const ShutdownTimeout = 5 * time.Second
 
-// Readiness is a service's /readyz: NATS connected and the event log
-// replayed. Store the connection in NC once it is made, and set Loaded
-// while the service serves.
+// Readiness is a service's /readyz: NATS connected, JetStream reachable
+// through it, and the event log replayed. Store the connection in NC once
+// it is made, the probe of the connection in JetStream once the service
+// has one, and set Loaded while the service serves.
 type Readiness struct {
-	NC     atomic.Pointer[nats.Conn]
-	Loaded atomic.Bool
+	NC        atomic.Pointer[nats.Conn]
+	JetStream atomic.Pointer[jsprobe.Probe]
+	Loaded    atomic.Bool
 }
 
 // Check says why the service is not ready, or nil.
@@ -29,6 +33,11 @@ func (r *Readiness) Check() error {
 	}
 	if err := NATSReady(nc); err != nil {
 		return err
+	}
+	if p := r.JetStream.Load(); p != nil {
+		if err := p.Ready(); err != nil {
+			return err
+		}
 	}
 	if !r.Loaded.Load() {
 		return errors.New("replaying the event log")

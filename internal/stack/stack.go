@@ -198,8 +198,9 @@ func (s *Stack) Close() {
 	})
 }
 
-// Ready is the readiness check of /readyz: every part started and every
-// NATS connection up.
+// Ready is the readiness check of /readyz: every part started, every
+// NATS connection up, and JetStream reachable by the relay and the
+// gateway.
 func (s *Stack) Ready() error {
 	if !s.ready.Load() {
 		return errors.New("starting")
@@ -208,6 +209,12 @@ func (s *Stack) Ready() error {
 		if err := service.NATSReady(nc); err != nil {
 			return err
 		}
+	}
+	if err := s.relay.JetStream().Ready(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if err := s.gateway.JetStream().Ready(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
 }

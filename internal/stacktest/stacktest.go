@@ -217,3 +217,54 @@ func CreateStreams(t testing.TB, nc *nats.Conn) {
 		t.Fatal(err)
 	}
 }
+
+// NewCluster starts a keyserver on node ks of cluster c, which creates
+// every stream and bucket with a replica on each node; add relays and
+// gateways on the nodes of your choice with AddRelayOn and AddGatewayOn.
+// The stack's NATS is node ks, and NC the keyserver's connection, which
+// knows every node (natstest.Cluster.Conn).
+func NewCluster(t testing.TB, c *natstest.Cluster, ks int) *Stack {
+	t.Helper()
+	nc := c.Conn(t, ks, natsauth.Keyserver)
+	js, _ := jetstream.New(nc)
+	ksKey, _ := keys.GenerateSigningKey(nil)
+	gw, _ := keys.GenerateSigningKey(nil)
+	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ksKey,
+		Streams: streams.Config{Replicas: len(c.Nodes), LeaseTTL: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return &Stack{T: t, NATS: c.Nodes[ks], NC: nc, JS: js, KS: ksKey, GW: gw, Keyserver: k}
+}
+
+// AddRelayOn starts a relay on connection nc, e.g. one to a node of a
+// cluster (natstest.Cluster.Conn).
+func (s *Stack) AddRelayOn(nc *nats.Conn, cfg relay.Config) *relay.Relay {
+	s.T.Helper()
+	cfg.KeyserverKey = s.KS.Public()
+	r, err := relay.Start(context.Background(), nc, cfg)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(r.Close)
+	s.Relays = append(s.Relays, r)
+	return r
+}
+
+// AddGatewayOn starts a gateway on 127.0.0.1 and connection nc, e.g. one
+// to a node of a cluster (natstest.Cluster.Conn).
+func (s *Stack) AddGatewayOn(nc *nats.Conn, cfg gateway.Config) *gateway.Gateway {
+	s.T.Helper()
+	cfg.Key, cfg.KeyserverKey = s.GW, s.KS.Public()
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	g, err := gateway.Start(context.Background(), nc, cfg)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(g.Close)
+	s.Gateways = append(s.Gateways, g)
+	return g
+}
