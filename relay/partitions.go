@@ -83,6 +83,9 @@ func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
 	r.parts = p // before the first claim: dispatch reads it
 	p.tick(ctx)
 	go p.loop()
+	if err := r.nc.FlushTimeout(10 * time.Second); err != nil { // the partitions' subscriptions reach the server before Start returns
+		return nil, fmt.Errorf("relay: subscribing to partitions: %w", err)
+	}
 	return p, nil
 }
 
