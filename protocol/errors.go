@@ -77,6 +77,14 @@ var (
 	ErrDenied             = newError("denied", CodeDenied, "client not admitted")
 )
 
+// Handshake admission: why a server turned a connection away before or
+// during its handshake. The client is told CodeBusy.
+var (
+	ErrBusy       = newError("busy", CodeBusy, "too many handshakes in progress")
+	ErrBusySource = newError("busy_source", CodeBusy, "the source address holds its share of the handshakes in progress")
+	ErrEvicted    = newError("evicted", CodeBusy, "handshake evicted to make room for a source with fewer in progress")
+)
+
 // Connection errors a server reports when it drops a client.
 var (
 	ErrSlowClient  = newError("slow_client", CodeSlow, "client did not read fast enough")
