@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -79,7 +80,7 @@ func TestHandshakeFloodFairness(t *testing.T) {
 // flood keeps n connections from sources 127.0.0.1 to 127.0.0.<sources>
 // to a gateway that never finish M1: every other one sends the first two
 // bytes of a header, the others nothing. A connection the gateway closes
-// is dialled again after a pause, until stop.
+// is dialled again after floodPause on average, until stop.
 type flood struct {
 	dialed atomic.Int64
 	cancel context.CancelFunc
@@ -87,8 +88,9 @@ type flood struct {
 }
 
 // floodPause is how long a flood connection waits before it dials again:
-// long enough that the flood does not take the test machine's cores.
-const floodPause = 250 * time.Millisecond
+// long enough that the flood takes neither the machine's cores nor its
+// connection tracking table (a closed connection stays there 120 s).
+const floodPause = time.Second
 
 func startFlood(t *testing.T, addr string, n, sources int) *flood {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -111,11 +113,15 @@ func (f *flood) conn(ctx context.Context, addr string, src netip.Addr, partial b
 			stop := context.AfterFunc(ctx, func() { nc.Close() })
 			io.Copy(io.Discard, nc) // until the gateway closes it
 			stop()
+			// Reset, as an attacker would: no TIME_WAIT on either side,
+			// and the kernel's connection tracking forgets it in 10 s,
+			// not 120.
+			nc.(*net.TCPConn).SetLinger(0)
 			nc.Close()
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(floodPause):
+		case <-time.After(floodPause/2 + rand.N(floodPause)): // spread, so that the table refills all the time
 		}
 	}
 }
