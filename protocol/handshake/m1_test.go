@@ -116,6 +116,21 @@ func TestM1Ended(t *testing.T) {
 	}
 }
 
+// TestM1Reset: a peer that resets the connection before M1 ends its
+// stream as one that closes it does: closed_in_handshake, no answer.
+func TestM1Reset(t *testing.T) {
+	cn, sn := tcpPair(t)
+	res := runServer(sn, handshake.ServerConfig{Identity: mustKey(t), Timeout: time.Hour, M1Timeout: time.Hour,
+		Rand: noRand{t}})
+	cn.(*net.TCPConn).SetLinger(0)
+	cn.Close()
+	r := <-res
+	if !errors.Is(r.err, protocol.ErrClosedInHandshake) || !errors.Is(r.err, io.EOF) ||
+		protocol.Reason(r.err) != "closed_in_handshake" {
+		t.Fatalf("server got %v (%s), want closed_in_handshake wrapping io.EOF", r.err, protocol.Reason(r.err))
+	}
+}
+
 // TestGotM1: the hook runs once M1 is whole and well-formed, before any
 // cryptography; its error ends the handshake without an answer. A
 // malformed M1 never reaches it.

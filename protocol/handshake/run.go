@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/commsec/communicator/protocol"
@@ -247,12 +248,11 @@ func readInto(r io.Reader, step func([]byte) error) error {
 
 // readMessage reads one whole handshake message into buf, checking its
 // header before reading the body (section 4.3), and returns it. A stream
-// that ends before the message fails with ErrClosedInHandshake (wrapping
-// io.EOF), one that ends inside it with ErrTruncatedMessage (wrapping
-// io.ErrUnexpectedEOF).
+// that ends (or is reset) before the message fails with
+// ErrClosedInHandshake, one that ends inside it with ErrTruncatedMessage.
 func readMessage(r io.Reader, buf *[KeyMessageSize]byte) ([]byte, error) {
-	if _, err := io.ReadFull(r, buf[:HeaderSize]); err != nil {
-		return nil, ended(err, false)
+	if got, err := io.ReadFull(r, buf[:HeaderSize]); err != nil {
+		return nil, ended(err, got > 0)
 	}
 	_, n, err := ParseHeader(buf[:HeaderSize])
 	if err != nil {
@@ -264,14 +264,20 @@ func readMessage(r io.Reader, buf *[KeyMessageSize]byte) ([]byte, error) {
 	return buf[:HeaderSize+n], nil
 }
 
-// ended names the end of the stream during a read; inside says whether
-// part of the message had arrived. Other errors pass unchanged.
+// ended names the end of the stream during a read, keeping io.EOF (none
+// of the message had arrived) or io.ErrUnexpectedEOF (part of it had) in
+// the chain; inside says whether part of the message had arrived. A reset
+// by the peer ends the stream too. Other errors pass unchanged.
 func ended(err error, inside bool) error {
+	name, end := protocol.ErrClosedInHandshake, io.EOF
+	if inside {
+		name, end = protocol.ErrTruncatedMessage, io.ErrUnexpectedEOF
+	}
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF), inside && errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: %w", protocol.ErrTruncatedMessage, io.ErrUnexpectedEOF)
-	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: %w", protocol.ErrClosedInHandshake, io.EOF)
+	case errors.Is(err, syscall.ECONNRESET):
+		return fmt.Errorf("%w: %w: %w", name, end, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: %w", name, end)
 	}
 	return err
 }
