@@ -77,6 +77,7 @@ func (r *runner) flood(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	waitQuiet(ctx, gw) // the flood's handshakes in progress end
 	r.say("legitimate client alone: %d handshakes", r.p.floodTries-r.p.floodTries/2)
 	c.run(ctx, r.p.floodTries-r.p.floodTries/2, &alone, nil)
 	for k := range after {
@@ -125,6 +126,26 @@ func waitTurnedAway(ctx context.Context, gw *gateway.Gateway) {
 	mark := turnedAway(gw)
 	for start := time.Now(); turnedAway(gw) == mark && ctx.Err() == nil && time.Since(start) < time.Second; {
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitQuiet returns once the gateway has refused nothing for 100 ms (or
+// after 5 s).
+func waitQuiet(ctx context.Context, gw *gateway.Gateway) {
+	total := func() (n uint64) {
+		refused, _, _ := gw.Metrics.Snapshot()
+		for _, v := range refused {
+			n += v
+		}
+		return n
+	}
+	for start, last := time.Now(), total(); ctx.Err() == nil && time.Since(start) < 5*time.Second; {
+		time.Sleep(100 * time.Millisecond)
+		n := total()
+		if n == last {
+			return
+		}
+		last = n
 	}
 }
 
