@@ -19,10 +19,10 @@ const DefaultTimeout = 10 * time.Second
 
 // DefaultM1Timeout bounds a server's wait for a whole M1 when a config
 // leaves M1Timeout zero. M1 is the client's first 68 bytes, sent as soon
-// as the connection is up: 2 s leave room for one retransmission (Linux
-// waits 1 s before the first) on a link with a round trip of up to a
-// second, and free a slot held by a silent peer five times sooner than
-// the whole handshake's deadline would.
+// as the connection is up: 2 s leave room for it to be lost once and sent
+// again on a slow link (TCP retransmits after a round trip and some
+// margin, 200 ms at least), and free a slot held by a silent peer five
+// times sooner than the whole handshake's deadline would.
 const DefaultM1Timeout = 2 * time.Second
 
 // refuseTimeout bounds the write of an error message: it is 6 bytes on a
