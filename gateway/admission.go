@@ -159,16 +159,19 @@ func (s *source) oldest() int32 {
 	return s.lists[pastM1].head
 }
 
-// gotM1 moves a handshake past M1. It reports false if the handshake was
-// evicted: its connection is no longer the caller's to use.
+// gotM1 moves a handshake past M1 (once: again, it stays where it is).
+// It reports false if the handshake was evicted: its connection is no
+// longer the caller's to use.
 func (a *admission[T]) gotM1(t ticket) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.slots[t.slot].gen != t.gen {
 		return false
 	}
-	a.unlink(t.slot)
-	a.link(t.slot, pastM1)
+	if a.slots[t.slot].stage == waitingM1 {
+		a.unlink(t.slot)
+		a.link(t.slot, pastM1)
+	}
 	return true
 }
 

@@ -102,7 +102,7 @@ func TestAdmissionEvictionOrder(t *testing.T) {
 	}
 	tb.want('b', "", nil)
 	tb.want('b', "", nil)
-	tb.gotM1("a2", "a0") // past M1 in that order: a2 has waited longer for M4
+	tb.gotM1("a2", "a0", "a2") // past M1 in that order (a2 once): a2 has waited longer for M4
 	tb.want('c', "a1", nil)
 	tb.want('c', "a3", nil) // a still holds 3, c would hold 2
 	// a, b and c hold 2 each; b's and c's oldest wait for M1, b0 longest.
