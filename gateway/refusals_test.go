@@ -83,26 +83,37 @@ func m1(t *testing.T, gwKey *keys.SigningKey) []byte {
 // of those is answered.
 func TestPreM1Refusals(t *testing.T) {
 	s := stacktest.New(t)
-	gw := s.AddGateway(gateway.Config{M1Timeout: 100 * time.Millisecond, HandshakeTimeout: time.Hour})
-	silent, partial, truncated, closed := dialFrom(t, gw, 1), dialFrom(t, gw, 1), dialFrom(t, gw, 1), dialFrom(t, gw, 1)
-	partial.Write(m1(t, s.GW)[:30])
-	truncated.Write(m1(t, s.GW)[:30])
-	truncated.(*net.TCPConn).CloseWrite()
-	closed.(*net.TCPConn).CloseWrite()
-	for name, nc := range map[string]net.Conn{"silent": silent, "partial": partial} {
-		if code, _ := answer(t, nc, 0); code != protocol.CodeTimeout {
-			t.Errorf("%s connection told %v, want timeout", name, code)
+	t.Run("deadline", func(t *testing.T) {
+		gw := s.AddGateway(gateway.Config{M1Timeout: 100 * time.Millisecond, HandshakeTimeout: time.Hour})
+		silent, partial := dialFrom(t, gw, 1), dialFrom(t, gw, 1)
+		partial.Write(m1(t, s.GW)[:30])
+		for name, nc := range map[string]net.Conn{"silent": silent, "partial": partial} {
+			if code, _ := answer(t, nc, 0); code != protocol.CodeTimeout {
+				t.Errorf("%s connection told %v, want timeout", name, code)
+			}
 		}
-	}
-	for name, nc := range map[string]net.Conn{"truncated": truncated, "closed": closed} {
-		if code, n := answer(t, nc, 0); n != 0 {
-			t.Errorf("%s connection told %v, want nothing", name, code)
+		want := map[string]uint64{"m1_timeout": 2}
+		if refused := waitRefused(t, gw, want); !maps.Equal(refused, want) {
+			t.Errorf("refusals %v, want %v", refused, want)
 		}
-	}
-	refused := waitRefused(t, gw, map[string]uint64{"m1_timeout": 2, "truncated_message": 1, "closed_in_handshake": 1})
-	if want := map[string]uint64{"m1_timeout": 2, "truncated_message": 1, "closed_in_handshake": 1}; !maps.Equal(refused, want) {
-		t.Errorf("refusals %v, want %v", refused, want)
-	}
+	})
+	t.Run("end of stream", func(t *testing.T) {
+		// An M1 deadline of an hour: these must end by their stream alone.
+		gw := s.AddGateway(gateway.Config{M1Timeout: time.Hour, HandshakeTimeout: time.Hour})
+		truncated, closed := dialFrom(t, gw, 1), dialFrom(t, gw, 1)
+		truncated.Write(m1(t, s.GW)[:30])
+		truncated.(*net.TCPConn).CloseWrite()
+		closed.(*net.TCPConn).CloseWrite()
+		for name, nc := range map[string]net.Conn{"truncated": truncated, "closed": closed} {
+			if code, n := answer(t, nc, 0); n != 0 {
+				t.Errorf("%s connection told %v, want nothing", name, code)
+			}
+		}
+		want := map[string]uint64{"truncated_message": 1, "closed_in_handshake": 1}
+		if refused := waitRefused(t, gw, want); !maps.Equal(refused, want) {
+			t.Errorf("refusals %v, want %v", refused, want)
+		}
+	})
 }
 
 // TestEviction: with room for 3 handshakes, 2 per source, a connection
