@@ -127,13 +127,12 @@ func TestHandshakeWrongServerKey(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	clientKey, serverKey := mustKey(t), mustKey(t)
 	cn, sn := tcpPair(t)
-	res := runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 100 * time.Millisecond})
 	c := handshake.NewClientHandshake(clientKey, serverKey.Public(), nil)
 	m1, _ := c.WriteM1()
-	if _, err := cn.Write(m1); err != nil {
+	if _, err := cn.Write(m1); err != nil { // before the server starts its clock
 		t.Fatal(err)
 	}
-	r := <-res
+	r := <-runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 500 * time.Millisecond})
 	if !errors.Is(r.err, protocol.ErrHandshakeTimeout) || protocol.Reason(r.err) != "handshake_timeout" {
 		t.Fatalf("server got %v (%s), want ErrHandshakeTimeout", r.err, protocol.Reason(r.err))
 	}
