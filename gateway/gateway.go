@@ -29,6 +29,7 @@ import (
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/jsprobe"
 	"github.com/commsec/communicator/internal/metrics"
+	"github.com/commsec/communicator/protocol/handshake"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
 )
@@ -39,10 +40,17 @@ type Config struct {
 	Key          *keys.SigningKey // Sk_S
 	KeyserverKey [32]byte         // Pk_Ks: the events the gateway trusts
 	Streams      streams.Config
-	// MaxHandshakes caps concurrent handshakes; past it new connections
-	// are told "busy" (default 256).
-	MaxHandshakes    int
-	HandshakeTimeout time.Duration // default 10 s
+	// MaxHandshakes caps concurrent handshakes (default 256). When all
+	// are taken, a new connection evicts a handshake of the source
+	// holding the most, or is told "busy" (docs/PROTOCOL.md, 4.9).
+	MaxHandshakes int
+	// MaxHandshakesPerSource is a source address's share of a full table
+	// of handshakes (default 16): past it, its new connections are told
+	// "busy" and evict nobody. While the table has room it does not apply.
+	MaxHandshakesPerSource int
+	HandshakeTimeout       time.Duration // the whole handshake (default 10 s)
+	// M1Timeout bounds the wait for a whole M1 (default 2 s).
+	M1Timeout time.Duration
 	// QueueSize bounds the frames waiting for a client (default 256).
 	QueueSize int
 	// IdleTimeout closes a connection that sent nothing, not even a ping,
@@ -73,6 +81,8 @@ func (c *Config) fill() error {
 		return errors.New("gateway: no keyserver public key configured")
 	}
 	c.MaxHandshakes = orDefault(c.MaxHandshakes, 256)
+	c.MaxHandshakesPerSource = orDefault(c.MaxHandshakesPerSource, 16)
+	c.M1Timeout = orDefault(c.M1Timeout, handshake.DefaultM1Timeout)
 	c.QueueSize = orDefault(c.QueueSize, 256)
 	c.MaxInflight = orDefault(c.MaxInflight, 64)
 	c.HandshakeTimeout = orDefault(c.HandshakeTimeout, 10*time.Second)

@@ -71,7 +71,18 @@ var (
 	ErrBadClientSignature = newError("bad_client_signature", CodeProtocol, "client signature does not verify")
 	ErrNoKeyConfirmation  = newError("no_key_confirmation", CodeProtocol, "server's first frame is not Ready")
 	ErrHandshakeTimeout   = newError("handshake_timeout", CodeTimeout, "handshake deadline passed")
+	ErrM1Timeout          = newError("m1_timeout", CodeTimeout, "M1 did not arrive whole before the server's M1 deadline")
+	ErrTruncatedMessage   = newError("truncated_message", CodeProtocol, "stream ended inside a handshake message")
+	ErrClosedInHandshake  = newError("closed_in_handshake", CodeProtocol, "peer closed the connection before the handshake completed")
 	ErrDenied             = newError("denied", CodeDenied, "client not admitted")
+)
+
+// Handshake admission: why a server turned a connection away before or
+// during its handshake. The client is told CodeBusy.
+var (
+	ErrBusy       = newError("busy", CodeBusy, "too many handshakes in progress")
+	ErrBusySource = newError("busy_source", CodeBusy, "the source address holds its share of the handshakes in progress")
+	ErrEvicted    = newError("evicted", CodeBusy, "handshake evicted to make room for a source with fewer in progress")
 )
 
 // Connection errors a server reports when it drops a client.

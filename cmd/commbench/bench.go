@@ -38,11 +38,18 @@ type params struct {
 	// block's cache after 10 s without access, and the caches that
 	// registering and connecting loaded are JetStream's, not the gateway's.
 	idleQuiet time.Duration
+	// floodConns connections that never finish M1, from floodSources
+	// addresses (more than the gateway's 256 slots); floodTries
+	// handshakes of the legitimate client under them, one every
+	// floodPace, and as many alone.
+	floodConns, floodSources, floodTries int
+	floodPace                            time.Duration
 }
 
 func fullParams() params {
 	return params{size: 256,
 		hsClients: 200, hsWarmup: 2 * time.Second, hsDuration: 15 * time.Second, hsBoundDuration: 2 * time.Second,
+		floodConns: 2000, floodSources: 16, floodTries: 50, floodPace: 100 * time.Millisecond,
 		satClients: 200, satWarmup: 3 * time.Second, satDuration: 20 * time.Second, rawDuration: 5 * time.Second,
 		latDuration: 20 * time.Second,
 		rekeySizes:  []int{1000, 10_000}, rekeyRounds: 3,
@@ -55,6 +62,7 @@ func fullParams() params {
 func shortParams() params {
 	return params{size: 256,
 		hsClients: 16, hsWarmup: 300 * time.Millisecond, hsDuration: 2 * time.Second, hsBoundDuration: 200 * time.Millisecond,
+		floodConns: 400, floodSources: 4, floodTries: 10, floodPace: 50 * time.Millisecond,
 		satClients: 16, satWarmup: 300 * time.Millisecond, satDuration: 2 * time.Second, rawDuration: time.Second,
 		latDuration: 2 * time.Second,
 		rekeySizes:  []int{100, 500}, rekeyRounds: 1,
@@ -82,6 +90,7 @@ type runner struct {
 // figures run in this order; latency needs sat2's rate.
 var figures = map[string]func(*runner, context.Context) error{
 	"handshake": (*runner).handshake,
+	"flood":     (*runner).flood,
 	"sat2":      (*runner).saturateTwo,
 	"latency":   (*runner).latency,
 	"sat8":      (*runner).saturateEight,

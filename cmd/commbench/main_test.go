@@ -27,6 +27,7 @@ func TestShort(t *testing.T) {
 	table := out.String()
 	for _, want := range []string{
 		"| handshakes/s through the gateway",
+		"| legitimate handshake p50 / p99 under 400 half-open handshakes from 4 sources",
 		"| accepted messages/s at saturation",
 		"| latency send → delivery",
 		"| delivered copies/s at saturation",

@@ -122,21 +122,32 @@ func TestHandshakeWrongServerKey(t *testing.T) {
 	}
 }
 
+// TestHandshakeTimeout: a client that sends M1, reads M2 and M3 and then
+// stalls fails the whole deadline, and is told nothing (section 4.8).
 func TestHandshakeTimeout(t *testing.T) {
-	serverKey := mustKey(t)
-	_, sn := tcpPair(t) // the client never speaks
-	r := <-runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 50 * time.Millisecond})
-	if !errors.Is(r.err, protocol.ErrHandshakeTimeout) {
-		t.Fatalf("server got %v, want ErrHandshakeTimeout", r.err)
+	clientKey, serverKey := mustKey(t), mustKey(t)
+	cn, sn := tcpPair(t)
+	c := handshake.NewClientHandshake(clientKey, serverKey.Public(), nil)
+	m1, _ := c.WriteM1()
+	if _, err := cn.Write(m1); err != nil { // before the server starts its clock
+		t.Fatal(err)
+	}
+	r := <-runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 500 * time.Millisecond})
+	if !errors.Is(r.err, protocol.ErrHandshakeTimeout) || protocol.Reason(r.err) != "handshake_timeout" {
+		t.Fatalf("server got %v (%s), want ErrHandshakeTimeout", r.err, protocol.Reason(r.err))
+	}
+	got, err := io.ReadAll(cn)
+	if err != nil || len(got) != handshake.KeyMessageSize+handshake.SigMessageSize {
+		t.Fatalf("client read %d bytes (%v), want M2 and M3 and then the end of the stream", len(got), err)
 	}
 }
 
 // TestSilentClientToldTimeout: a client that sends nothing is told code 5
-// (timeout) where it would read M2.
+// (timeout) where it would read M2, at the M1 deadline.
 func TestSilentClientToldTimeout(t *testing.T) {
 	serverKey := mustKey(t)
 	cn, sn := tcpPair(t)
-	res := runServer(sn, handshake.ServerConfig{Identity: serverKey, Timeout: 50 * time.Millisecond})
+	res := runServer(sn, handshake.ServerConfig{Identity: serverKey, M1Timeout: 50 * time.Millisecond})
 	<-res
 	buf := make([]byte, handshake.ErrMessageSize)
 	if _, err := io.ReadFull(cn, buf); err != nil {
