@@ -5,9 +5,12 @@
 // bundles where gateways serve them.
 //
 // Its state is the projection of the event log, rebuilt by replay at
-// start-up. It holds no group key beyond the moment it wraps one: a
-// restarted keyserver rekeys any group whose current epoch's bundles were
-// not all published.
+// start-up. While an epoch's bundles are being published, its group key
+// is also kept in escrow (escrow.go): wrapped to a key-wrap key of the
+// keyserver's own, in its private bucket, deleted once every member's
+// bundle is published. A restarted keyserver completes an epoch whose
+// bundles a crash left unpublished from its escrow, with the same key;
+// without a usable escrow it rekeys the group.
 package keyserver
 
 import (
@@ -25,6 +28,7 @@ import (
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver/admin"
+	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
 )
@@ -51,6 +55,12 @@ type Config struct {
 	// and the bundle's sequence in the batch, from 1) is not sent, as if
 	// lost on the way to the server.
 	FaultDropBundle func(attempt, seq int) bool
+	// FaultCrashAfterBundles is for fault-injection tests: given an epoch
+	// about to be published, the number of its bundles published before
+	// the keyserver stops as a crash would (publishing the epoch fails
+	// after them, leaving it incomplete and its key in escrow); a negative
+	// number, or one at least the number of members, is no fault.
+	FaultCrashAfterBundles func(protocol.GroupID, protocol.Epoch) int
 }
 
 func (c *Config) fill() error {
@@ -85,18 +95,24 @@ type Keyserver struct {
 	mu       sync.Mutex // one command at a time: epochs and their bundles stay in order
 	verifier *admin.Verifier
 	requests *requests
+	escrow   [32]byte // the public half of the escrow key-wrap key
 	Metrics  *Metrics
 }
 
 // Start opens the streams, rebuilds the state by replaying the log,
 // follows the log, and completes any epoch whose bundles a crash left
-// unpublished. The caller serves the admin API with Serve.
+// unpublished (from its escrow, else with a new epoch). The caller serves
+// the admin API with Serve.
 func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	k := &Keyserver{cfg: cfg, log: cfg.Log.With().Str("component", "keyserver").Logger(), Metrics: newMetrics(cfg.Metrics),
 		verifier: admin.NewVerifier(cfg.Operators, cfg.RequestWindow)}
+	var err error
+	if k.escrow, err = escrowPublic(cfg.Key); err != nil {
+		return nil, err
+	}
 	if err := k.open(ctx, nc); err != nil {
 		return nil, err
 	}
