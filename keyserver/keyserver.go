@@ -11,6 +11,11 @@
 // bundle is published. A restarted keyserver completes an epoch whose
 // bundles a crash left unpublished from its escrow, with the same key;
 // without a usable escrow it rekeys the group.
+//
+// It answers the admin API (serve.go) for operators: each signed request
+// is recorded by its nonce, with its outcome (requests.go), so that a
+// retry of the same bytes gets the first outcome and runs nothing twice
+// (retry.go).
 package keyserver
 
 import (
@@ -61,6 +66,10 @@ type Config struct {
 	// after them, leaving it incomplete and its key in escrow); a negative
 	// number, or one at least the number of members, is no fault.
 	FaultCrashAfterBundles func(protocol.GroupID, protocol.Epoch) int
+	// FaultHoldRequest is for fault-injection tests: it is called with
+	// each admin request taken, before the request runs; a test blocks in
+	// it to hold the request, as a slow keyserver would.
+	FaultHoldRequest func(*admin.Request)
 }
 
 func (c *Config) fill() error {
@@ -134,12 +143,15 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("keyserver: %w", err)
 	}
 	k.js = js
-	k.requests = &requests{js: js}
 	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
 		return err
 	}
 	if err := streams.EnsureAll(ctx, js, k.cfg.Streams); err != nil {
 		return err
+	}
+	k.requests = &requests{js: js}
+	if k.requests.stream, err = js.Stream(ctx, streams.AdminRequests); err != nil {
+		return fmt.Errorf("keyserver: %w", err)
 	}
 	k.kv, err = streams.BindKV(ctx, js, streams.KeyserverKV)
 	return err
@@ -147,14 +159,14 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 
 func (k *Keyserver) load(ctx context.Context) error {
 	start := time.Now()
-	p, err := events.Load(ctx, k.store, k.cfg.Key.Public(), k.applied, k.refused)
+	p, err := events.Load(ctx, k.store, k.cfg.Key.Public(), nil, k.refused)
 	if err != nil {
 		return err
 	}
 	k.proj = p
 	registerState(k.cfg.Metrics, p)
 	k.writer = events.NewWriter(k.store, p, k.cfg.Key, k.cfg.Now)
-	stop, err := events.Follow(context.Background(), k.store, p, k.applied, k.refused)
+	stop, err := events.Follow(context.Background(), k.store, p, nil, k.refused)
 	if err != nil {
 		return err
 	}
@@ -176,14 +188,6 @@ func (k *Keyserver) checkpoint() {
 	defer cancel()
 	if err := k.writer.Checkpoint(ctx); err != nil {
 		k.log.Warn().Err(err).Msg("no checkpoint after the replay")
-	}
-}
-
-// applied marks the request nonce of each event as used, so that a request
-// replayed across a restart, or to another keyserver instance, is refused.
-func (k *Keyserver) applied(e *events.Event) {
-	if len(e.Request) > 0 && k.cfg.Now().Sub(e.When()) < 2*k.cfg.RequestWindow {
-		k.verifier.Seen(e.Request, e.When())
 	}
 }
 

@@ -18,9 +18,15 @@ import (
 type Error struct {
 	Code    string // "400" invalid command, "403" unauthorized, "409" conflict, "500" internal
 	Message string
+	Status  string // StatusRecorded: the first attempt's refusal, answered to a retry
 }
 
-func (e *Error) Error() string { return "keyserver: " + e.Message }
+func (e *Error) Error() string {
+	if e.Status == StatusRecorded {
+		return "keyserver: " + e.Message + " (the answer to the first attempt of this request)"
+	}
+	return "keyserver: " + e.Message
+}
 
 // Client sends signed admin requests, as ksctl does.
 type Client struct {
@@ -42,7 +48,7 @@ func (c *Client) Do(ctx context.Context, op string, args Args) (*Reply, error) {
 		return nil, fmt.Errorf("admin: %s: %w", op, err)
 	}
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return nil, &Error{Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
+		return nil, &Error{Code: code, Message: msg.Header.Get(micro.ErrorHeader), Status: msg.Header.Get(HeaderStatus)}
 	}
 	var r Reply
 	if err := msgpacksafe.Unmarshal(msg.Data, &r); err != nil {
