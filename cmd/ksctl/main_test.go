@@ -32,6 +32,13 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldWith(t, nil)
+}
+
+// newWorldWith is newWorld with the keyserver's configuration changed by
+// configure (if not nil).
+func newWorldWith(t *testing.T, configure func(*keyserver.Config)) *world {
+	t.Helper()
 	s := natstest.Start(t)
 	nc := s.Conn(t, natsauth.Keyserver)
 	w := &world{t: t, srv: s, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
@@ -40,7 +47,11 @@ func newWorld(t *testing.T) *world {
 	must(t, err)
 	op, err := keys.DecodePublicKey(w.read("operator.pub"), keys.KindOperatorPublic)
 	must(t, err)
-	w.k, err = keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Operators: [][32]byte{op}})
+	cfg := keyserver.Config{Key: ks, Operators: [][32]byte{op}}
+	if configure != nil {
+		configure(&cfg)
+	}
+	w.k, err = keyserver.Start(t.Context(), nc, cfg)
 	must(t, err)
 	t.Cleanup(w.k.Close)
 	svc, err := w.k.Serve(nc)

@@ -11,9 +11,9 @@
 //
 // A request's nonce is its id: the keyserver records each request it
 // takes, and its outcome, by nonce. The very same signed bytes sent again
-// are answered with the first outcome and change nothing more, even past
-// the clock window; another request with a used nonce is refused as a
-// replay.
+// (Client.Do retries after a timeout) are answered with the first outcome
+// and change nothing more, even past the clock window; another request
+// with a used nonce is refused as a replay.
 package admin
 
 import (
