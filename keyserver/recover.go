@@ -47,7 +47,10 @@ func (k *Keyserver) recover(ctx context.Context) error {
 			return err
 		}
 	}
-	return k.dropStaleEscrows(ctx)
+	if err := k.dropStaleEscrows(ctx); err != nil {
+		k.log.Warn().Err(err).Msg("recovery: escrows of complete epochs not purged; the next start tries again")
+	}
+	return nil
 }
 
 // completeFromEscrow publishes the bundles of g's current epoch that are
