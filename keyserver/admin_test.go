@@ -1,6 +1,7 @@
 package keyserver_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -43,8 +44,9 @@ func TestAdminAPI(t *testing.T) {
 }
 
 // TestUnauthorizedAdminChangesNothing: requests from an unlisted operator,
-// with a bad signature, replayed, stale, or sent to another operation's
-// subject are refused with a reason, and the state does not change.
+// with a bad signature, reusing a taken nonce, stale, or sent to another
+// operation's subject are refused with a reason, and the state does not
+// change.
 func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
@@ -53,7 +55,8 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	k.Projection().Read(func(s *events.State) { before = s.Digest() })
 	stranger, _ := keys.GenerateSigningKey(nil)
 	create := admin.Args{Name: "evil"}
-	good, _ := admin.Sign(admin.OpCreate, create, e.operator, time.Now())
+	goodReq := admin.Request{Op: admin.OpCreate, Nonce: bytes.Repeat([]byte{7}, 16), Time: time.Now().UnixNano(), Args: create}
+	good, _ := admin.SignRequest(&goodReq, e.operator)
 	if _, err := e.admin.Request(admin.Subject(admin.OpCreate), good, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +66,15 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	wrongSubject, _ := admin.Sign(admin.OpDelete, admin.Args{Group: "evil"}, e.operator, time.Now())
 	flipped, _ := admin.Sign(admin.OpCreate, admin.Args{Name: "x3"}, e.operator, time.Now())
 	flipped[len(flipped)-1] ^= 1
+	reusedReq := admin.Request{Op: admin.OpCreate, Nonce: goodReq.Nonce, Time: time.Now().UnixNano(), Args: admin.Args{Name: "x4"}}
+	reused, _ := admin.SignRequest(&reusedReq, e.operator)
 	cases := []struct {
 		name    string
 		subject string
 		data    []byte
 	}{
 		{"unlisted operator", admin.OpCreate, strangers},
-		{"replayed request", admin.OpCreate, good},
+		{"another request with a taken nonce", admin.OpCreate, reused},
 		{"stale request", admin.OpCreate, stale},
 		{"another operation's subject", admin.OpCreate, wrongSubject},
 		{"bad signature", admin.OpCreate, flipped},

@@ -20,9 +20,12 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// publishEpoch makes the new epoch's key, wraps it to every member and
-// publishes the bundles; then it records in the bookkeeping bucket that the
-// epoch is complete. The key exists only in this function.
+// publishEpoch makes the new epoch's key, escrows it, wraps it to every
+// member and publishes the bundles; then it records in the bookkeeping
+// bucket that the epoch is complete and purges the escrow. The key lives
+// in this function and, until the epoch is complete, in its escrow
+// (escrow.go). Without an escrow the epoch is still published: only a
+// crash before it is complete then costs a new epoch.
 func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 	m := c.event.Members
 	start := time.Now()
@@ -32,17 +35,53 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 		return fmt.Errorf("keyserver: group key: %w", err)
 	}
 	digest := [protocol.HashSize]byte(m.Digest)
-	if err := k.publishBundles(ctx, m.Group, m.Epoch, c.recipients, &digest, &key); err != nil {
+	rev, escrowErr := k.storeEscrow(ctx, m.Group, m.Epoch, &digest, &key)
+	if escrowErr != nil {
+		k.log.Warn().Err(escrowErr).Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).
+			Msg("epoch key not escrowed; a crash before its bundles are all published will open another epoch")
+	}
+	to, crash := k.faultCrash(m.Group, m.Epoch, c.recipients)
+	if err := k.publishBundles(ctx, m.Group, m.Epoch, to, &digest, &key); err != nil {
 		return err
 	}
-	if _, err := k.kv.Put(ctx, epochKey(m.Group), []byte(strconv.FormatUint(uint64(m.Epoch), 10))); err != nil {
-		return fmt.Errorf("keyserver: recording epoch %d of %s: %w", m.Epoch, m.Group, err)
+	if crash {
+		return errFaultCrash
+	}
+	if err := k.completeEpoch(ctx, m.Group, m.Epoch); err != nil {
+		return err
+	}
+	if escrowErr == nil {
+		k.dropEscrow(ctx, m.Group, rev)
 	}
 	k.Metrics.rekeys.Add(1)
 	k.Metrics.bundles.Add(uint64(len(c.recipients)))
 	k.log.Info().Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).Str("cause", string(c.event.Type)).
 		Int("members", len(c.recipients)).Dur("took", time.Since(start)).Msg("epoch opened")
 	return nil
+}
+
+// completeEpoch records that every bundle of g's epoch e is published.
+func (k *Keyserver) completeEpoch(ctx context.Context, g protocol.GroupID, e protocol.Epoch) error {
+	if _, err := k.kv.Put(ctx, epochKey(g), []byte(strconv.FormatUint(uint64(e), 10))); err != nil {
+		return fmt.Errorf("keyserver: recording epoch %d of %s: %w", e, g, err)
+	}
+	return nil
+}
+
+// errFaultCrash ends an epoch's publication where Config.FaultCrashAfterBundles says.
+var errFaultCrash = errors.New("keyserver: fault injected: stopped while publishing an epoch's bundles")
+
+// faultCrash returns the recipients to publish to before an injected
+// crash, and whether there is one.
+func (k *Keyserver) faultCrash(g protocol.GroupID, e protocol.Epoch, to []bundle.Recipient) ([]bundle.Recipient, bool) {
+	if k.cfg.FaultCrashAfterBundles == nil {
+		return to, false
+	}
+	n := k.cfg.FaultCrashAfterBundles(g, e)
+	if n < 0 || n >= len(to) {
+		return to, false
+	}
+	return to[:n], true
 }
 
 func epochKey(g protocol.GroupID) string { return "epoch." + g.String() }

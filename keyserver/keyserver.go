@@ -5,9 +5,17 @@
 // bundles where gateways serve them.
 //
 // Its state is the projection of the event log, rebuilt by replay at
-// start-up. It holds no group key beyond the moment it wraps one: a
-// restarted keyserver rekeys any group whose current epoch's bundles were
-// not all published.
+// start-up. While an epoch's bundles are being published, its group key
+// is also kept in escrow (escrow.go): wrapped to a key-wrap key of the
+// keyserver's own, in its private bucket, deleted once every member's
+// bundle is published. A restarted keyserver completes an epoch whose
+// bundles a crash left unpublished from its escrow, with the same key;
+// without a usable escrow it rekeys the group.
+//
+// It answers the admin API (serve.go) for operators: each signed request
+// is recorded by its nonce, with its outcome (requests.go), so that a
+// retry of the same bytes gets the first outcome and runs nothing twice
+// (retry.go).
 package keyserver
 
 import (
@@ -25,6 +33,7 @@ import (
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver/admin"
+	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
 )
@@ -51,6 +60,16 @@ type Config struct {
 	// and the bundle's sequence in the batch, from 1) is not sent, as if
 	// lost on the way to the server.
 	FaultDropBundle func(attempt, seq int) bool
+	// FaultCrashAfterBundles is for fault-injection tests: given an epoch
+	// about to be published, the number of its bundles published before
+	// the keyserver stops as a crash would (publishing the epoch fails
+	// after them, leaving it incomplete and its key in escrow); a negative
+	// number, or one at least the number of members, is no fault.
+	FaultCrashAfterBundles func(protocol.GroupID, protocol.Epoch) int
+	// FaultHoldRequest is for fault-injection tests: it is called with
+	// each admin request taken, before the request runs; a test blocks in
+	// it to hold the request, as a slow keyserver would.
+	FaultHoldRequest func(*admin.Request)
 }
 
 func (c *Config) fill() error {
@@ -85,18 +104,24 @@ type Keyserver struct {
 	mu       sync.Mutex // one command at a time: epochs and their bundles stay in order
 	verifier *admin.Verifier
 	requests *requests
+	escrow   [32]byte // the public half of the escrow key-wrap key
 	Metrics  *Metrics
 }
 
 // Start opens the streams, rebuilds the state by replaying the log,
 // follows the log, and completes any epoch whose bundles a crash left
-// unpublished. The caller serves the admin API with Serve.
+// unpublished (from its escrow, else with a new epoch). The caller serves
+// the admin API with Serve.
 func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Keyserver, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	k := &Keyserver{cfg: cfg, log: cfg.Log.With().Str("component", "keyserver").Logger(), Metrics: newMetrics(cfg.Metrics),
 		verifier: admin.NewVerifier(cfg.Operators, cfg.RequestWindow)}
+	var err error
+	if k.escrow, err = escrowPublic(cfg.Key); err != nil {
+		return nil, err
+	}
 	if err := k.open(ctx, nc); err != nil {
 		return nil, err
 	}
@@ -118,12 +143,15 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("keyserver: %w", err)
 	}
 	k.js = js
-	k.requests = &requests{js: js}
 	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
 		return err
 	}
 	if err := streams.EnsureAll(ctx, js, k.cfg.Streams); err != nil {
 		return err
+	}
+	k.requests = &requests{js: js}
+	if k.requests.stream, err = js.Stream(ctx, streams.AdminRequests); err != nil {
+		return fmt.Errorf("keyserver: %w", err)
 	}
 	k.kv, err = streams.BindKV(ctx, js, streams.KeyserverKV)
 	return err
@@ -131,14 +159,14 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 
 func (k *Keyserver) load(ctx context.Context) error {
 	start := time.Now()
-	p, err := events.Load(ctx, k.store, k.cfg.Key.Public(), k.applied, k.refused)
+	p, err := events.Load(ctx, k.store, k.cfg.Key.Public(), nil, k.refused)
 	if err != nil {
 		return err
 	}
 	k.proj = p
 	registerState(k.cfg.Metrics, p)
 	k.writer = events.NewWriter(k.store, p, k.cfg.Key, k.cfg.Now)
-	stop, err := events.Follow(context.Background(), k.store, p, k.applied, k.refused)
+	stop, err := events.Follow(context.Background(), k.store, p, nil, k.refused)
 	if err != nil {
 		return err
 	}
@@ -160,14 +188,6 @@ func (k *Keyserver) checkpoint() {
 	defer cancel()
 	if err := k.writer.Checkpoint(ctx); err != nil {
 		k.log.Warn().Err(err).Msg("no checkpoint after the replay")
-	}
-}
-
-// applied marks the request nonce of each event as used, so that a request
-// replayed across a restart, or to another keyserver instance, is refused.
-func (k *Keyserver) applied(e *events.Event) {
-	if len(e.Request) > 0 && k.cfg.Now().Sub(e.When()) < 2*k.cfg.RequestWindow {
-		k.verifier.Seen(e.Request, e.When())
 	}
 }
 

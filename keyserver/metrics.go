@@ -15,6 +15,8 @@ type Metrics struct {
 	refusedEvents *metrics.Counter
 	adminRequests *metrics.Counter
 	adminRefused  *metrics.Counter
+	// adminRetries counts retried requests answered from their record.
+	adminRetries *metrics.Counter
 	// adminForeignReplies counts requests dropped for their reply subject.
 	adminForeignReplies *metrics.Counter
 }
@@ -31,6 +33,8 @@ func newMetrics(r *metrics.Registry) *Metrics {
 		refusedEvents: r.Counter("comm_keyserver_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		adminRequests: r.Counter("comm_keyserver_admin_requests_total", "Admin requests received."),
 		adminRefused:  r.Counter("comm_keyserver_admin_requests_denied_total", "Admin requests refused as unauthorized."),
+		adminRetries: r.Counter("comm_keyserver_admin_retries_total",
+			"Retried admin requests (the same signed bytes again) answered from their record instead of running again."),
 		adminForeignReplies: r.Counter("comm_keyserver_admin_foreign_replies_total",
 			"Admin requests dropped unanswered because their reply subject was neither a cross-account response nor an admin inbox."),
 	}

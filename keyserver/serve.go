@@ -2,6 +2,7 @@ package keyserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -24,6 +25,9 @@ const Version = "1.0.0"
 
 // requestTimeout bounds the work of one admin request.
 const requestTimeout = 2 * time.Minute
+
+// recordTimeout bounds the write of a request's outcome.
+const recordTimeout = 10 * time.Second
 
 // Serve answers the admin API on nc until the returned service is stopped.
 func (k *Keyserver) Serve(nc *nats.Conn) (micro.Service, error) {
@@ -65,24 +69,43 @@ func (h *adminHandler) handle(req micro.Request) {
 		h.k.log.Warn().Str("reply", req.Reply()).Str("subject", req.Subject()).Msg("admin request with a foreign reply subject dropped")
 		return
 	}
-	r, err := h.k.verifier.Verify(req.Subject(), req.Data(), h.k.cfg.Now())
+	r, err := h.k.verifier.Authenticate(req.Subject(), req.Data())
 	if err != nil {
 		h.refuse(req, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := h.k.requests.take(ctx, r); err != nil {
-		if errors.Is(err, errReplayed) {
-			h.refuse(req, err)
+	digest := sha256.Sum256(req.Data())
+	stale := h.k.verifier.Fresh(r, h.k.cfg.Now())
+	if stale == nil {
+		seq, err := h.k.requests.take(ctx, r, digest)
+		switch {
+		case err == nil:
+			h.run(ctx, req, r, digest, seq)
+			return
+		case !errors.Is(err, errTaken):
+			h.k.log.Error().Err(err).Str("op", r.Op).Msg("admin request not recorded; not run")
+			req.Error("500", "the keyserver could not record the request; nothing was changed, send it again", nil)
 			return
 		}
-		h.k.verifier.Forget(r.Nonce) // not taken: the operator may send it again
-		h.k.log.Error().Err(err).Str("op", r.Op).Msg("admin request not recorded; not run")
-		req.Error("500", "the keyserver could not record the request; nothing was changed, send it again", nil)
-		return
+	}
+	h.again(ctx, req, r, digest, stale)
+}
+
+// run runs a request taken at record sequence seq, records its outcome
+// and answers it.
+func (h *adminHandler) run(ctx context.Context, req micro.Request, r *admin.Request, digest [32]byte, seq uint64) {
+	if hold := h.k.cfg.FaultHoldRequest; hold != nil {
+		hold(r)
 	}
 	reply, err := h.k.dispatch(ctx, r)
+	// The outcome is recorded even when the request used up its time.
+	fctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	if ferr := h.k.requests.finish(fctx, r, seq, outcome(r, digest, reply, err)); ferr != nil {
+		h.k.log.Error().Err(ferr).Str("op", r.Op).Msg("admin request's outcome not recorded; a retry is answered from the log")
+	}
 	if err != nil {
 		h.k.log.Info().Err(err).Str("op", r.Op).Msg("admin command refused")
 		req.Error(errorCode(err), err.Error(), nil)

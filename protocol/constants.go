@@ -29,6 +29,7 @@ const (
 	LabelEvent        = "communicator/1 keyserver event"
 	LabelAdmin        = "communicator/1 admin request"
 	LabelCheckpoint   = "communicator/1 event log checkpoint"
+	LabelEscrowKey    = "communicator/1 keyserver escrow key"
 )
 
 // Counter rules of group messages (PROTOCOL.md §8.1, §8.4).

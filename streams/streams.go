@@ -116,9 +116,10 @@ func AcceptedConfig(c Config) jetstream.StreamConfig {
 const AdminRequestsWindow = 24 * time.Hour
 
 // AdminRequestsConfig records the admin requests the keyserver took, one
-// subject per request nonce, written before the request runs: a request
-// whose nonce has a record is refused, whatever the keyserver remembers,
-// across restarts and between keyserver instances.
+// subject per request nonce, written before the request runs and again
+// with its outcome when it ends (two messages; four are kept): a request
+// whose nonce has a record does not run again, across restarts and
+// between keyserver instances; its retry is answered from the record.
 func AdminRequestsConfig(c Config) jetstream.StreamConfig {
 	c = c.filled()
 	return jetstream.StreamConfig{

@@ -199,13 +199,24 @@ func (a *app) do(ctx context.Context, op string, args admin.Args) (*admin.Reply,
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.g.timeout)
-	defer cancel()
-	r, err := (&admin.Client{NC: nc, Operator: key}).Do(ctx, op, args)
+	c := &admin.Client{NC: nc, Operator: key, Timeout: a.g.timeout, Retrying: a.retrying}
+	r, err := c.Do(ctx, op, args)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return nil, fmt.Errorf("no answer from the keyserver within %v (--timeout)", a.g.timeout)
+		return nil, fmt.Errorf("no answer from the keyserver within %v (--timeout), %d attempts; the request may have run: check with 'ksctl list'", a.g.timeout, admin.DefaultAttempts)
+	}
+	if r != nil && r.Note() != "" {
+		fmt.Fprintf(a.stderr, "ksctl: %s\n", r.Note())
 	}
 	return r, err
+}
+
+// retrying tells the operator that a request is sent again.
+func (a *app) retrying(attempt, attempts int, cause error) {
+	why := fmt.Sprintf("no answer from the keyserver within %v", a.g.timeout)
+	if errors.Is(cause, nats.ErrNoResponders) {
+		why = "no keyserver answers"
+	}
+	fmt.Fprintf(a.stderr, "ksctl: %s; sending the same signed request again (attempt %d of %d)\n", why, attempt, attempts)
 }
 
 // want checks the number of positional arguments.

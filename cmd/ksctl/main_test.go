@@ -33,11 +33,19 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	return newWorldOn(t, natstest.Start(t))
+	return newWorldOn(t, natstest.Start(t), nil)
 }
 
-// newWorldOn is newWorld on a server of the caller's (natstest.StartTLS).
-func newWorldOn(t *testing.T, s *natstest.Server) *world {
+// newWorldWith is newWorld with the keyserver's configuration changed by
+// configure (if not nil).
+func newWorldWith(t *testing.T, configure func(*keyserver.Config)) *world {
+	t.Helper()
+	return newWorldOn(t, natstest.Start(t), configure)
+}
+
+// newWorldOn is newWorld on a server of the caller's (natstest.StartTLS),
+// with the keyserver's configuration changed by configure (if not nil).
+func newWorldOn(t *testing.T, s *natstest.Server, configure func(*keyserver.Config)) *world {
 	t.Helper()
 	nc := s.Conn(t, natsauth.Keyserver)
 	w := &world{t: t, srv: s, url: s.ClientURL(), nc: nc, dir: t.TempDir()}
@@ -46,7 +54,11 @@ func newWorldOn(t *testing.T, s *natstest.Server) *world {
 	must(t, err)
 	op, err := keys.DecodePublicKey(w.read("operator.pub"), keys.KindOperatorPublic)
 	must(t, err)
-	w.k, err = keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Operators: [][32]byte{op}})
+	cfg := keyserver.Config{Key: ks, Operators: [][32]byte{op}}
+	if configure != nil {
+		configure(&cfg)
+	}
+	w.k, err = keyserver.Start(t.Context(), nc, cfg)
 	must(t, err)
 	t.Cleanup(w.k.Close)
 	svc, err := w.k.Serve(nc)
@@ -261,7 +273,7 @@ func TestErrors(t *testing.T) {
 // requires TLS; of several comma-separated URLs, a dead first one is
 // skipped.
 func TestTLS(t *testing.T) {
-	w := newWorldOn(t, natstest.StartTLS(t))
+	w := newWorldOn(t, natstest.StartTLS(t), nil)
 	w.ok("--nats-ca", w.srv.CAFile, "group", "create", "ops")
 	env := w.env()
 	env["COMM_NATS_CA"] = w.srv.CAFile

@@ -5,16 +5,21 @@
 // A request is msgpack(Request) | signature(64), where the signature is
 // Ed25519(operator key, protocol.LabelAdmin | subject | 0x00 | msgpack(Request)).
 // The keyserver accepts it only if the operator key is listed in its
-// configuration, the subject is the one the request names, its time is
-// within the allowed clock skew and its nonce was not seen before (replay).
-// An unauthorized request changes nothing and is told why.
+// configuration, the subject is the one the request names and its time is
+// within the allowed clock skew. An unauthorized request changes nothing
+// and is told why.
+//
+// A request's nonce is its id: the keyserver records each request it
+// takes, and its outcome, by nonce. The very same signed bytes sent again
+// (Client.Do retries after a timeout) are answered with the first outcome
+// and change nothing more, even past the clock window; another request
+// with a used nonce is refused as a replay.
 package admin
 
 import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -72,7 +77,8 @@ type Args struct {
 // Reply is the answer to a successful request.
 type Reply struct {
 	Message string       `msgpack:"msg,omitempty"`
-	Group   string       `msgpack:"group,omitempty"` // hex id
+	Status  string       `msgpack:"status,omitempty"` // how the answer came about: "" (the request ran now), StatusRecorded, StatusInterrupted
+	Group   string       `msgpack:"group,omitempty"`  // hex id
 	Epoch   uint32       `msgpack:"epoch,omitempty"`
 	Clients []ClientInfo `msgpack:"clients,omitempty"`
 	Groups  []GroupInfo  `msgpack:"groups,omitempty"`
@@ -96,18 +102,55 @@ type GroupInfo struct {
 	MaxAge      time.Duration `msgpack:"max_age" json:"max_age,omitempty"`
 }
 
-// Sign builds the wire form of a request for op, signed by operator.
+// The statuses of a Reply that did not come from running the request now.
+const (
+	// StatusRecorded: the request had run; this is its first answer,
+	// from the keyserver's record.
+	StatusRecorded = "recorded"
+	// StatusInterrupted: the request was interrupted (the keyserver
+	// stopped while it ran) after its change was committed; Message says
+	// what the event log shows.
+	StatusInterrupted = "interrupted"
+)
+
+// HeaderStatus is set on the keyserver's refusal of a retried request to
+// the status its answer has (StatusRecorded: the refusal is the first
+// attempt's); Client.Do reads it into Error.Status.
+const HeaderStatus = "Comm-Admin-Status"
+
+// Note is what an operator should be told besides the reply itself: ""
+// for a request that ran now.
+func (r *Reply) Note() string {
+	switch r.Status {
+	case StatusRecorded:
+		return "the keyserver had already run this request; this is its first answer"
+	case StatusInterrupted:
+		return r.Message
+	}
+	return ""
+}
+
+// Sign builds the wire form of a request for op with a fresh nonce,
+// signed by operator.
 func Sign(op string, args Args, operator *keys.SigningKey, now time.Time) ([]byte, error) {
-	pub := operator.Public()
-	req := Request{Op: op, Operator: pub[:], Nonce: make([]byte, 16), Time: now.UnixNano(), Args: args}
+	req := Request{Op: op, Nonce: make([]byte, 16), Time: now.UnixNano(), Args: args}
 	if _, err := rand.Read(req.Nonce); err != nil {
 		return nil, err
 	}
-	data, err := msgpack.Marshal(&req)
+	return SignRequest(&req, operator)
+}
+
+// SignRequest builds the wire form of req, setting its operator to
+// operator's public key. The caller chose its nonce: a nonce is the
+// request's id, and another request with the same nonce is refused.
+func SignRequest(req *Request, operator *keys.SigningKey) ([]byte, error) {
+	pub := operator.Public()
+	req.Operator = pub[:]
+	data, err := msgpack.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin: encode: %w", err)
 	}
-	sig := operator.Sign(signedInput(Subject(op), data))
+	sig := operator.Sign(signedInput(Subject(req.Op), data))
 	return append(data, sig[:]...), nil
 }
 
@@ -122,47 +165,38 @@ func signedInput(subject string, data []byte) []byte {
 // ErrUnauthorized is the class of every refusal of a request's origin.
 var ErrUnauthorized = errors.New("unauthorized")
 
-// Verifier checks requests for the keyserver. It is safe for concurrent use.
+// Verifier checks requests for the keyserver. It is safe for concurrent
+// use. It does not know which nonces were used: the keyserver's record of
+// requests does (package keyserver).
 type Verifier struct {
-	mu        sync.Mutex
 	operators map[[32]byte]bool
 	window    time.Duration
-	seen      map[[16]byte]time.Time // nonces within the window
 }
 
 // NewVerifier accepts requests signed by operators within window of the
 // keyserver's clock.
 func NewVerifier(operators [][32]byte, window time.Duration) *Verifier {
-	v := &Verifier{operators: map[[32]byte]bool{}, window: window, seen: map[[16]byte]time.Time{}}
+	v := &Verifier{operators: map[[32]byte]bool{}, window: window}
 	for _, op := range operators {
 		v.operators[op] = true
 	}
 	return v
 }
 
-// Seen records a nonce as used (the keyserver feeds it the nonces of
-// recent events at start-up, so a replay across a restart is refused too).
-func (v *Verifier) Seen(nonce []byte, at time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(nonce) == 16 {
-		v.seen[[16]byte(nonce)] = at
-	}
-}
-
-// Forget drops a nonce Verify recorded, for a request that was not taken
-// after all (its record could not be written): its sender may send it
-// again.
-func (v *Verifier) Forget(nonce []byte) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(nonce) == 16 {
-		delete(v.seen, [16]byte(nonce))
-	}
-}
-
-// Verify checks a request received on subject at time now.
+// Verify checks a request received on subject at time now: Authenticate,
+// then Fresh.
 func (v *Verifier) Verify(subject string, wire []byte, now time.Time) (*Request, error) {
+	req, err := v.Authenticate(subject, wire)
+	if err != nil {
+		return nil, err
+	}
+	return req, v.Fresh(req, now)
+}
+
+// Authenticate checks a request's form, subject, operator and signature,
+// not its time: the keyserver answers a retry of a request it recorded
+// whenever it comes.
+func (v *Verifier) Authenticate(subject string, wire []byte) (*Request, error) {
 	req, err := decode(wire)
 	if err != nil {
 		return nil, err
@@ -179,7 +213,16 @@ func (v *Verifier) Verify(subject string, wire []byte, now time.Time) (*Request,
 	if !keys.Verify(&op, signedInput(subject, data), &sig) {
 		return nil, fmt.Errorf("%w: signature does not verify", ErrUnauthorized)
 	}
-	return req, v.fresh(req, now)
+	return req, nil
+}
+
+// Fresh refuses a request whose time is outside the clock window of now.
+func (v *Verifier) Fresh(req *Request, now time.Time) error {
+	at := time.Unix(0, req.Time)
+	if d := now.Sub(at); d > v.window || d < -v.window {
+		return fmt.Errorf("%w: request time %s is %v away from the keyserver's clock (allowed %v)", ErrUnauthorized, at.UTC().Format(time.RFC3339), d.Round(time.Second), v.window)
+	}
+	return nil
 }
 
 func decode(wire []byte) (*Request, error) {
@@ -194,25 +237,4 @@ func decode(wire []byte) (*Request, error) {
 		return nil, fmt.Errorf("%w: malformed request: operator or nonce", ErrUnauthorized)
 	}
 	return &req, nil
-}
-
-// fresh refuses a request outside the clock window or with a used nonce.
-func (v *Verifier) fresh(req *Request, now time.Time) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	at := time.Unix(0, req.Time)
-	if d := now.Sub(at); d > v.window || d < -v.window {
-		return fmt.Errorf("%w: request time %s is %v away from the keyserver's clock (allowed %v)", ErrUnauthorized, at.UTC().Format(time.RFC3339), d.Round(time.Second), v.window)
-	}
-	nonce := [16]byte(req.Nonce)
-	if _, used := v.seen[nonce]; used {
-		return fmt.Errorf("%w: request replayed (nonce already used)", ErrUnauthorized)
-	}
-	for n, t := range v.seen {
-		if now.Sub(t) > 2*v.window {
-			delete(v.seen, n)
-		}
-	}
-	v.seen[nonce] = at
-	return nil
 }
