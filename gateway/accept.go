@@ -39,6 +39,7 @@ func (g *Gateway) acceptLoop() {
 // serve runs the handshake of one connection, then starts its session.
 func (g *Gateway) serve(nc net.Conn) {
 	defer g.wg.Done()
+	start := time.Now()
 	conn, id, err := handshake.Server(nc, handshake.ServerConfig{
 		Identity: g.cfg.Key, Timeout: g.cfg.HandshakeTimeout, Admit: g.admit,
 	})
@@ -48,7 +49,8 @@ func (g *Gateway) serve(nc net.Conn) {
 		g.log.Info().Err(err).Str("remote", nc.RemoteAddr().String()).Str("client", id.Short()).Msg("handshake refused")
 		return
 	}
-	g.Metrics.handshakes.Add(1)
+	g.Metrics.handshakeTime.Observe(time.Since(start).Seconds())
+	g.Metrics.handshakes.Inc()
 	newSession(g, conn, id).start()
 }
 

@@ -38,10 +38,12 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 	if _, err := k.kv.Put(ctx, epochKey(m.Group), []byte(strconv.FormatUint(uint64(m.Epoch), 10))); err != nil {
 		return fmt.Errorf("keyserver: recording epoch %d of %s: %w", m.Epoch, m.Group, err)
 	}
-	k.Metrics.rekeys.Add(1)
-	k.Metrics.bundles.Add(uint64(len(c.recipients)))
+	took := time.Since(start)
+	k.Metrics.rekeyTime.Observe(took.Seconds())
+	k.Metrics.rekeys.Inc()
+	k.Metrics.bundles.Add(float64(len(c.recipients)))
 	k.log.Info().Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).Str("cause", string(c.event.Type)).
-		Int("members", len(c.recipients)).Dur("took", time.Since(start)).Msg("epoch opened")
+		Int("members", len(c.recipients)).Dur("took", took).Msg("epoch opened")
 	return nil
 }
 
