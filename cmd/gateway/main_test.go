@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -122,7 +123,15 @@ func TestServe(t *testing.T) {
 		`comm_gateway_handshakes_refused_total{reason="denied"} 1` + "\n",
 		`comm_gateway_sends_total{reason="",verdict="accepted"} 1` + "\n",
 		"\ncomm_gateway_bundles_out_total 2\n", "\ncomm_gateway_log_position 4\n",
-		`comm_gateway_delivery_lag_seconds_count{path="live"} 1` + "\n", // observed once written
+	})
+	// The delivery is observed once written: live, or catch_up if bob's
+	// session was still reading back when it came.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
+		if !regexp.MustCompile(`\ncomm_gateway_delivery_lag_seconds_count\{path="(live|catch_up)"\} 1\n`).MatchString(text) {
+			return fmt.Errorf("the delivery to bob is not observed:\n%s", text)
+		}
+		return nil
 	})
 	checkHistograms(t, addr)
 	cancel()
