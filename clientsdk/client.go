@@ -155,6 +155,8 @@ type Client struct {
 	groups map[protocol.GroupID]bool
 	// slots bound each group's sends in flight (MaxInflight).
 	slots map[protocol.GroupID]chan struct{}
+	// bundleErr is the first key bundle refused since Dial (BundleError).
+	bundleErr error
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -260,6 +262,18 @@ func (c *Client) WaitKey(ctx context.Context, g protocol.GroupID) error {
 			return ErrClosed
 		}
 	}
+}
+
+// BundleError is why the client refused the first key bundle it refused
+// since Dial, or nil: its signature does not verify under
+// Config.KeyserverKey (protocol.ErrBadBundleSignature: a wrong Pk_Ks, or
+// a forged bundle), it is for another client, or its key does not unwrap.
+// A refused bundle's key is never installed. The bundles pushed at
+// connect have all been handled once WaitSynced returns.
+func (c *Client) BundleError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bundleErr
 }
 
 // Close ends the connection gracefully and stops reconnecting.

@@ -2,6 +2,7 @@ package clientsdk
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
@@ -128,7 +129,7 @@ func (c *Client) onBundle(body []byte) {
 	}
 	key, err := b.Open(&c.cfg.KeyserverKey, c.cfg.Identity)
 	if err != nil {
-		c.cfg.Logf("clientsdk: bundle refused: %v", err)
+		c.refuseBundle(b, err)
 		return
 	}
 	err = c.state.InstallKey(b.Group, b.Epoch, &key)
@@ -144,6 +145,21 @@ func (c *Client) onBundle(body []byte) {
 	c.keyed = make(chan struct{})
 	c.mu.Unlock()
 	c.retryWaiting(b.Group, b.Epoch)
+}
+
+// refuseBundle records a refused bundle for BundleError. Only the first
+// is logged: with a wrong KeyserverKey every bundle fails alike.
+func (c *Client) refuseBundle(b *bundle.Bundle, err error) {
+	err = fmt.Errorf("clientsdk: key bundle of %s epoch %d refused: %w", b.Group, b.Epoch, err)
+	c.mu.Lock()
+	first := c.bundleErr == nil
+	if first {
+		c.bundleErr = err
+	}
+	c.mu.Unlock()
+	if first {
+		c.cfg.Logf("%v", err)
+	}
 }
 
 // retryWaiting processes the waiting deliveries again; those of the

@@ -186,3 +186,39 @@ func TestSendRefusals(t *testing.T) {
 		t.Errorf("the script answered %d sends, want %d (the non-member send must not reach it)", n, len(statuses))
 	}
 }
+
+// TestBundleErrorWrongKeyserverKey: bundles signed by a key other than
+// the client's KeyserverKey are refused, none installed; BundleError says
+// why once the connect's bundles are handled, and only the first refusal
+// is logged.
+func TestBundleErrorWrongKeyserverKey(t *testing.T) {
+	s := newScript(t)
+	s.ks, _ = keys.GenerateSigningKey(nil) // signs the bundles; the client trusts another key
+	trusted, _ := keys.GenerateSigningKey(nil)
+	s.serve(func(conn *channel.Conn) {
+		for e := range protocol.Epoch(3) {
+			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(e+1))
+		}
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		conn.ReadFrame() // until the client leaves
+	})
+	var logged atomic.Int32
+	c, err := Dial(t.Context(), Config{Addr: s.ln.Addr().String(), Identity: s.client, ServerKey: s.server.Public(),
+		KeyserverKey: trusted.Public(), Logf: func(string, ...any) { logged.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitSynced(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BundleError(); !errors.Is(err, protocol.ErrBadBundleSignature) {
+		t.Errorf("BundleError %v, want %v", err, protocol.ErrBadBundleSignature)
+	}
+	if e := c.Epoch(s.group); e != 0 {
+		t.Errorf("a key of epoch %d was installed from a bundle that does not verify", e)
+	}
+	if n := logged.Load(); n != 1 {
+		t.Errorf("logged %d times, want once", n)
+	}
+}

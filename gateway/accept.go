@@ -63,6 +63,7 @@ func (g *Gateway) evict(nc net.Conn, st stage) {
 // serve runs the handshake of one connection, then starts its session.
 func (g *Gateway) serve(nc net.Conn, adm *admission[net.Conn], t ticket) {
 	defer g.wg.Done()
+	start := time.Now()
 	conn, id, err := handshake.Server(nc, handshake.ServerConfig{
 		Identity: g.cfg.Key, Timeout: g.cfg.HandshakeTimeout, M1Timeout: g.cfg.M1Timeout, Admit: g.admit,
 		GotM1: func() error {
@@ -84,7 +85,8 @@ func (g *Gateway) serve(nc net.Conn, adm *admission[net.Conn], t ticket) {
 		g.refused(nc, id, err)
 		return
 	}
-	g.Metrics.handshakes.Add(1)
+	g.Metrics.handshakeTime.Observe(time.Since(start).Seconds())
+	g.Metrics.handshakes.Inc()
 	newSession(g, conn, id).start()
 }
 

@@ -32,7 +32,7 @@ func (s *session) pushBundles() error {
 		if !s.enqueueWait(channel.Outgoing{Type: channel.TypeKeyBundle, Body: data}) {
 			return nil
 		}
-		s.gw.Metrics.bundlesOut.Add(1)
+		s.gw.Metrics.bundlesOut.Inc()
 		from = seq + 1
 	}
 	return nil
@@ -50,7 +50,7 @@ func (g *Gateway) liveBundle(msg jetstream.Msg) {
 	}
 	for _, s := range g.sessions.client(id) {
 		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data()}) {
-			g.Metrics.bundlesOut.Add(1)
+			g.Metrics.bundlesOut.Inc()
 		}
 	}
 }

@@ -22,6 +22,7 @@ type message struct {
 	epoch  protocol.Epoch
 	sender protocol.ClientID
 	data   []byte
+	stored int64 // when JetStream stored it, in Unix nanoseconds
 	// deliver is the Deliver frame's body, the same for every member:
 	// the live feed makes it once and every session's writer reads it.
 	deliver []byte
@@ -136,7 +137,7 @@ func (s *session) deliverWaiting(m message) bool {
 	if !s.dl.take(m) || !s.due(m) {
 		return s.ctx.Err() == nil
 	}
-	if !s.enqueueWait(deliverFrame(m)) {
+	if !s.enqueueWaitStamped(deliverFrame(m), stamp{stored: m.stored, path: pathCatchUp}) {
 		return false
 	}
 	s.dl.queued(m.seq)
@@ -154,7 +155,7 @@ func (s *session) due(m message) bool {
 func (s *session) offer(m message, inView bool) {
 	switch s.dl.offer(m, inView) {
 	case offerDeliver:
-		if s.due(m) && s.enqueue(deliverFrame(m)) {
+		if s.due(m) && s.enqueueStamped(deliverFrame(m), stamp{stored: m.stored, path: pathLive}) {
 			s.dl.queued(m.seq)
 		}
 	case offerStartPass:
@@ -222,7 +223,8 @@ func toMessage(msg jetstream.Msg) (message, *jetstream.MsgMetadata, bool) {
 	if err != nil {
 		return message{}, meta, false
 	}
-	return message{seq: meta.Sequence.Stream, group: g, epoch: protocol.Epoch(e), sender: sender, data: msg.Data()}, meta, true
+	return message{seq: meta.Sequence.Stream, group: g, epoch: protocol.Epoch(e), sender: sender, data: msg.Data(),
+		stored: meta.Timestamp.UnixNano()}, meta, true
 }
 
 // startFeeds starts the gateway's two live consumers: accepted messages
@@ -270,7 +272,7 @@ func (g *Gateway) fanOut(m message) {
 	for _, s := range g.sessions.group(m.group) {
 		s.offer(m, inView)
 	}
-	g.Metrics.messagesIn.Add(1)
+	g.Metrics.messagesIn.Inc()
 }
 
 // epochInView reports whether the gateway's view of the log has reached

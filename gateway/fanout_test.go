@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
@@ -135,4 +138,41 @@ func TestNewSessionCanQueue(t *testing.T) {
 		t.Fatal("a new session refused a frame")
 	}
 	s.out.wait()
+}
+
+// TestDeliveryLagStamps: the delivery lag is observed once per Deliver
+// frame written, under the path that queued it, and never for another
+// frame; the stamps stay beside their frames across batches.
+func TestDeliveryLagStamps(t *testing.T) {
+	g := &Gateway{cfg: Config{QueueSize: 64, WriteTimeout: time.Second}, Metrics: newMetrics(nil)}
+	var k channel.Keys
+	s := newSession(g, channel.New(discardConn{}, &k, channel.ServerSide), protocol.ClientID{0xc1})
+	stored := time.Now().Add(-time.Minute).UnixNano()
+	ping := channel.Outgoing{Type: channel.TypePing, Body: make([]byte, 8)}
+	deliver := channel.Outgoing{Type: channel.TypeDeliver, Body: make([]byte, protocol.MaxFrameBody)} // a batch holds a few
+	for i := range 10 {
+		s.enqueue(ping)
+		if i%2 == 0 {
+			s.enqueueStamped(deliver, stamp{stored: stored, path: pathLive})
+		} else {
+			s.enqueueWaitStamped(deliver, stamp{stored: stored, path: pathCatchUp})
+		}
+	}
+	s.out.wait()
+	count := func(p deliveryPath) uint64 {
+		var m dto.Metric
+		if err := g.Metrics.deliveryLag[p].(prometheus.Metric).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetHistogram().GetSampleCount(); n > 0 && m.GetHistogram().GetSampleSum() < 60*float64(n) {
+			t.Errorf("%s: lag %v s over %d frames stored a minute ago", pathNames[p], m.GetHistogram().GetSampleSum(), n)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	if live, catchUp := count(pathLive), count(pathCatchUp); live != 5 || catchUp != 5 {
+		t.Errorf("observed %d live and %d catch-up deliveries, want 5 and 5", live, catchUp)
+	}
+	if n := g.Metrics.FramesOut(); n != 20 {
+		t.Errorf("%d frames written, want 20", n)
+	}
 }

@@ -24,11 +24,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/jsprobe"
-	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/protocol/handshake"
 	"github.com/commsec/communicator/protocol/keys"
 	"github.com/commsec/communicator/streams"
@@ -65,7 +65,7 @@ type Config struct {
 	Log         zerolog.Logger
 	// Metrics receives the gateway's counters and gauges (nil: a private
 	// registry, for tests). It must not hold another gateway's.
-	Metrics *metrics.Registry
+	Metrics prometheus.Registerer
 	// Probe tunes the JetStream probe of the gateway's NATS connection,
 	// which moves it off a node that cannot reach JetStream (package
 	// jsprobe); the zero value has the defaults. Its stream, log and
@@ -225,7 +225,7 @@ func (g *Gateway) loadEvents(ctx context.Context) error {
 }
 
 func (g *Gateway) refusedEvent(err error) {
-	g.Metrics.refusedEvents.Add(1)
+	g.Metrics.refusedEvents.Inc()
 	g.log.Error().Err(err).Msg("event refused")
 }
 

@@ -2,54 +2,96 @@ package gateway
 
 import (
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/streams"
 )
 
-// Metrics are the gateway's counters, registered in Config.Metrics (a
-// private registry if nil) and served on /metrics by the binary. One
-// registry holds at most one gateway: the names would collide.
+// Metrics are the gateway's counters, gauges and histograms, registered
+// in Config.Metrics (a private registry if nil) and served on /metrics by
+// the binary. One registry holds at most one gateway: the names would
+// collide.
 type Metrics struct {
-	reg           *metrics.Registry
+	reg           prometheus.Registerer
 	refused       *metrics.Labelled // handshakes refused, by reason
 	dropped       *metrics.Labelled // connections closed by the gateway, by reason
 	sends         *metrics.Labelled // relay verdicts, by verdict and reason
-	handshakes    *metrics.Counter
-	framesOut     *metrics.Counter
-	bundlesOut    *metrics.Counter
-	messagesIn    *metrics.Counter
-	refusedEvents *metrics.Counter
+	handshakes    prometheus.Counter
+	framesOut     prometheus.Counter
+	bundlesOut    prometheus.Counter
+	messagesIn    prometheus.Counter
+	refusedEvents prometheus.Counter
 	connections   atomic.Int64
+
+	handshakeTime prometheus.Histogram // admitted handshakes, first byte to the session
+	verdictTime   prometheus.Histogram // a send forwarded to the relay → its verdict
+	// deliveryLag is the time from a message's storage (its JetStream
+	// timestamp) to the write of its Deliver frame to a client, by the
+	// path that queued it.
+	deliveryLag [numPaths]prometheus.Observer
 }
 
-func newMetrics(r *metrics.Registry) *Metrics {
-	if r == nil {
-		r = metrics.NewRegistry()
-	}
+// deliveryPath is how a Deliver frame reached a session's queue.
+type deliveryPath uint8
+
+const (
+	pathLive    deliveryPath = iota // the live feed's fan-out, as it was stored
+	pathCatchUp                     // a pass: read back from the stream, or held while one ran
+	numPaths
+)
+
+var pathNames = [numPaths]string{"live", "catch_up"}
+
+func newMetrics(r prometheus.Registerer) *Metrics {
+	r = metrics.OrPrivate(r)
+	f := promauto.With(r)
 	m := &Metrics{
 		reg: r,
-		refused: metrics.NewLabelled(r.CounterVec("comm_gateway_handshakes_refused_total",
-			"Connections whose handshake failed or was refused (busy, denied, handshake_timeout...), by reason.", "reason"), 1),
-		dropped: metrics.NewLabelled(r.CounterVec("comm_gateway_connections_dropped_total",
-			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"), 1),
-		sends: metrics.NewLabelled(r.CounterVec("comm_gateway_sends_total",
-			"Group messages clients sent, by the relay's verdict and its reason (empty when accepted).", "verdict", "reason"), 2),
-		handshakes:    r.Counter("comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
-		framesOut:     r.Counter("comm_gateway_frames_out_total", "Frames written to clients."),
-		bundlesOut:    r.Counter("comm_gateway_bundles_out_total", "Key bundles queued for clients."),
-		messagesIn:    r.Counter("comm_gateway_messages_in_total", "Accepted group messages received from the messages stream."),
-		refusedEvents: r.Counter("comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		refused: metrics.NewLabelled(r, "comm_gateway_handshakes_refused_total",
+			"Connections whose handshake failed or was refused (busy, denied, handshake_timeout...), by reason.", "reason"),
+		dropped: metrics.NewLabelled(r, "comm_gateway_connections_dropped_total",
+			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"),
+		sends: metrics.NewLabelled(r, "comm_gateway_sends_total",
+			"Group messages clients sent, by the relay's verdict and its reason (empty when accepted).", "verdict", "reason"),
+		handshakes:    counter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
+		framesOut:     counter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
+		bundlesOut:    counter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
+		messagesIn:    counter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the messages stream."),
+		refusedEvents: counter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		handshakeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_handshake_duration_seconds",
+			Help:    "Time from a connection's acceptance to the end of its handshake, for the clients admitted.",
+			Buckets: metrics.LatencyBuckets}),
+		verdictTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_send_verdict_seconds",
+			Help:    "Time from a client's message forwarded to a relay to the relay's verdict (or the gateway's timeout).",
+			Buckets: metrics.LatencyBuckets}),
 	}
-	r.GaugeFunc("comm_gateway_connections", "Clients connected now.",
+	lag := f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_gateway_delivery_lag_seconds",
+		Help:    "Time from a message's storage in JetStream to the write of its copy to a client, by path (live, catch_up).",
+		Buckets: metrics.LagBuckets}, []string{"path"})
+	for p, name := range pathNames {
+		m.deliveryLag[p] = lag.WithLabelValues(name)
+	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_gateway_connections", Help: "Clients connected now."},
 		func() float64 { return float64(m.connections.Load()) })
+	// What the alerts watch exists from the start, at zero.
+	m.refused.Init("busy", "")
+	m.dropped.Init("slow", "")
 	return m
+}
+
+func counter(f promauto.Factory, name, help string) prometheus.Counter {
+	return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // registerState adds the gauges read from the projection, once it exists.
 func (m *Metrics) registerState(p *events.Projection) {
-	m.reg.GaugeFunc("comm_gateway_log_position", "Stream sequence of the last event the gateway has applied.",
+	promauto.With(m.reg).NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_gateway_log_position",
+		Help: "Stream sequence of the last event the gateway has applied."},
 		func() float64 { return float64(p.LastSeq()) })
 }
 
@@ -57,6 +99,12 @@ func (m *Metrics) refuse(reason string) { m.refused.Inc(reason, "") }
 func (m *Metrics) drop(reason string)   { m.dropped.Inc(reason, "") }
 func (m *Metrics) send(verdict streams.Verdict, reason streams.Reason) {
 	m.sends.Inc(string(verdict), string(reason))
+}
+
+// delivered observes the lag of a Deliver frame written at now, of a
+// message stored at stored (Unix nanoseconds).
+func (m *Metrics) delivered(p deliveryPath, stored int64, now time.Time) {
+	m.deliveryLag[p].Observe(float64(now.UnixNano()-stored) / 1e9)
 }
 
 // Snapshot copies the labelled counters: handshakes refused and
@@ -70,4 +118,4 @@ func (m *Metrics) Snapshot() (refused, dropped, sends map[string]uint64) {
 func (m *Metrics) Connections() int64 { return m.connections.Load() }
 
 // FramesOut counts frames written to clients.
-func (m *Metrics) FramesOut() uint64 { return m.framesOut.Value() }
+func (m *Metrics) FramesOut() uint64 { return metrics.Count(m.framesOut) }

@@ -32,6 +32,7 @@ type relayClient struct {
 type pendingSend struct {
 	s        *session
 	ack      channel.SendAck
+	sent     time.Time // forwarded to the relay
 	deadline time.Time
 }
 
@@ -50,11 +51,12 @@ func newRelayClient(g *Gateway) (*relayClient, error) {
 
 // send forwards one envelope with the authenticated sender.
 func (rc *relayClient) send(s *session, h envelope.Header, env []byte) {
+	now := time.Now()
 	rc.mu.Lock()
 	rc.seq++
 	token := strconv.FormatUint(rc.seq, 36)
 	rc.pending[token] = &pendingSend{s: s, ack: channel.SendAck{Group: h.Group, Counter: h.Counter},
-		deadline: time.Now().Add(rc.g.cfg.SendTimeout)}
+		sent: now, deadline: now.Add(rc.g.cfg.SendTimeout)}
 	rc.mu.Unlock()
 	m := nats.NewMsg(streams.InboundSubject(h.Group))
 	m.Reply = rc.inbox + "." + token
@@ -112,6 +114,7 @@ func (rc *relayClient) finish(token string, verdict streams.Verdict, reason stre
 	if p == nil {
 		return // already timed out
 	}
+	rc.g.Metrics.verdictTime.Observe(time.Since(p.sent).Seconds())
 	rc.g.Metrics.send(verdict, reason)
 	p.ack.Status = statusOf(verdict, reason)
 	if verdict == streams.VerdictRefused || verdict == streams.VerdictRetry {

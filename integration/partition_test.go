@@ -1,12 +1,13 @@
 package integration
 
 import (
-	"bytes"
 	"regexp"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/jsprobe"
@@ -119,16 +120,16 @@ func leavesPartitionedNode(t *testing.T, part string, pick func(c *natstest.Clus
 }
 
 // counter reads a counter without labels from reg's text.
-func counter(t *testing.T, reg *metrics.Registry, name string) int {
+func counter(t *testing.T, reg *prometheus.Registry, name string) int {
 	t.Helper()
-	var b bytes.Buffer
-	if err := reg.WriteText(&b); err != nil {
+	text, err := metrics.Text(reg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindSubmatch(b.Bytes())
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindStringSubmatch(text)
 	if m == nil {
-		t.Fatalf("no %s in the metrics:\n%s", name, b.String())
+		t.Fatalf("no %s in the metrics:\n%s", name, text)
 	}
-	n, _ := strconv.Atoi(string(m[1]))
+	n, _ := strconv.Atoi(m[1])
 	return n
 }

@@ -53,10 +53,12 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 	if escrowErr == nil {
 		k.dropEscrow(ctx, m.Group, rev)
 	}
-	k.Metrics.rekeys.Add(1)
-	k.Metrics.bundles.Add(uint64(len(c.recipients)))
+	took := time.Since(start)
+	k.Metrics.rekeyTime.Observe(took.Seconds())
+	k.Metrics.rekeys.Inc()
+	k.Metrics.bundles.Add(float64(len(c.recipients)))
 	k.log.Info().Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).Str("cause", string(c.event.Type)).
-		Int("members", len(c.recipients)).Dur("took", time.Since(start)).Msg("epoch opened")
+		Int("members", len(c.recipients)).Dur("took", took).Msg("epoch opened")
 	return nil
 }
 

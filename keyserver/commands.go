@@ -51,7 +51,7 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 		}
 		_, err = k.writer.Append(ctx, c.event)
 		if errors.Is(err, events.ErrConflict) && attempt < maxAttempts {
-			k.Metrics.conflicts.Add(1)
+			k.Metrics.conflicts.Inc()
 			k.log.Warn().Str("aggregate", c.event.Aggregate).Int("attempt", attempt).Msg("conflict with another writer; retrying")
 			continue
 		}
@@ -61,7 +61,7 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 		if err != nil {
 			return nil, err
 		}
-		k.Metrics.events.Add(1)
+		k.Metrics.events.Inc()
 		if c.event.Members != nil {
 			if err := k.publishEpoch(ctx, c); err != nil {
 				return c, err
@@ -304,7 +304,7 @@ func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registr
 			return err
 		}
 	}
-	k.Metrics.events.Add(uint64(len(regs)))
+	k.Metrics.events.Add(float64(len(regs)))
 	return nil
 }
 

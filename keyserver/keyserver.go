@@ -28,10 +28,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
-	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
@@ -54,7 +54,7 @@ type Config struct {
 	RequestWindow time.Duration
 	// Metrics receives the keyserver's counters and state gauges (nil: a
 	// private registry, for tests).
-	Metrics *metrics.Registry
+	Metrics prometheus.Registerer
 	// FaultDropBundle is for fault-injection tests: a bundle of an atomic
 	// batch for which it returns true (given the batch's attempt, from 1,
 	// and the bundle's sequence in the batch, from 1) is not sent, as if
@@ -164,7 +164,7 @@ func (k *Keyserver) load(ctx context.Context) error {
 		return err
 	}
 	k.proj = p
-	registerState(k.cfg.Metrics, p)
+	k.Metrics.registerState(p)
 	k.writer = events.NewWriter(k.store, p, k.cfg.Key, k.cfg.Now)
 	stop, err := events.Follow(context.Background(), k.store, p, nil, k.refused)
 	if err != nil {
@@ -193,7 +193,7 @@ func (k *Keyserver) checkpoint() {
 
 // refused logs an event the projection refused: a forged or corrupt log.
 func (k *Keyserver) refused(err error) {
-	k.Metrics.refusedEvents.Add(1)
+	k.Metrics.refusedEvents.Inc()
 	k.log.Error().Err(err).Msg("event refused")
 }
 

@@ -82,7 +82,7 @@ func (k *Keyserver) completeFromEscrow(ctx context.Context, g groupEpoch) error 
 		return err
 	}
 	k.dropEscrow(ctx, g.id, rev)
-	k.Metrics.bundles.Add(uint64(len(missing)))
+	k.Metrics.bundles.Add(float64(len(missing)))
 	k.log.Warn().Str("group", g.id.String()).Uint32("epoch", uint32(g.epoch)).Int("published", len(missing)).
 		Int("members", len(to)).Msg("recovery: bundles of the current epoch completed with its key from escrow")
 	return nil

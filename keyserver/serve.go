@@ -55,17 +55,17 @@ type adminHandler struct{ k *Keyserver }
 // refuse answers an unauthorized request: its origin, signature, time or
 // nonce.
 func (h *adminHandler) refuse(req micro.Request, err error) {
-	h.k.Metrics.adminRefused.Add(1)
+	h.k.Metrics.adminRefused.Inc()
 	h.k.log.Warn().Err(err).Str("subject", req.Subject()).Msg("admin request refused")
 	req.Error("403", err.Error(), nil)
 }
 
 func (h *adminHandler) handle(req micro.Request) {
-	h.k.Metrics.adminRequests.Add(1)
+	h.k.Metrics.adminRequests.Inc()
 	if !streams.ReplyAllowed(req.Reply(), natsauth.InboxPrefix(natsauth.Admin)) {
 		// Answering would publish with the keyserver's rights wherever the
 		// requester chose: a bundle's subject, the event log.
-		h.k.Metrics.adminForeignReplies.Add(1)
+		h.k.Metrics.adminForeignReplies.Inc()
 		h.k.log.Warn().Str("reply", req.Reply()).Str("subject", req.Subject()).Msg("admin request with a foreign reply subject dropped")
 		return
 	}

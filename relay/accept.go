@@ -30,7 +30,8 @@ const (
 type job struct {
 	msg      *nats.Msg
 	header   envelope.Header
-	received time.Time
+	received time.Time // by Config.Now: for the rules
+	arrived  time.Time // by the monotonic clock: for the decision time
 	// waitUntil ends the envelope's wait for its epoch (zero: it has not
 	// waited); see epochwait.go.
 	waitUntil time.Time
@@ -80,7 +81,7 @@ func (r *Relay) dispatch(m *nats.Msg) {
 		r.reply(m, Refused, streams.ReasonMalformedEnvelope)
 		return
 	}
-	j := &job{msg: m, header: h, received: r.cfg.Now()}
+	j := &job{msg: m, header: h, received: r.cfg.Now(), arrived: time.Now()}
 	if !r.holds(h.Group) {
 		r.answer(j, Retry, streams.ReasonLeaseLapsed)
 		return
@@ -120,7 +121,7 @@ func (r *Relay) submit(j *job) {
 // publish with the relay's rights wherever the requester chose (a
 // JetStream API subject, a bucket's key). It is not decided either.
 func (r *Relay) refuseReply(m *nats.Msg) {
-	r.Metrics.badReplies.Add(1)
+	r.Metrics.badReplies.Inc()
 	r.log.Warn().Str("reply", m.Reply).Str("subject", m.Subject).Msg("request with a foreign reply subject dropped")
 }
 
@@ -137,9 +138,10 @@ func (r *Relay) decide(j *job) {
 	r.answer(j, verdict, reason)
 }
 
-// answer counts, logs (unless accepted) and sends a verdict.
+// answer counts, times, logs (unless accepted) and sends a verdict.
 func (r *Relay) answer(j *job, verdict streams.Verdict, reason streams.Reason) {
 	r.Metrics.count(verdict, reason)
+	r.Metrics.decided(verdict, j.arrived)
 	if verdict == Refused || verdict == Retry {
 		r.log.Debug().Str("verdict", string(verdict)).Str("reason", string(reason)).Str("group", j.header.Group.String()).
 			Str("sender", j.header.Sender.Short()).Uint32("epoch", uint32(j.header.Epoch)).Uint64("counter", j.header.Counter).
@@ -219,7 +221,7 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 		}
 		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
 		if err == errConflict {
-			r.Metrics.conflicts.Add(1)
+			r.Metrics.conflicts.Inc()
 			continue
 		}
 		if err != nil {

@@ -2,53 +2,91 @@ package relay
 
 import (
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/streams"
 )
 
-// Metrics are the relay's counters, registered in Config.Metrics (a
-// private registry if nil) and served on /metrics by the binary. One
-// registry holds at most one relay: the names would collide.
+// Metrics are the relay's counters, gauges and histograms, registered in
+// Config.Metrics (a private registry if nil) and served on /metrics by
+// the binary. One registry holds at most one relay: the names would
+// collide.
 type Metrics struct {
-	reg           *metrics.Registry
+	reg           prometheus.Registerer
 	verdicts      *metrics.Labelled // by verdict and reason
-	conflicts     *metrics.Counter
-	refusedEvents *metrics.Counter
-	trims         *metrics.Counter
-	badReplies    *metrics.Counter
+	leases        *metrics.Labelled // by event: claimed, released, lost
+	conflicts     prometheus.Counter
+	refusedEvents prometheus.Counter
+	trims         prometheus.Counter
+	badReplies    prometheus.Counter
 	partitions    atomic.Int64
+
+	decisionTime *prometheus.HistogramVec // by verdict
+	decisionBy   map[streams.Verdict]prometheus.Observer
+	storeTime    prometheus.Histogram
 }
 
-func newMetrics(r *metrics.Registry) *Metrics {
-	if r == nil {
-		r = metrics.NewRegistry()
-	}
+// The lease events counted by comm_relay_leases_total.
+const (
+	leaseClaimed  = "claimed"
+	leaseReleased = "released"
+	leaseLost     = "lost"
+)
+
+func newMetrics(r prometheus.Registerer) *Metrics {
+	r = metrics.OrPrivate(r)
+	f := promauto.With(r)
 	m := &Metrics{
 		reg: r,
-		verdicts: metrics.NewLabelled(r.CounterVec("comm_relay_verdicts_total",
-			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"), 2),
-		conflicts: r.Counter("comm_relay_counter_conflicts_total",
+		verdicts: metrics.NewLabelled(r, "comm_relay_verdicts_total",
+			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"),
+		leases: metrics.NewLabelled(r, "comm_relay_leases_total",
+			"Partition leases claimed, released (to another relay's fair share, or at shutdown) and lost (a renewal failed).", "event"),
+		conflicts: counter(f, "comm_relay_counter_conflicts_total",
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
-		refusedEvents: r.Counter("comm_relay_events_refused_total",
+		refusedEvents: counter(f, "comm_relay_events_refused_total",
 			"Events in the log that failed verification (a forged or corrupt log)."),
-		trims: r.Counter("comm_relay_trims_total",
+		trims: counter(f, "comm_relay_trims_total",
 			"(group, sender) histories trimmed to the retention period (their last envelope is always kept)."),
-		badReplies: r.Counter("comm_relay_foreign_replies_total",
+		badReplies: counter(f, "comm_relay_foreign_replies_total",
 			"Requests dropped undecided because their reply subject was neither a cross-account response nor a gateway inbox."),
+		decisionTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_relay_decision_seconds",
+			Help:    "Time from a message's arrival at the relay to its verdict, by verdict; waits for a worker and for the event log included.",
+			Buckets: metrics.LatencyBuckets}, []string{"verdict"}),
+		storeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_relay_store_write_seconds",
+			Help:    "Time of the JetStream write that stores an accepted message, until its acknowledgement or failure.",
+			Buckets: metrics.LatencyBuckets}),
+		decisionBy: map[streams.Verdict]prometheus.Observer{},
 	}
-	r.GaugeFunc("comm_relay_partitions_owned", "Relay partitions this relay owns now.",
+	for _, v := range []streams.Verdict{Accepted, Duplicate, Refused, Retry} {
+		m.decisionBy[v] = m.decisionTime.WithLabelValues(string(v))
+	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_relay_partitions_owned", Help: "Relay partitions this relay owns now."},
 		func() float64 { return float64(m.partitions.Load()) })
+	// What the alerts watch exists from the start, at zero.
+	m.verdicts.Init(string(Retry), string(streams.ReasonStoreUnavailable))
+	for _, e := range []string{leaseClaimed, leaseReleased, leaseLost} {
+		m.leases.Init(e, "")
+	}
 	return m
+}
+
+func counter(f promauto.Factory, name, help string) prometheus.Counter {
+	return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // registerState adds the gauges read from the projection, once it exists,
 // and from the wait room.
 func (m *Metrics) registerState(p *events.Projection, room *waitRoom) {
-	m.reg.GaugeFunc("comm_relay_log_position", "Stream sequence of the last event the relay has applied.",
+	f := promauto.With(m.reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_relay_log_position", Help: "Stream sequence of the last event the relay has applied."},
 		func() float64 { return float64(p.LastSeq()) })
-	m.reg.GaugeFunc("comm_relay_epoch_waiting", "Messages waiting for the event log to reach their epoch (off the workers).",
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_relay_epoch_waiting", Help: "Messages waiting for the event log to reach their epoch (off the workers)."},
 		func() float64 { return float64(room.len()) })
 }
 
@@ -56,15 +94,25 @@ func (m *Metrics) count(verdict streams.Verdict, reason streams.Reason) {
 	m.verdicts.Inc(string(verdict), string(reason))
 }
 
+// decided observes the time from a message's arrival to its verdict.
+func (m *Metrics) decided(verdict streams.Verdict, since time.Time) {
+	if o := m.decisionBy[verdict]; o != nil {
+		o.Observe(time.Since(since).Seconds())
+	}
+}
+
 // ForeignReplies counts requests dropped for their reply subject.
-func (m *Metrics) ForeignReplies() uint64 { return m.badReplies.Value() }
+func (m *Metrics) ForeignReplies() uint64 { return metrics.Count(m.badReplies) }
 
 // Verdicts returns the decisions so far, keyed "accepted", "duplicate",
 // "refused/<reason>" or "retry/<reason>".
 func (m *Metrics) Verdicts() map[string]uint64 { return m.verdicts.Snapshot() }
 
+// Leases returns the lease events so far: "claimed", "released", "lost".
+func (m *Metrics) Leases() map[string]uint64 { return m.leases.Snapshot() }
+
 // Conflicts counts counter compare-and-swap failures (another relay first).
-func (m *Metrics) Conflicts() uint64 { return m.conflicts.Value() }
+func (m *Metrics) Conflicts() uint64 { return metrics.Count(m.conflicts) }
 
 // Partitions is the number of partitions held.
 func (m *Metrics) Partitions() int64 { return m.partitions.Load() }

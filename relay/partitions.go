@@ -195,6 +195,7 @@ func (p *partitions) renew(ctx context.Context) {
 		l := p.held[res.n]
 		if res.err != nil {
 			p.r.log.Warn().Err(res.err).Int("partition", res.n).Msg("lease lost")
+			p.r.Metrics.leases.Inc(leaseLost, "")
 			p.until[res.n].Store(nil)
 			l.sub.Unsubscribe()
 			delete(p.held, res.n)
@@ -224,6 +225,7 @@ func (p *partitions) claim(ctx context.Context, n int) {
 	}
 	sub.SetPendingLimits(1<<16, 256<<20)
 	p.held[n] = &lease{revision: rev, sub: sub}
+	p.r.Metrics.leases.Inc(leaseClaimed, "")
 	p.r.log.Info().Int("partition", n).Msg("partition claimed")
 }
 
@@ -234,6 +236,7 @@ func (p *partitions) release(ctx context.Context, n int) {
 	delete(p.held, n)
 	p.until[n].Store(nil)
 	p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(l.revision))
+	p.r.Metrics.leases.Inc(leaseReleased, "")
 	p.r.log.Info().Int("partition", n).Msg("partition released")
 }
 

@@ -43,11 +43,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
 	"github.com/commsec/communicator/internal/jsprobe"
-	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -72,7 +72,7 @@ type Config struct {
 	Now func() time.Time
 	// Metrics receives the relay's counters and gauges (nil: a private
 	// registry, for tests). It must not hold another relay's.
-	Metrics *metrics.Registry
+	Metrics prometheus.Registerer
 
 	// FaultAfterStore is for fault-injection tests: it runs between
 	// storing an envelope and replying, and an error stops the decision
@@ -210,12 +210,12 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
 		return err
 	}
-	r.accepted = newAccepted(js, r.stream)
+	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime)
 	return nil
 }
 
 func (r *Relay) refusedEvent(err error) {
-	r.Metrics.refusedEvents.Add(1)
+	r.Metrics.refusedEvents.Inc()
 	r.log.Error().Err(err).Msg("event refused")
 }
 

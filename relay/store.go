@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -33,12 +35,13 @@ var errConflict = errors.New("relay: (group, sender) changed concurrently")
 type accepted struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	writes prometheus.Observer // each write's time, until its acknowledgement or failure
 	mu     sync.Mutex
 	cache  map[string]last
 }
 
-func newAccepted(js jetstream.JetStream, stream jetstream.Stream) *accepted {
-	return &accepted{js: js, stream: stream, cache: map[string]last{}}
+func newAccepted(js jetstream.JetStream, stream jetstream.Stream, writes prometheus.Observer) *accepted {
+	return &accepted{js: js, stream: stream, writes: writes, cache: map[string]last{}}
 }
 
 // get returns the record of key: its window and last revision.
@@ -90,7 +93,9 @@ func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, pre
 	m.Data = env
 	m.Header.Set(streams.HeaderEpoch, strconv.FormatUint(uint64(h.Epoch), 10))
 	m.Header.Set(streams.HeaderWindow, next.String())
+	start := time.Now()
 	ack, err := a.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(prev.revision))
+	a.writes.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.forget(key)
 		if isCASFailure(err) {

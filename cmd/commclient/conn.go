@@ -29,6 +29,9 @@ const defaultGateway = "127.0.0.1:7400"
 type connFlags struct {
 	gateway, key, serverPub, keyserverPub, state string
 	timeout                                      time.Duration
+	// syncWait bounds the wait for the key bundles and the groups after
+	// the handshake (default timeout).
+	syncWait time.Duration
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -95,7 +98,40 @@ func (c *connFlags) dial(ctx context.Context, a *app) (*session, error) {
 		unlock()
 		return nil, c.explain(err, id)
 	}
-	return &session{Client: cl, id: id, unlock: unlock}, nil
+	s := &session{Client: cl, id: id, unlock: unlock}
+	wait := c.timeout
+	if c.syncWait > 0 {
+		wait = c.syncWait
+	}
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := c.synced(sctx, s, wait); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// synced waits until the gateway has pushed the client's key bundles and
+// told it its groups, and refuses to go on if a bundle was refused: with
+// the keys it already holds the client would send under epochs the
+// keyserver has moved past, and read nothing new.
+func (c *connFlags) synced(ctx context.Context, s *session, wait time.Duration) error {
+	if err := s.WaitSynced(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("the gateway at %s did not send this client's keys and groups within %v", c.gateway, wait)
+		}
+		return err
+	}
+	err := s.BundleError()
+	switch {
+	case errors.Is(err, protocol.ErrBadBundleSignature):
+		return fmt.Errorf("--keyserver-pub %s is not the key that signs this client's key bundles: "+
+			"the wrong keyserver.pub (another deployment's?), or the gateway forged them; none was installed", c.keyserverPub)
+	case err != nil:
+		return fmt.Errorf("a key bundle from the gateway was refused: %w", err)
+	}
+	return nil
 }
 
 // config builds the SDK configuration from the key files.

@@ -1,8 +1,8 @@
 // Command commclient is the Communicator's client for a person at a
 // terminal, and a reference for device integrators: it makes a client
 // identity (keygen), then connects to a gateway with the client SDK to
-// send a group message, listen for messages, or list the groups it holds
-// keys for. Run `commclient --help` for the commands.
+// send a group message, listen for messages, or list the groups it is
+// in. Run `commclient --help` for the commands.
 package main
 
 import (

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,8 +116,14 @@ func drain(s *session, p printer) <-chan struct{} {
 	return done
 }
 
-// waitKey waits for the key of g, or explains why there is none.
+// waitKey waits for the key of g, or explains why there is none: at once
+// if the gateway has not listed g among the client's groups (dial waited
+// for that list).
 func waitKey(ctx context.Context, s *session, g protocol.GroupID, d time.Duration) error {
+	groups := s.Groups()
+	if !slices.Contains(groups, g) {
+		return fmt.Errorf("not a member of %s; your groups: %s", g, groupList(groups))
+	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	err := s.WaitKey(wctx, g)
@@ -126,7 +133,7 @@ func waitKey(ctx context.Context, s *session, g protocol.GroupID, d time.Duratio
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("not a member of %s, or its key has not arrived within %v; groups you hold keys for: %s", g, d, groupList(s.Groups()))
+		return fmt.Errorf("the key of %s has not arrived within %v", g, d)
 	}
 	return err
 }

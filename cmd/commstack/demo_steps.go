@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 )
@@ -220,10 +220,12 @@ func (d *demo) summary(data string) error {
 }
 
 func (d *demo) metricLines(prefix string) []string {
-	var b bytes.Buffer
-	d.s.Metrics().WriteText(&b)
+	text, err := metrics.Text(d.s.Metrics())
+	if err != nil {
+		return []string{"cannot read the metrics: " + err.Error()}
+	}
 	var out []string
-	sc := bufio.NewScanner(&b)
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), prefix) {
 			out = append(out, sc.Text())

@@ -32,7 +32,7 @@ func TestDemo(t *testing.T) {
 		"carol received nothing",
 		`carol -> ops  "am I still in?": REFUSED by her own client: the gateway told it she is no longer a member`,
 		"carol after her removal     0 messages received, 0 sent; her newest key is epoch 1's",
-		`comm_relay_verdicts_total{verdict="accepted",reason=""} 4`,
+		`comm_relay_verdicts_total{reason="",verdict="accepted"} 4`,
 		"all 19 checks passed",
 	} {
 		if !strings.Contains(text, want) {

@@ -22,7 +22,8 @@ import (
 const httpLine = "http listening: /metrics /healthz /readyz"
 
 // TestServe runs the stack with the data directory from the environment:
-// it logs where everything is, serves the metrics of all three services,
+// it logs where everything is, serves the metrics of all three services
+// (their histograms, and the process's go_* and process_* metrics once),
 // lets the nats CLI in on loopback, and stops cleanly.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
@@ -46,11 +47,16 @@ func TestServe(t *testing.T) {
 	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health: exit %d %s", code, errOut.String())
 	}
-	_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
+	text, families := cmdtest.Scrape(t, "http://"+addr+"/metrics")
 	for _, want := range []string{"\ncomm_keyserver_clients 0\n", "\ncomm_relay_partitions_owned 64\n", "\ncomm_gateway_connections 0\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	cmdtest.CheckRuntime(t, families)
+	for _, h := range []string{"comm_gateway_handshake_duration_seconds", "comm_gateway_send_verdict_seconds", "comm_gateway_delivery_lag_seconds",
+		"comm_relay_decision_seconds", "comm_relay_store_write_seconds", "comm_keyserver_rekey_duration_seconds"} {
+		cmdtest.Observations(t, text, families, h)
 	}
 	const listening = "NATS listening on loopback for ksctl and the nats CLI; every connection authenticates (nkey files 0600)"
 	url := stderr.Field(t, listening, "url")

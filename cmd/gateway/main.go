@@ -82,12 +82,15 @@ Flags (each also read from the environment variable shown; a flag wins):
   -h, --help            this help
 
 HTTP endpoints:
-  /metrics   Prometheus text format: comm_gateway_connections,
+  /metrics   Prometheus: comm_gateway_connections,
              comm_gateway_handshakes_total,
              comm_gateway_handshakes_refused_total{reason},
              comm_gateway_connections_dropped_total{reason},
              comm_gateway_sends_total{verdict,reason},
-             comm_gateway_jetstream_moves_total, and more
+             comm_gateway_jetstream_moves_total; histograms
+             comm_gateway_handshake_duration_seconds,
+             comm_gateway_send_verdict_seconds,
+             comm_gateway_delivery_lag_seconds{path}; go_*, process_*
   /healthz   200 "ok" while the process runs
   /readyz    200 "ok" once NATS is connected, JetStream answers through
              it, the log is replayed and clients can connect; 503 with

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,10 +47,10 @@ func writeKeys(t *testing.T) keyFiles {
 	return f
 }
 
-// world is a keyserver and a relay with a group ops of alice.
+// world is a keyserver and a relay with a group ops of alice and bob.
 type world struct {
-	alice *keys.ClientIdentity
-	group protocol.GroupID
+	alice, bob *keys.ClientIdentity
+	group      protocol.GroupID
 }
 
 func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
@@ -61,12 +62,14 @@ func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 	cmdtest.Must(t, err)
 	t.Cleanup(r.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
+	bob, _ := keys.GenerateClientIdentity(nil)
 	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
+	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, bob.Public(), "bob"))
 	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
 	cmdtest.Must(t, err)
-	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
+	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice", "bob"})
 	cmdtest.Must(t, err)
-	return world{alice: alice, group: g}
+	return world{alice: alice, bob: bob, group: g}
 }
 
 func dial(t *testing.T, addr string, id *keys.ClientIdentity, kf keyFiles) (*clientsdk.Client, error) {
@@ -102,24 +105,56 @@ func TestServe(t *testing.T) {
 	alice, err := dial(t, listen, w.alice, kf)
 	cmdtest.Must(t, err)
 	defer alice.Close()
+	bob, err := dial(t, listen, w.bob, kf)
+	cmdtest.Must(t, err)
+	defer bob.Close()
 	cmdtest.Must(t, alice.WaitKey(t.Context(), w.group))
 	cmdtest.Must(t, alice.Send(t.Context(), w.group, []byte("hello")))
+	if m, err := stacktest.Receive(t, bob, 10*time.Second); err != nil || string(m.Payload) != "hello" {
+		t.Fatalf("bob got %q, %v", m.Payload, err)
+	}
 	mallory, _ := keys.GenerateClientIdentity(nil)
 	if c, err := dial(t, listen, mallory, kf); err == nil {
 		c.Close()
 		t.Error("an unregistered client was admitted")
 	}
 	pollMetrics(t, addr, []string{
-		"\ncomm_gateway_connections 1\n", "\ncomm_gateway_handshakes_total 1\n",
+		"\ncomm_gateway_connections 2\n", "\ncomm_gateway_handshakes_total 2\n",
 		`comm_gateway_handshakes_refused_total{reason="denied"} 1` + "\n",
-		`comm_gateway_sends_total{verdict="accepted",reason=""} 1` + "\n",
-		"\ncomm_gateway_bundles_out_total 1\n", "\ncomm_gateway_log_position 3\n",
+		`comm_gateway_sends_total{reason="",verdict="accepted"} 1` + "\n",
+		"\ncomm_gateway_bundles_out_total 2\n", "\ncomm_gateway_log_position 4\n",
 	})
+	// The delivery is observed once written: live, or catch_up if bob's
+	// session was still reading back when it came.
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, text := cmdtest.Get(t, "http://"+addr+"/metrics")
+		if !regexp.MustCompile(`\ncomm_gateway_delivery_lag_seconds_count\{path="(live|catch_up)"\} 1\n`).MatchString(text) {
+			return fmt.Errorf("the delivery to bob is not observed:\n%s", text)
+		}
+		return nil
+	})
+	checkHistograms(t, addr)
 	cancel()
 	waitExit(t, done, stderr)
 	stderr.Field(t, "stopped cleanly", "level")
 	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
+	}
+}
+
+// checkHistograms scrapes /metrics as Prometheus would: the Go runtime's
+// and the process's metrics, and the gateway's histograms with their
+// buckets, holding TestServe's two handshakes, one send and its one
+// delivery.
+func checkHistograms(t *testing.T, addr string) {
+	t.Helper()
+	text, families := cmdtest.Scrape(t, "http://"+addr+"/metrics")
+	cmdtest.CheckRuntime(t, families)
+	for name, want := range map[string]uint64{"comm_gateway_handshake_duration_seconds": 2,
+		"comm_gateway_send_verdict_seconds": 1, "comm_gateway_delivery_lag_seconds": 1} {
+		if n := cmdtest.Observations(t, text, families, name); n != want {
+			t.Errorf("%s holds %d observations, want %d", name, n, want)
+		}
 	}
 }
 

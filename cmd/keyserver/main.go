@@ -67,7 +67,8 @@ Flags (each also read from the environment variable shown; a flag wins):
   -h, --help          this help
 
 HTTP endpoints:
-  /metrics   Prometheus text format (comm_keyserver_* counters and gauges)
+  /metrics   Prometheus: comm_keyserver_* counters and gauges, the
+             histogram comm_keyserver_rekey_duration_seconds; go_*, process_*
   /healthz   200 "ok" while the process runs
   /readyz    200 "ok" once NATS is connected and the log is replayed,
              503 with the reason before that

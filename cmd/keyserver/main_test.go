@@ -40,6 +40,30 @@ func writeKeys(t *testing.T) keyFiles {
 	return f
 }
 
+// checkRekey opens an epoch through the admin API and scrapes /metrics as
+// Prometheus would: the Go runtime's and the process's metrics, and the
+// rekey histogram with its buckets, holding that epoch.
+func checkRekey(t *testing.T, addr string, op *admin.Client) {
+	t.Helper()
+	alice, _ := keys.GenerateClientIdentity(nil)
+	for _, req := range []struct {
+		op   string
+		args admin.Args
+	}{
+		{admin.OpRegister, admin.Args{Client: keys.EncodeClientPublic(alice.Public()), Name: "alice"}},
+		{admin.OpAdd, admin.Args{Group: "ops", Clients: []string{"alice"}}},
+	} {
+		if _, err := op.Do(t.Context(), req.op, req.args); err != nil {
+			t.Fatalf("%s: %v", req.op, err)
+		}
+	}
+	text, families := cmdtest.Scrape(t, "http://"+addr+"/metrics")
+	cmdtest.CheckRuntime(t, families)
+	if n := cmdtest.Observations(t, text, families, "comm_keyserver_rekey_duration_seconds"); n != 1 {
+		t.Errorf("comm_keyserver_rekey_duration_seconds holds %d rekeys, want 1", n)
+	}
+}
+
 // TestServe runs the command against a real NATS server over TLS (the CA
 // from COMM_NATS_CA), with the key files from the environment and the rest
 // from flags: it gets ready, answers the admin API, serves health and
@@ -86,6 +110,7 @@ func TestServe(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, metricsText)
 		}
 	}
+	checkRekey(t, addr, op)
 	cancel()
 	select {
 	case code := <-done:

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/internal/metrics"
@@ -30,7 +31,8 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	// may sign with it until the process exits.
 	st := &service.Readiness{}
 	reg := metrics.NewRegistry()
-	reg.GaugeVec("comm_keyserver_info", "The keyserver's version (always 1).", "version").With(keyserver.Version).Set(1)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_keyserver_info", Help: "The keyserver's version (always 1).",
+		ConstLabels: prometheus.Labels{"version": keyserver.Version}}, func() float64 { return 1 }))
 	srv, err := service.Listen(service.Config{Addr: cfg.httpAddr, Metrics: reg, Ready: st.Check, Log: log})
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", cfg.httpAddr, err)

@@ -75,10 +75,13 @@ Flags (each also read from the environment variable shown; a flag wins):
   -h, --help            this help
 
 HTTP endpoints:
-  /metrics   Prometheus text format: comm_relay_verdicts_total{verdict,reason},
-             comm_relay_partitions_owned, comm_relay_counter_conflicts_total,
+  /metrics   Prometheus: comm_relay_verdicts_total{verdict,reason},
+             comm_relay_partitions_owned, comm_relay_leases_total{event},
+             comm_relay_counter_conflicts_total,
              comm_relay_events_refused_total, comm_relay_log_position,
-             comm_relay_jetstream_moves_total
+             comm_relay_jetstream_moves_total; histograms
+             comm_relay_decision_seconds{verdict},
+             comm_relay_store_write_seconds; go_*, process_*
   /healthz   200 "ok" while the process runs
   /readyz    200 "ok" once NATS is connected, JetStream answers through
              it and the log is replayed; 503 with the reason otherwise

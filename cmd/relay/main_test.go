@@ -125,12 +125,14 @@ func TestServe(t *testing.T) {
 	}
 	checkMetrics(t, addr, []string{
 		"# TYPE comm_relay_verdicts_total counter\n",
-		`comm_relay_verdicts_total{verdict="accepted",reason=""} 2` + "\n",
-		`comm_relay_verdicts_total{verdict="duplicate",reason=""} 1` + "\n",
-		`comm_relay_verdicts_total{verdict="refused",reason="replayed_counter"} 1` + "\n",
+		`comm_relay_verdicts_total{reason="",verdict="accepted"} 2` + "\n",
+		`comm_relay_verdicts_total{reason="",verdict="duplicate"} 1` + "\n",
+		`comm_relay_verdicts_total{reason="replayed_counter",verdict="refused"} 1` + "\n",
 		fmt.Sprintf("\ncomm_relay_partitions_owned %d\n", streams.Partitions),
 		"\ncomm_relay_log_position 3\n", "\ncomm_relay_counter_conflicts_total 0\n", "\ncomm_relay_events_refused_total 0\n",
+		fmt.Sprintf(`comm_relay_leases_total{event="claimed"} %d`+"\n", streams.Partitions),
 	})
+	checkHistograms(t, addr)
 	cancel()
 	waitExit(t, done, stderr)
 	stderr.Field(t, "stopped cleanly", "level")
@@ -138,6 +140,21 @@ func TestServe(t *testing.T) {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
 	}
 	checkReleased(t, s.Conn(t, natsauth.Relay))
+}
+
+// checkHistograms scrapes /metrics as Prometheus would: the Go runtime's
+// and the process's metrics, and the relay's histograms with their
+// buckets, holding the four decisions and the two writes of TestServe.
+func checkHistograms(t *testing.T, addr string) {
+	t.Helper()
+	text, families := cmdtest.Scrape(t, "http://"+addr+"/metrics")
+	cmdtest.CheckRuntime(t, families)
+	if n := cmdtest.Observations(t, text, families, "comm_relay_decision_seconds"); n != 4 {
+		t.Errorf("comm_relay_decision_seconds holds %d decisions, want 4", n)
+	}
+	if n := cmdtest.Observations(t, text, families, "comm_relay_store_write_seconds"); n != 2 {
+		t.Errorf("comm_relay_store_write_seconds holds %d writes, want 2", n)
+	}
 }
 
 func checkMetrics(t *testing.T, addr string, want []string) {

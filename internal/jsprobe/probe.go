@@ -58,6 +58,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/internal/metrics"
@@ -82,7 +84,7 @@ type Config struct {
 	Log      zerolog.Logger
 	// Metrics receives the probe's counters (nil: a private registry),
 	// named Prefix + "_jetstream_...".
-	Metrics *metrics.Registry
+	Metrics prometheus.Registerer
 	// Prefix is the metrics' prefix, e.g. "comm_gateway"; required with
 	// Metrics.
 	Prefix string
@@ -101,9 +103,7 @@ func (c *Config) fill() error {
 	if c.Prefix == "" {
 		c.Prefix = "jsprobe"
 	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.NewRegistry()
-	}
+	c.Metrics = metrics.OrPrivate(c.Metrics)
 	c.Interval = orDefault(c.Interval, time.Second)
 	c.Timeout = orDefault(c.Timeout, time.Second)
 	c.Stale = orDefault(c.Stale, 1500*time.Millisecond)
@@ -130,8 +130,8 @@ type Probe struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	moves  *metrics.Counter
-	fails  *metrics.Counter
+	moves  prometheus.Counter
+	fails  prometheus.Counter
 
 	mu      sync.Mutex
 	t       *tracker
@@ -157,12 +157,14 @@ func Start(nc *nats.Conn, cfg Config) (*Probe, error) {
 	return p, nil
 }
 
-func (p *Probe) register(r *metrics.Registry, prefix string) {
-	p.moves = r.Counter(prefix+"_jetstream_moves_total",
-		"NATS connections moved to another node because JetStream stopped answering through theirs.")
-	p.fails = r.Counter(prefix+"_jetstream_probes_failed_total",
-		"JetStream probes unanswered, refused, or answered by a leader out of touch with its replicas.")
-	r.GaugeFunc(prefix+"_jetstream_reachable", "1 while the last JetStream probe was answered, else 0.", func() float64 {
+func (p *Probe) register(r prometheus.Registerer, prefix string) {
+	f := promauto.With(r)
+	p.moves = f.NewCounter(prometheus.CounterOpts{Name: prefix + "_jetstream_moves_total",
+		Help: "NATS connections moved to another node because JetStream stopped answering through theirs."})
+	p.fails = f.NewCounter(prometheus.CounterOpts{Name: prefix + "_jetstream_probes_failed_total",
+		Help: "JetStream probes unanswered, refused, or answered by a leader out of touch with its replicas."})
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: prefix + "_jetstream_reachable",
+		Help: "1 while the last JetStream probe was answered, else 0."}, func() float64 {
 		if p.State() == Reachable {
 			return 1
 		}
@@ -199,7 +201,7 @@ func (p *Probe) State() State {
 }
 
 // Moves is how many times the probe moved the connection.
-func (p *Probe) Moves() uint64 { return p.moves.Value() }
+func (p *Probe) Moves() uint64 { return metrics.Count(p.moves) }
 
 // Ready is nil while JetStream answers through the connection, or says
 // why not: the readiness check of a service. Fewer than Failures failed

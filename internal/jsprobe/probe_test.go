@@ -1,7 +1,6 @@
 package jsprobe_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/commsec/communicator/internal/jsprobe"
 	"github.com/commsec/communicator/internal/metrics"
@@ -21,7 +21,7 @@ import (
 
 // fast probes every 50 ms, so that the tests take little time; the
 // defaults are for production.
-func fast(reg *metrics.Registry, states chan<- jsprobe.State) jsprobe.Config {
+func fast(reg prometheus.Registerer, states chan<- jsprobe.State) jsprobe.Config {
 	return jsprobe.Config{Stream: streams.Events, Interval: 50 * time.Millisecond, Timeout: 250 * time.Millisecond,
 		Stale: 80 * time.Millisecond, Metrics: reg, Prefix: "comm_test", OnState: func(s jsprobe.State) { states <- s }}
 }
@@ -77,11 +77,13 @@ func TestProbeMoves(t *testing.T) {
 	if err := p.Ready(); err != nil {
 		t.Errorf("ready after the move: %v", err)
 	}
-	var text bytes.Buffer
-	reg.WriteText(&text)
+	text, err := metrics.Text(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, w := range []string{"comm_test_jetstream_moves_total 1\n", "comm_test_jetstream_reachable 1\n"} {
-		if !strings.Contains(text.String(), w) {
-			t.Errorf("metrics lack %q:\n%s", w, text.String())
+		if !strings.Contains(text, w) {
+			t.Errorf("metrics lack %q:\n%s", w, text)
 		}
 	}
 }

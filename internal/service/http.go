@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/internal/metrics"
@@ -28,8 +30,9 @@ const DefaultShutdownTimeout = 5 * time.Second
 type Config struct {
 	// Addr is the listen address ("127.0.0.1:9100"); port 0 picks a free one.
 	Addr string
-	// Metrics is served on /metrics (nil: an empty registry).
-	Metrics *metrics.Registry
+	// Metrics is served on /metrics (nil: nothing but the Go runtime's and
+	// the process's metrics): a registry of metrics.NewRegistry.
+	Metrics prometheus.Gatherer
 	// Ready reports readiness for /readyz: nil when ready, otherwise why
 	// not. It must be quick. A nil Ready is always ready.
 	Ready func() error
@@ -39,7 +42,7 @@ type Config struct {
 
 // Handler returns the endpoints without a listener:
 //
-//	GET /metrics  the registry in the Prometheus text format
+//	GET /metrics  the registry in the Prometheus exposition format (promhttp)
 //	GET /healthz  liveness: 200 "ok" while the process serves HTTP
 //	GET /readyz   readiness: 200 "ok", or 503 "not ready: <reason>"
 func Handler(cfg Config) http.Handler {
@@ -48,7 +51,8 @@ func Handler(cfg Config) http.Handler {
 		reg = metrics.NewRegistry()
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", reg.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: promLogger{cfg.Log}, ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		text(w, http.StatusOK, "ok")
 	})
@@ -63,6 +67,12 @@ func Handler(cfg Config) http.Handler {
 	})
 	return mux
 }
+
+// promLogger logs what promhttp could not gather: /metrics still serves
+// the rest.
+type promLogger struct{ log zerolog.Logger }
+
+func (l promLogger) Println(v ...any) { l.log.Warn().Msg(fmt.Sprint(v...)) }
 
 func text(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

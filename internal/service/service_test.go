@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/internal/metrics"
@@ -34,7 +36,7 @@ func get(t *testing.T, url string) (int, string) {
 // reason on 503, metrics from the registry; then a graceful shutdown.
 func TestEndpoints(t *testing.T) {
 	reg := metrics.NewRegistry()
-	reg.Counter("comm_test_total", "A test counter.").Add(3)
+	promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "comm_test_total", Help: "A test counter."}).Add(3)
 	var notReady atomic.Value
 	notReady.Store("state not loaded")
 	srv, err := service.Listen(service.Config{Addr: "127.0.0.1:0", Metrics: reg, Ready: func() error {

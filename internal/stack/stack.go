@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/gateway"
@@ -99,7 +100,7 @@ func (c *Config) fill() error {
 type Stack struct {
 	cfg   Config
 	log   zerolog.Logger
-	reg   *metrics.Registry
+	reg   *prometheus.Registry
 	keys  *Keys
 	creds *natsauth.Creds
 	// credsCreated: this start made the NATS users (a first run).
@@ -253,8 +254,9 @@ func (s *Stack) ScratchOption() nats.Option { return s.scratch }
 // every account, by stream name.
 func (s *Stack) StreamLastSeqs() (map[string]uint64, error) { return s.nats.StreamLastSeqs() }
 
-// Metrics is the registry of all three services.
-func (s *Stack) Metrics() *metrics.Registry { return s.reg }
+// Metrics is the registry of all three services, with the process's
+// go_* and process_* metrics.
+func (s *Stack) Metrics() *prometheus.Registry { return s.reg }
 
 // Sync waits until the relay and the gateway have applied every event the
 // keyserver has written: a change is then in force everywhere.
