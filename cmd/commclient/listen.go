@@ -49,6 +49,10 @@ arrived then is printed too rather than lost.`}
 
 func listen(ctx context.Context, a *app, cf *connFlags, count int, p printer) error {
 	s, err := cf.dial(ctx, a)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) { // Ctrl-C while connecting: a stop, not a failure
+		fmt.Fprintln(a.stderr, "stopped before the gateway was reached")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
