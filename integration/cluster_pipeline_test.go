@@ -523,6 +523,7 @@ func (c *cluster) rekeysInterrupted(ctx context.Context, group string, n int) re
 	var r rekeyReport
 	ks := c.containers("keyserver")[0]
 	for i := range n {
+		c.waitContainerHealthy(ks, 2*time.Minute) // an operator's next command comes after the last one returned
 		seq := c.lastSeq(ctx, js, streams.Events)
 		cmd := exec.CommandContext(ctx, filepath.Join(c.root, "deploy", ".build", "ksctl"),
 			"--nats", c.urls(), "--nats-ca", c.caFile(), "--nats-creds", filepath.Join(c.secrets, "nats", "admin.nk"),
@@ -554,6 +555,21 @@ func (c *cluster) rekeysInterrupted(ctx context.Context, group string, n int) re
 	c.waitHealthy(2 * time.Minute)
 	r.epochs = int(c.epochOf(ctx, group) - before)
 	return r
+}
+
+// waitContainerHealthy waits until a container's health check passes.
+func (c *cluster) waitContainerHealthy(id string, within time.Duration) {
+	c.t.Helper()
+	for deadline := time.Now().Add(within); ; {
+		state := strings.TrimSpace(c.run("docker", "inspect", "--format", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}", id))
+		if state == "running/healthy" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("container %s: %s after %v", id[:12], state, within)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func (c *cluster) lastSeq(ctx context.Context, js jetstream.JetStream, stream string) uint64 {
