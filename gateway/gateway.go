@@ -101,18 +101,17 @@ func orDefault[T int | time.Duration](v, d T) T {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg        Config
-	log        zerolog.Logger
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	proj       *events.Projection
-	ln         net.Listener
-	handshakes chan struct{}
-	sessions   *registry
-	relay      *relayClient
-	cursors    *cursorStore
-	probe      *jsprobe.Probe
-	stop       []func()
+	cfg      Config
+	log      zerolog.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	proj     *events.Projection
+	ln       net.Listener
+	sessions *registry
+	relay    *relayClient
+	cursors  *cursorStore
+	probe    *jsprobe.Probe
+	stop     []func()
 	// wg counts every goroutine the gateway starts: the accept loop, each
 	// handshake, each session's reader and delivery, a session's pass.
 	wg        sync.WaitGroup
@@ -139,7 +138,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
-		handshakes: make(chan struct{}, cfg.MaxHandshakes), sessions: newRegistry(), closing: make(chan struct{}),
+		sessions: newRegistry(), closing: make(chan struct{}),
 		Metrics: newMetrics(cfg.Metrics)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	// Listen first, so that a taken address is reported at once; clients

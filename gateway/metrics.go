@@ -53,7 +53,7 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reg: r,
 		refused: metrics.NewLabelled(r, "comm_gateway_handshakes_refused_total",
-			"Connections whose handshake failed or was refused (busy, denied, handshake_timeout...), by reason.", "reason"),
+			"Connections whose handshake failed or was refused (busy, busy_source, evicted, m1_timeout, handshake_timeout, bad_client_signature...), by reason.", "reason"),
 		dropped: metrics.NewLabelled(r, "comm_gateway_connections_dropped_total",
 			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"),
 		sends: metrics.NewLabelled(r, "comm_gateway_sends_total",

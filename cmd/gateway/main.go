@@ -65,6 +65,15 @@ Flags (each also read from the environment variable shown; a flag wins):
   --max-handshakes N    handshakes in progress at once; past it new
                         connections are told "busy" [COMM_MAX_HANDSHAKES]
                         (default 256)
+  --max-handshakes-per-source N
+                        when all those are taken, the share of one source
+                        address (an IPv6 /64): past it its new connections
+                        are told "busy", below it a newcomer evicts a
+                        handshake of the source holding the most
+                        [COMM_MAX_HANDSHAKES_PER_SOURCE] (default 16)
+  --m1-timeout DUR      how long a connection may take to send its whole
+                        first handshake message [COMM_M1_TIMEOUT]
+                        (default 2s)
   --queue N             frames waiting for one client; a client that falls
                         further behind is disconnected and catches up later
                         [COMM_QUEUE] (default 256)
@@ -136,6 +145,8 @@ type config struct {
 	keyFile, keyserverPub  string
 	listen, httpAddr       string
 	maxHandshakes, queue   int
+	perSource              int
+	m1Timeout              time.Duration
 	idleTimeout, retention time.Duration
 	replicas               int
 	service.Logging
@@ -144,7 +155,8 @@ type config struct {
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
 	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "key": "COMM_KEY", "keyserver-pub": "COMM_KEYSERVER_PUB",
-	"listen": "COMM_LISTEN", "http": "COMM_HTTP", "max-handshakes": "COMM_MAX_HANDSHAKES", "queue": "COMM_QUEUE",
+	"listen": "COMM_LISTEN", "http": "COMM_HTTP", "max-handshakes": "COMM_MAX_HANDSHAKES",
+	"max-handshakes-per-source": "COMM_MAX_HANDSHAKES_PER_SOURCE", "m1-timeout": "COMM_M1_TIMEOUT", "queue": "COMM_QUEUE",
 	"idle-timeout": "COMM_IDLE_TIMEOUT", "replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION",
 	"log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
 }
@@ -165,6 +177,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.listen, "listen", defaultListen, "TCP listen address for clients")
 	fs.StringVar(&cfg.httpAddr, "http", defaultHTTP, "HTTP listen address")
 	fs.IntVar(&cfg.maxHandshakes, "max-handshakes", 256, "concurrent handshakes")
+	fs.IntVar(&cfg.perSource, "max-handshakes-per-source", 16, "handshakes of one source when all are taken")
+	service.DurationVar(fs, &cfg.m1Timeout, "m1-timeout", 2*time.Second, "deadline of the first handshake message")
 	fs.IntVar(&cfg.queue, "queue", 256, "frames queued per client")
 	service.DurationVar(fs, &cfg.idleTimeout, "idle-timeout", 90*time.Second, "idle connection timeout")
 	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas")
@@ -196,6 +210,10 @@ func (c *config) validate() error {
 		return errors.New("--keyserver-pub is required: the keyserver's public key file (see 'ksctl init')")
 	case c.maxHandshakes < 1:
 		return fmt.Errorf("--max-handshakes %d: want at least 1", c.maxHandshakes)
+	case c.perSource < 1:
+		return fmt.Errorf("--max-handshakes-per-source %d: want at least 1", c.perSource)
+	case c.m1Timeout < 100*time.Millisecond || c.m1Timeout > 10*time.Second:
+		return fmt.Errorf("--m1-timeout %v: want 100ms to 10s (the whole handshake's deadline)", c.m1Timeout)
 	case c.queue < 1:
 		return fmt.Errorf("--queue %d: want at least 1", c.queue)
 	case c.idleTimeout < time.Second:

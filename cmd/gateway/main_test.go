@@ -311,6 +311,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--key", "g.key"}, nil, "--keyserver-pub is required"},
 		{[]string{"--bogus"}, nil, "flag provided but not defined"},
 		{append(k, "--max-handshakes", "0"), nil, "--max-handshakes 0"},
+		{append(k, "--max-handshakes-per-source", "0"), nil, "--max-handshakes-per-source 0"},
+		{append(k, "--m1-timeout", "20s"), nil, "--m1-timeout 20s"},
 		{append(k, "--queue", "-1"), nil, "--queue -1"},
 		{append(k, "--idle-timeout", "10ms"), nil, "--idle-timeout 10ms"},
 		{append(k, "--replicas", "7"), nil, "--replicas 7"},
@@ -332,13 +334,16 @@ func TestUsage(t *testing.T) {
 // TestFlagWinsOverEnv: a flag beats its variable, the variable the default.
 func TestFlagWinsOverEnv(t *testing.T) {
 	vars := map[string]string{"COMM_LISTEN": "0.0.0.0:7400", "COMM_KEY": "env.key", "COMM_KEYSERVER_PUB": "env.pub",
-		"COMM_MAX_HANDSHAKES": "32", "COMM_IDLE_TIMEOUT": "2m"}
+		"COMM_MAX_HANDSHAKES": "32", "COMM_IDLE_TIMEOUT": "2m", "COMM_M1_TIMEOUT": "1s"}
 	cfg, err := parseFlags([]string{"--listen", "127.0.0.1:7500", "--max-handshakes", "8"}, cmdtest.Env(vars))
 	cmdtest.Must(t, err)
 	if cfg.listen != "127.0.0.1:7500" || cfg.keyFile != "env.key" || cfg.maxHandshakes != 8 || cfg.idleTimeout != 2*time.Minute {
 		t.Errorf("got %+v", cfg)
 	}
-	if cfg.httpAddr != defaultHTTP || cfg.queue != 256 {
+	if cfg.m1Timeout != time.Second {
+		t.Errorf("COMM_M1_TIMEOUT: %v", cfg.m1Timeout)
+	}
+	if cfg.httpAddr != defaultHTTP || cfg.queue != 256 || cfg.perSource != 16 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }

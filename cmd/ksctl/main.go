@@ -103,7 +103,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.natsCreds, "nats-creds", g.natsCreds, "NATS credentials `FILE`")
 	fs.StringVar(&g.natsCA, "nats-ca", g.natsCA, "CA certificate `FILE` of the NATS servers")
 	fs.StringVar(&g.operatorKey, "operator-key", g.operatorKey, "your operator private key `FILE`")
-	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for NATS and the keyserver")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for NATS, and for each attempt of a keyserver request (sent again with the same signature, up to 3 attempts)")
 }
 
 var isGlobal = map[string]bool{"nats": true, "nats-creds": true, "nats-ca": true, "operator-key": true, "timeout": true}
