@@ -55,10 +55,11 @@ type Config struct {
 	// message's epoch as old (default 5 s): Send then seals the payload
 	// anew under the newer key, once.
 	ResealWait time.Duration
-	// MaxInflight bounds the sends to one group waiting for their verdict
-	// (default and most: replay.Size/2 = 128); a Send past it waits for a
-	// slot. It keeps every retried message inside the receivers' replay
-	// window (PROTOCOL.md §8.2).
+	// MaxInflight bounds how far a new message's counter may be above the
+	// oldest message to the same group still waiting for its verdict
+	// (default and most: replay.Size/2 = 128), and so the sends in flight;
+	// a Send past it waits. It keeps every message sent again inside the
+	// relays' and receivers' replay window (PROTOCOL.md §8.6).
 	MaxInflight int
 	// Buffer is the capacity of the Messages channel (default 64).
 	Buffer int
@@ -153,8 +154,8 @@ type Client struct {
 	// groups are the client's groups as the gateway last told them (nil:
 	// not told yet).
 	groups map[protocol.GroupID]bool
-	// slots bound each group's sends in flight (MaxInflight).
-	slots map[protocol.GroupID]chan struct{}
+	// flights are each group's sends waiting for their verdicts (send.go).
+	flights map[protocol.GroupID]*flight
 	// bundleErr is the first key bundle refused since Dial (BundleError).
 	bundleErr error
 
@@ -180,7 +181,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, state: st, msgs: make(chan Message, cfg.Buffer), keyed: make(chan struct{}),
 		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{}),
-		slots: map[protocol.GroupID]chan struct{}{}}
+		flights: map[protocol.GroupID]*flight{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	conn, err := c.connect(ctx)
 	if err != nil {

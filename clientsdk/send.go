@@ -133,39 +133,96 @@ func (c *Client) waitNewer(ctx context.Context, g protocol.GroupID, epoch protoc
 	}
 }
 
-// slot takes one of g's MaxInflight places for a send; release gives it
-// back.
-func (c *Client) slot(ctx context.Context, g protocol.GroupID) (release func(), err error) {
+// flight is one group's sends waiting for their verdicts. A counter is
+// sealed only while it is less than MaxInflight above the oldest counter
+// of the group still unanswered: so a message sent again is never a
+// replay window (PROTOCOL.md §8.6) below a counter the relays accepted,
+// however long it waits. Counting the sends would not do: while one
+// waits, the others come and go and the counters climb.
+type flight struct {
+	turn    chan struct{}       // one sealer at a time (a mutex a context can give up on)
+	waiting map[uint64]struct{} // counters sealed, not yet answered nor given up
+	last    uint64              // the last counter sealed
+	changed chan struct{}       // closed when a counter leaves waiting
+}
+
+func (c *Client) flightOf(g protocol.GroupID) *flight {
 	c.mu.Lock()
-	ch := c.slots[g]
-	if ch == nil {
-		ch = make(chan struct{}, c.cfg.MaxInflight)
-		c.slots[g] = ch
+	defer c.mu.Unlock()
+	f := c.flights[g]
+	if f == nil {
+		f = &flight{turn: make(chan struct{}, 1), waiting: map[uint64]struct{}{}, changed: make(chan struct{})}
+		c.flights[g] = f
 	}
-	c.mu.Unlock()
+	return f
+}
+
+// sealInWindow waits until the group's next counter is within
+// MaxInflight of its oldest unanswered one, then seals payload and
+// records its counter as waiting; done takes it out again.
+func (c *Client) sealInWindow(ctx context.Context, g protocol.GroupID, payload []byte) (env []byte, epoch protocol.Epoch, counter uint64, done func(), err error) {
+	f := c.flightOf(g)
 	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
+	case f.turn <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, 0, nil, ctx.Err()
 	case <-c.closed:
-		return nil, ErrClosed
+		return nil, 0, 0, nil, ErrClosed
 	}
+	defer func() { <-f.turn }()
+	for {
+		c.mu.Lock()
+		oldest, ok := f.oldest()
+		changed := f.changed
+		c.mu.Unlock()
+		if !ok || f.last+1-oldest < uint64(c.cfg.MaxInflight) {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, 0, 0, nil, ctx.Err()
+		case <-c.closed:
+			return nil, 0, 0, nil, ErrClosed
+		}
+	}
+	env, epoch, counter, err = c.seal(g, payload)
+	if err != nil {
+		return nil, 0, 0, nil, err
+	}
+	c.mu.Lock()
+	f.waiting[counter] = struct{}{}
+	f.last = counter
+	c.mu.Unlock()
+	return env, epoch, counter, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(f.waiting, counter)
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}, nil
+}
+
+// oldest is the lowest counter waiting (c.mu held).
+func (f *flight) oldest() (uint64, bool) {
+	first, found := uint64(0), false
+	for n := range f.waiting {
+		if !found || n < first {
+			first, found = n, true
+		}
+	}
+	return first, found
 }
 
 // sendOnce seals and sends one envelope and waits for its final status
 // (anything but retry, which it sends again), recorded in r.
 func (c *Client) sendOnce(ctx context.Context, g protocol.GroupID, payload []byte, r *SendResult) (protocol.Epoch, error) {
 	r.Status = 0
-	release, err := c.slot(ctx, g)
+	env, epoch, counter, done, err := c.sealInWindow(ctx, g, payload)
 	if err != nil {
 		return 0, err
 	}
-	defer release()
-	env, epoch, counter, err := c.seal(g, payload)
-	if err != nil {
-		return 0, err
-	}
+	defer done()
 	r.Counters = append(r.Counters, counter)
 	o := &outgoing{env: env, epoch: epoch, done: make(chan channel.SendStatus, 1)}
 	k := outKey{g, counter}
@@ -243,4 +300,12 @@ func (c *Client) resend(k outKey) {
 	if o != nil && conn != nil {
 		c.write(conn, channel.TypeSend, o.env)
 	}
+}
+
+// waitingAny reports whether a send to g waits for its verdict (tests).
+func (c *Client) waitingAny(g protocol.GroupID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.flights[g]
+	return f != nil && len(f.waiting) > 0
 }

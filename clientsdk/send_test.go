@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,9 +73,16 @@ func (s *script) bundle(e protocol.Epoch) []byte {
 	return b.Marshal()
 }
 
-func (s *script) dial() *Client {
-	c, err := Dial(context.Background(), Config{Addr: s.ln.Addr().String(), Identity: s.client,
-		ServerKey: s.server.Public(), KeyserverKey: s.ks.Public(), ResealWait: time.Second})
+func (s *script) dial() *Client { return s.dialWith(nil) }
+
+// dialWith is dial with the configuration changed by adjust (if not nil).
+func (s *script) dialWith(adjust func(*Config)) *Client {
+	cfg := Config{Addr: s.ln.Addr().String(), Identity: s.client,
+		ServerKey: s.server.Public(), KeyserverKey: s.ks.Public(), ResealWait: time.Second}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	c, err := Dial(context.Background(), cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -221,4 +229,84 @@ func TestBundleErrorWrongKeyserverKey(t *testing.T) {
 	if n := logged.Load(); n != 1 {
 		t.Errorf("logged %d times, want once", n)
 	}
+}
+
+// TestInflightBoundsCounterSpread: while a message waits for its verdict,
+// the client seals no counter MaxInflight or more above it, however many
+// later messages are answered meanwhile: a message sent again must stay
+// inside the relays' replay window. Before, MaxInflight counted the
+// sends, and counters climbed past the window while one waited.
+func TestInflightBoundsCounterSpread(t *testing.T) {
+	s := newScript(t)
+	var highest atomic.Uint64
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	s.serve(func(conn *channel.Conn) {
+		var wmu sync.Mutex
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		first := readSend(t, conn) // never answered until released
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-release
+			wmu.Lock()
+			defer wmu.Unlock()
+			ack(conn, first, channel.StatusAccepted)
+		})
+		defer wg.Wait()
+		for {
+			f, err := conn.ReadFrame()
+			if err != nil {
+				return // the client closed
+			}
+			if f.Type != channel.TypeSend {
+				continue
+			}
+			h, err := envelope.ParseHeader(f.Body)
+			if err != nil {
+				t.Errorf("script: %v", err)
+				return
+			}
+			highest.Store(max(highest.Load(), h.Counter))
+			wmu.Lock()
+			ack(conn, h, channel.StatusAccepted)
+			wmu.Unlock()
+		}
+	})
+	c := s.dialWith(func(cfg *Config) { cfg.MaxInflight = 4 })
+	t.Cleanup(free) // first of the cleanups: a failing test must not leave the script waiting
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- c.Send(ctx, s.group, []byte("1")) }()
+	for !c.waitingAny(s.group) {
+		time.Sleep(time.Millisecond)
+	}
+	for _, p := range []string{"2", "3", "4"} {
+		if err := c.Send(ctx, s.group, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fifth := make(chan error, 1)
+	go func() { fifth <- c.Send(ctx, s.group, []byte("5")) }()
+	select {
+	case err := <-fifth:
+		t.Fatalf("counter 5 sealed and answered (%v) while counter 1 waits, with MaxInflight 4", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if h := highest.Load(); h != 4 {
+		t.Fatalf("highest counter sent while 1 waits: %d, want 4", h)
+	}
+	free()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-fifth; err != nil {
+		t.Fatal(err)
+	}
+	if h := highest.Load(); h != 5 {
+		t.Fatalf("highest counter after 1 was answered: %d, want 5", h)
+	}
+	c.Close()
 }
