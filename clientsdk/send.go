@@ -302,10 +302,13 @@ func (c *Client) resend(k outKey) {
 	}
 }
 
-// waitingAny reports whether a send to g waits for its verdict (tests).
-func (c *Client) waitingAny(g protocol.GroupID) bool {
+// Waiting is how many sends to g are sealed and waiting for their verdict
+// (at most MaxInflight).
+func (c *Client) Waiting(g protocol.GroupID) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f := c.flights[g]
-	return f != nil && len(f.waiting) > 0
+	if f := c.flights[g]; f != nil {
+		return len(f.waiting)
+	}
+	return 0
 }

@@ -280,7 +280,7 @@ func TestInflightBoundsCounterSpread(t *testing.T) {
 	defer cancel()
 	firstDone := make(chan error, 1)
 	go func() { firstDone <- c.Send(ctx, s.group, []byte("1")) }()
-	for !c.waitingAny(s.group) {
+	for c.Waiting(s.group) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	for _, p := range []string{"2", "3", "4"} {

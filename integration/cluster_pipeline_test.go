@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,8 @@ func TestClusterPipelinedFaults(t *testing.T) {
 	f1 := load.phase("node of gateway-2 cut")
 	c.cutFor(node, 30*time.Second)
 	f1.end()
+	cut := load.answersWhile(f1, 1) // gateway-2's senders are the odd ones
+	t.Logf("while gateway-2's node was cut off: %d answers to its senders, longest silence %.1f s", cut.answers, cut.silence.Seconds())
 	load.settle(10 * time.Second)
 
 	leader := c.streamLeader(ctx, streams.AcceptedStream)
@@ -128,6 +131,8 @@ func TestClusterPipelinedFaults(t *testing.T) {
 		t.Fatalf("%d stored messages never reached their receiver", r.storedUndelivered)
 	case r.minPeak < 100:
 		t.Fatalf("a sender had at most %d sends in flight, want at least 100", r.minPeak)
+	case cut.answers == 0:
+		t.Fatal("gateway-2's senders had no answer while its NATS node was cut off: the gateway stayed on it")
 	case rekeys.answered != len(rekeys.outputs) || rekeys.epochs != len(rekeys.outputs):
 		t.Fatalf("ksctl: %d of %d commands returned their outcome; the epoch advanced by %d", rekeys.answered, len(rekeys.outputs), rekeys.epochs)
 	}
@@ -143,8 +148,8 @@ type pipeline struct {
 	loops  sync.WaitGroup // the senders' tickers
 	sends  sync.WaitGroup // every send until its answer
 	seq    []atomic.Int64 // per sender
-	flying []atomic.Int64 // sends in flight, per sender
-	peak   []atomic.Int64
+	flying []atomic.Int64 // sends the application waits for, per sender
+	peak   []atomic.Int64 // the most sends on the wire at once, per sender
 
 	mu        sync.Mutex
 	msgs      map[string]*sentMsg
@@ -183,9 +188,26 @@ func newPipeline(t *testing.T, pairs []pair) *pipeline {
 	return p
 }
 
-// start begins each sender's 20 messages a second.
+// start begins each sender's 20 messages a second, and samples each
+// sender's sends on the wire (sealed, waiting for their verdict).
 func (p *pipeline) start(ctx context.Context) {
 	p.ctx = ctx
+	p.loops.Add(1)
+	go func() {
+		defer p.loops.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stopC:
+				return
+			case <-tick.C:
+				for i, pr := range p.pairs {
+					p.peak[i].Store(max(p.peak[i].Load(), int64(pr.from.Waiting(pr.group))))
+				}
+			}
+		}
+	}()
 	for i := range p.pairs {
 		p.loops.Add(1)
 		go func() {
@@ -212,9 +234,7 @@ func (p *pipeline) fire(i int) {
 	p.mu.Lock()
 	p.msgs[id] = m
 	p.mu.Unlock()
-	if n := p.flying[i].Add(1); n > p.peak[i].Load() {
-		p.peak[i].Store(n) // only sender i's goroutines race here, and a lost maximum is a lower one
-	}
+	p.flying[i].Add(1)
 	p.sends.Add(1)
 	go func() {
 		defer p.sends.Done()
@@ -253,6 +273,33 @@ func (p *pipeline) phase(name string) *faultPhase {
 	p.mu.Unlock()
 	p.burst(110)
 	return f
+}
+
+// progress is what the senders of one gateway got during a fault.
+type progress struct {
+	answers int           // verdicts received
+	silence time.Duration // the longest time without one
+}
+
+// answersWhile counts the answers to the senders of gateway gw (sender i
+// uses gateway i%2) during f, and the longest wait between two.
+func (p *pipeline) answersWhile(f *faultPhase, gw int) progress {
+	p.mu.Lock()
+	var at []time.Time
+	for _, m := range p.msgs {
+		if m.sender%2 == gw && !m.done.IsZero() && !m.done.Before(f.start) && !m.done.After(f.fin) {
+			at = append(at, m.done)
+		}
+	}
+	p.mu.Unlock()
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	pr := progress{answers: len(at)}
+	prev := f.start
+	for _, t := range append(at, f.fin) {
+		pr.silence = max(pr.silence, t.Sub(prev))
+		prev = t
+	}
+	return pr
 }
 
 // settle lets the load run after a fault.
@@ -347,7 +394,7 @@ func (p *pipeline) report(stored map[counterKey]bool) pipelineReport {
 
 func (r pipelineReport) lines() []string {
 	return []string{
-		fmt.Sprintf("pipelined faults: sent %d; answered accepted %d, duplicate %d, refused %d %v, unanswered %d; retries along the way %d; stored %d; delivered %d; sends in flight per sender peaked at %d to %d",
+		fmt.Sprintf("pipelined faults: sent %d; answered accepted %d, duplicate %d, refused %d %v, unanswered %d; retries along the way %d; stored %d; delivered %d; sends on the wire at once (sealed, unanswered) peaked per sender at %d to %d",
 			r.sent, r.accepted, r.duplicate, r.refused, r.refusedBy, r.unanswered, r.retries, r.stored, r.delivered, r.minPeak, r.maxPeak),
 		fmt.Sprintf("acknowledged but lost: %d", r.lost),
 		fmt.Sprintf("delivered twice to an application: %d", r.twice),
