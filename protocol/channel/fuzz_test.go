@@ -38,7 +38,8 @@ func newOpener(server bool) *channel.Opener {
 }
 
 // rule is what the spec allows for a frame type: the direction that may
-// send it (0 for both) and its body size (-1 for any, -8 for at least 8).
+// send it (0 for both) and its body size (-1 for any, -8 for at least 8;
+// Groups: a whole number of group ids, checked in allowed).
 type rule struct {
 	dir  channel.Direction
 	size int
@@ -55,6 +56,7 @@ var rules = map[channel.Type]rule{
 	channel.TypeSendAck:    {channel.ServerToClient, 26},
 	channel.TypeDeliver:    {channel.ServerToClient, -8},
 	channel.TypeDeliverAck: {channel.ClientToServer, 8},
+	channel.TypeGroups:     {channel.ServerToClient, -1},
 }
 
 // allowed reports whether the spec lets frame f arrive in direction dir.
@@ -65,6 +67,8 @@ func allowed(f channel.Frame, dir channel.Direction) bool {
 		return false
 	case f.Type == channel.TypeReady && f.Counter != 0:
 		return false
+	case f.Type == channel.TypeGroups:
+		return len(f.Body)%protocol.GroupIDSize == 0
 	case r.size >= 0:
 		return len(f.Body) == r.size
 	case r.size < -1:
@@ -90,6 +94,7 @@ func seedFrames(tb testing.TB, server bool) [][]byte {
 		seal(channel.TypeKeyBundle, bytes.Repeat([]byte{0xb}, 229))
 		seal(channel.TypeSendAck, channel.AppendSendAck(nil, channel.SendAck{Counter: 7, Status: channel.StatusRefused}))
 		seal(channel.TypeDeliver, channel.AppendDeliver(nil, 3, []byte("envelope")))
+		seal(channel.TypeGroups, bytes.Repeat([]byte{0x9}, 2*protocol.GroupIDSize))
 	} else {
 		seal(channel.TypeSend, []byte("envelope"))
 		seal(channel.TypeDeliverAck, make([]byte, 8))
