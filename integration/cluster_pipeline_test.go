@@ -192,38 +192,32 @@ func newPipeline(t *testing.T, pairs []pair) *pipeline {
 // sender's sends on the wire (sealed, waiting for their verdict).
 func (p *pipeline) start(ctx context.Context) {
 	p.ctx = ctx
+	p.every(20*time.Millisecond, func() {
+		for i, pr := range p.pairs {
+			p.peak[i].Store(max(p.peak[i].Load(), int64(pr.from.Waiting(pr.group))))
+		}
+	})
+	for i := range p.pairs {
+		p.every(50*time.Millisecond, func() { p.fire(i) })
+	}
+}
+
+// every runs fn every d until stop.
+func (p *pipeline) every(d time.Duration, fn func()) {
 	p.loops.Add(1)
 	go func() {
 		defer p.loops.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(d)
 		defer tick.Stop()
 		for {
 			select {
 			case <-p.stopC:
 				return
 			case <-tick.C:
-				for i, pr := range p.pairs {
-					p.peak[i].Store(max(p.peak[i].Load(), int64(pr.from.Waiting(pr.group))))
-				}
+				fn()
 			}
 		}
 	}()
-	for i := range p.pairs {
-		p.loops.Add(1)
-		go func() {
-			defer p.loops.Done()
-			tick := time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-p.stopC:
-					return
-				case <-tick.C:
-					p.fire(i)
-				}
-			}
-		}()
-	}
 }
 
 // fire sends one message of sender i without waiting for its answer.
@@ -507,37 +501,10 @@ func (c *cluster) streamLeader(ctx context.Context, name string) string {
 	}
 }
 
-// storedCounters reads every (group, sender, counter) in COMM_ACCEPTED.
+// storedCounters reads every (group, counter) in COMM_ACCEPTED.
 func (c *cluster) storedCounters(ctx context.Context) map[counterKey]bool {
-	c.t.Helper()
-	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
-	cons, err := js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	s, _ := js.Stream(ctx, streams.AcceptedStream)
-	info, err := s.Info(ctx)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	out := map[counterKey]bool{}
-	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := cons.Fetch(int(min(info.State.Msgs-n, 10000)), jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			n++
-			h, err := envelope.ParseHeader(m.Data())
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			out[counterKey{h.Group, h.Counter}] = true
-		}
-		if err := batch.Error(); err != nil {
-			c.t.Fatal(err)
-		}
-	}
+	c.eachAccepted(ctx, func(h envelope.Header) { out[counterKey{h.Group, h.Counter}] = true })
 	return out
 }
 

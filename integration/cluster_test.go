@@ -547,16 +547,36 @@ func (c *cluster) checkPermissions(ctx context.Context) {
 // counter) was stored twice.
 func (c *cluster) checkNoCounterTwice(ctx context.Context) {
 	c.t.Helper()
+	seen := map[string]bool{}
+	c.eachAccepted(ctx, func(h envelope.Header) {
+		k := fmt.Sprint(h.Group, h.Sender, h.Counter)
+		if seen[k] {
+			c.t.Fatalf("(group, sender, counter) %s accepted twice", k)
+		}
+		seen[k] = true
+	})
+	c.t.Logf("%d accepted messages, every (group, sender, counter) once", len(seen))
+}
+
+// eachAccepted calls fn with the header of every envelope in
+// COMM_ACCEPTED, in order.
+func (c *cluster) eachAccepted(ctx context.Context, fn func(envelope.Header)) {
+	c.t.Helper()
 	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
 	cons, err := js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s, _ := js.Stream(ctx, streams.AcceptedStream)
-	info, _ := s.Info(ctx)
-	seen := map[string]bool{}
+	s, err := js.Stream(ctx, streams.AcceptedStream)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := cons.Fetch(int(info.State.Msgs-n), jetstream.FetchMaxWait(10*time.Second))
+		batch, err := cons.Fetch(int(min(info.State.Msgs-n, 10000)), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -566,12 +586,10 @@ func (c *cluster) checkNoCounterTwice(ctx context.Context) {
 			if err != nil {
 				c.t.Fatal(err)
 			}
-			k := fmt.Sprint(h.Group, h.Sender, h.Counter)
-			if seen[k] {
-				c.t.Fatalf("(group, sender, counter) %s accepted twice", k)
-			}
-			seen[k] = true
+			fn(h)
+		}
+		if err := batch.Error(); err != nil {
+			c.t.Fatal(err)
 		}
 	}
-	c.t.Logf("%d accepted messages, every (group, sender, counter) once", len(seen))
 }
