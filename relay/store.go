@@ -22,7 +22,8 @@ import (
 // last envelope stored, and that envelope's stream sequence.
 type last struct {
 	window   replay.Window
-	revision uint64 // the compare-and-swap fence (0: nothing stored yet)
+	epoch    protocol.Epoch // the last envelope's, the sender's newest (0: nothing stored yet)
+	revision uint64         // the compare-and-swap fence (0: nothing stored yet)
 }
 
 // errConflict means another relay stored an envelope for the same (group,
@@ -63,7 +64,11 @@ func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	if err != nil {
 		return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
 	}
-	l = last{window: w, revision: msg.Sequence}
+	h, err := envelope.ParseHeader(msg.Data)
+	if err != nil {
+		return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
+	}
+	l = last{window: w, epoch: h.Epoch, revision: msg.Sequence}
 	a.put(key, l)
 	return l, nil
 }
@@ -103,7 +108,7 @@ func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, pre
 		}
 		return last{}, fmt.Errorf("relay: storing %s: %w", key, err)
 	}
-	stored := last{window: next, revision: ack.Sequence}
+	stored := last{window: next, epoch: h.Epoch, revision: ack.Sequence}
 	a.put(key, stored)
 	return stored, nil
 }
