@@ -218,7 +218,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
 		return err
 	}
-	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime)
+	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime, r.Metrics.forgedRecords)
 	return nil
 }
 
