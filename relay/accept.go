@@ -283,6 +283,10 @@ func (r *Relay) storeCounted(ctx context.Context, j *job, prev last, next replay
 	current := r.currentEpoch(g)
 	count, pending := r.grace.count(g, current)
 	switch {
+	case j.header.Epoch+1 < current:
+		// The log moved more than once since screen: no grace two
+		// epochs back (clients have dropped that key, §8.3 step 3).
+		return streams.ReasonOldEpoch, nil
 	case j.header.Epoch < current && count == nil:
 		if pending {
 			return streams.ReasonEpochPending, nil // the book has not seen the change yet
