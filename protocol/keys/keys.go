@@ -52,7 +52,7 @@ func (k *SigningKey) Public() [protocol.PublicKeySize]byte { return k.pub }
 // Seed returns a copy of the private seed; the caller wipes it.
 func (k *SigningKey) Seed() [ed25519.SeedSize]byte {
 	var s [ed25519.SeedSize]byte
-	copy(s[:], k.priv.Seed())
+	copy(s[:], k.priv[:ed25519.SeedSize]) // priv.Seed() would leave an unwiped copy on the heap
 	return s
 }
 
