@@ -71,8 +71,16 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.Sta
 	}
 }
 
+// ErrInvalidClientID refuses a ClientID that is no valid Ed25519 public
+// key (PROTOCOL.md §2.3): under a key of small order, signatures can be
+// made without a private key, so anyone could speak as that client.
+var ErrInvalidClientID = errors.New("keyserver: the client id is not a valid Ed25519 public key (non-canonical, or of small order)")
+
 // RegisterClient registers a client's public keys under an optional name.
 func (k *Keyserver) RegisterClient(ctx context.Context, a Actor, pub keys.ClientPublic, name string) error {
+	if !keys.ValidPublicKey((*[protocol.PublicKeySize]byte)(&pub.ID)) {
+		return ErrInvalidClientID
+	}
 	_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
 		return &change{event: events.NewClientRegistered(pub.ID, pub.Wrap, name)}, nil
 	})
@@ -280,6 +288,11 @@ type Registration struct {
 // RegisterClients registers many clients concurrently (their aggregates are
 // independent), for provisioning a fleet. It returns the first error.
 func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registration) error {
+	for _, r := range regs {
+		if !keys.ValidPublicKey((*[protocol.PublicKeySize]byte)(&r.Public.ID)) {
+			return fmt.Errorf("%w: %x", ErrInvalidClientID, r.Public.ID)
+		}
+	}
 	const inFlight = 64
 	sem := make(chan struct{}, inFlight)
 	errs := make(chan error, len(regs))

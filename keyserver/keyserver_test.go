@@ -165,6 +165,8 @@ func TestInvalidCommandsHaveTheirOwnErrors(t *testing.T) {
 		{"revoked client", second(k.AddMembers(e.ctx, a, "ops", []string{revokedID(t, k)})), events.ErrClientRevoked},
 		{"bad group name", second(k.CreateGroup(e.ctx, a, "no spaces", events.Policy{})), events.ErrBadName},
 		{"add nobody", second(k.AddMembers(e.ctx, a, "ops", nil)), events.ErrNoClients},
+		{"identity point as client id", k.RegisterClient(e.ctx, a, keys.ClientPublic{ID: protocol.ClientID{1}, Wrap: alice.Public().Wrap}, "nobody"), keyserver.ErrInvalidClientID},
+		{"identity point in a batch", k.RegisterClients(e.ctx, a, []keyserver.Registration{{Public: keys.ClientPublic{ID: protocol.ClientID{1}}, Name: "nobody"}}), keyserver.ErrInvalidClientID},
 	}
 	if err := k.DeleteGroup(e.ctx, a, "ops"); err != nil {
 		t.Fatal(err)

@@ -23,7 +23,6 @@
 package envelope
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/keys"
 )
 
 // Sizes.
@@ -132,7 +132,7 @@ func Verify(env []byte) (Header, error) {
 	}
 	bp := sigInputs.Get().(*[]byte)
 	msg := signedInput((*bp)[:0], env[:len(env)-SignatureSize])
-	ok := ed25519.Verify(h.Sender[:], msg, env[len(env)-SignatureSize:])
+	ok := keys.Verify((*[protocol.PublicKeySize]byte)(h.Sender[:]), msg, (*[SignatureSize]byte)(env[len(env)-SignatureSize:]))
 	*bp = msg[:0]
 	sigInputs.Put(bp)
 	if !ok {

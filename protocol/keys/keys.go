@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"io"
 
+	"filippo.io/edwards25519"
+
 	"github.com/commsec/communicator/protocol"
 )
 
@@ -69,9 +71,41 @@ func (k *SigningKey) Wipe() {
 	k.priv = nil
 }
 
-// Verify reports whether sig is pub's signature over msg.
+// Verify reports whether sig is pub's signature over msg, by the strict
+// rule of PROTOCOL.md §2.2: RFC 8032's cofactorless equation with S below
+// the group order (crypto/ed25519), a public key that is the canonical
+// encoding of a point not of small order (ValidPublicKey), and an R not of
+// small order. This is what libsodium's crypto_sign_verify_detached
+// accepts. Without the last two checks the identity point as public key
+// with the constant signature (R = identity, S = 0) verifies for every
+// message: anyone could sign in that "sender's" name.
 func Verify(pub *[protocol.PublicKeySize]byte, msg []byte, sig *[protocol.SignatureSize]byte) bool {
+	if !ValidPublicKey(pub) || smallOrder(sig[:32]) {
+		return false
+	}
 	return ed25519.Verify(pub[:], msg, sig[:])
+}
+
+// ValidPublicKey reports whether pub is the canonical encoding of a point
+// of the curve that is not of small order: the only Ed25519 public keys
+// the protocol accepts, as ClientIDs and as signers (§2.2, §2.3).
+func ValidPublicKey(pub *[protocol.PublicKeySize]byte) bool {
+	p, err := new(edwards25519.Point).SetBytes(pub[:])
+	if err != nil || [protocol.PublicKeySize]byte(p.Bytes()) != *pub {
+		return false
+	}
+	return !isSmallOrder(p)
+}
+
+// smallOrder reports whether b encodes a point of small order. An
+// encoding that is no point is not: the equation fails on it anyway.
+func smallOrder(b []byte) bool {
+	p, err := new(edwards25519.Point).SetBytes(b)
+	return err == nil && isSmallOrder(p)
+}
+
+func isSmallOrder(p *edwards25519.Point) bool {
+	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
 }
 
 // WrapKey is an X25519 private key that opens HPKE-wrapped group keys.

@@ -2,6 +2,9 @@ package vectors
 
 import (
 	"bytes"
+	"crypto/sha512"
+
+	"filippo.io/edwards25519"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
@@ -95,6 +98,48 @@ func (g *gen) signatureCases(h envelope.Header, key [32]byte, payload, env []byt
 	g.envelopeCase("stripped-signature-long", "An envelope with a 130-byte payload without its signature: long enough to parse, so "+
 		"its last 64 ciphertext bytes are read as the signature, which does not verify.", "bad_envelope_signature", key,
 		long[:len(long)-envelope.SignatureSize])
+	keyless := h
+	keyless.Sender = protocol.ClientID{1}
+	g.envelopeCase("keyless-sender", "An envelope naming the identity point (01, then 31 zero bytes) as sender, sealed under the "+
+		"group key, with the signature R = identity, S = 0, which a lenient verifier accepts for any message: PROTOCOL.md §2.2 "+
+		"rule 1 refuses a public key of small order.", "bad_envelope_signature", key, seal(keyless, key, payload, identitySigner{}))
+	g.envelopeCase("small-order-r", "The ok envelope signed by its sender with R = the identity and S = k·a (a the sender's "+
+		"secret scalar): the cofactorless equation holds, and PROTOCOL.md §2.2 rule 2 refuses an R of small order.",
+		"bad_envelope_signature", key, smallOrderR(env, sender.Seed()))
+}
+
+// identitySigner signs as the identity point, with the signature that
+// needs no private key.
+type identitySigner struct{}
+
+func (identitySigner) Public() [protocol.PublicKeySize]byte { return [protocol.PublicKeySize]byte{1} }
+func (identitySigner) Sign([]byte) [protocol.SignatureSize]byte {
+	return [protocol.SignatureSize]byte{1}
+}
+
+// smallOrderR re-signs env with R = the identity: S = k·a, where
+// k = SHA-512(R | A | message) and a is the seed's secret scalar, so
+// [S]B = [k]A = R + [k]A.
+func smallOrderR(env []byte, seed [32]byte) []byte {
+	h := sha512.Sum512(seed[:])
+	a, err := edwards25519.NewScalar().SetBytesWithClamping(h[:32])
+	if err != nil {
+		panic(err)
+	}
+	pub := new(edwards25519.Point).ScalarBaseMult(a).Bytes()
+	r := edwards25519.NewIdentityPoint().Bytes()
+	d := sha512.New()
+	d.Write(r)
+	d.Write(pub)
+	d.Write(envelope.SignatureInput(env))
+	k, err := edwards25519.NewScalar().SetUniformBytes(d.Sum(nil))
+	if err != nil {
+		panic(err)
+	}
+	s := edwards25519.NewScalar().Multiply(k, a)
+	out := bytes.Clone(env[:len(env)-envelope.SignatureSize])
+	out = append(out, r...)
+	return append(out, s.Bytes()...)
 }
 
 func withByte(b []byte, i int, v byte) []byte {
