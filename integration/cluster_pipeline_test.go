@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -602,7 +602,7 @@ func (c *cluster) lastSeq(ctx context.Context, js jetstream.JetStream, stream st
 func (c *cluster) epochOf(ctx context.Context, name string) protocol.Epoch {
 	c.t.Helper()
 	var e protocol.Epoch
-	c.projection(ctx).Read(func(s *events.State) {
+	c.projection(ctx).Read(func(s *fold.State) {
 		if g, ok := s.GroupByName(name); ok {
 			e = g.Epoch
 		}
