@@ -107,7 +107,6 @@ var (
 	ErrWrongSubject = protocol.ErrEventWrongSubject
 )
 
-
 // When returns the event's time.
 func (e *Event) When() time.Time { return time.Unix(0, e.Time).UTC() }
 
