@@ -256,3 +256,18 @@ func TestAggregates(t *testing.T) {
 		}
 	}
 }
+
+// TestTypeNames: the names of the types are stable (audits show them, and
+// PROTOCOL.md §15.3 lists them), and an unknown type is named by number.
+func TestTypeNames(t *testing.T) {
+	want := []string{"", "client.registered", "client.revoked", "group.created", "group.members_added",
+		"group.members_removed", "group.rekeyed", "group.deleted"}
+	for i, name := range want[1:] {
+		if got := record.Type(i + 1).String(); got != name {
+			t.Errorf("type %d is %q, want %q", i+1, got, name)
+		}
+	}
+	if got := record.Type(8).String(); got != "type(8)" {
+		t.Errorf("type 8 is %q", got)
+	}
+}

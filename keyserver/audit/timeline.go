@@ -92,7 +92,7 @@ func (b *builder) by(e *record.Event) string {
 func (b *builder) add(m events.Stored, e *record.Event, s *fold.State) {
 	b.events++
 	at := e.When()
-	c := Change{Seq: e.Seq, StreamSeq: m.Seq, Time: at, Type: string(e.Type), By: b.by(e)}
+	c := Change{Seq: e.Seq, StreamSeq: m.Seq, Time: at, Type: e.Type.String(), By: b.by(e)}
 	switch e.Type {
 	case record.GroupCreated:
 		b.found = true
@@ -115,7 +115,7 @@ func (b *builder) epochChange(e *record.Event, at time.Time, s *fold.State, c *C
 	}
 	b.closeEpoch(at)
 	g := s.Groups[b.group]
-	ep := Epoch{Number: uint32(m.Epoch), Start: at, Cause: string(e.Type), By: c.By, Reason: m.Reason}
+	ep := Epoch{Number: uint32(m.Epoch), Start: at, Cause: e.Type.String(), By: c.By, Reason: m.Reason}
 	for _, id := range g.MemberList() {
 		ep.Members = append(ep.Members, name(s, id))
 	}
