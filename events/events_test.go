@@ -594,3 +594,45 @@ func TestForgedTailDoesNotFreezeAggregate(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadedProjectionChecksEverySignature: a projection handed over by
+// Load (which deferred signatures to the heads) checks the signature of
+// every record it applies after: an event chained to a head and valid in
+// the state, but signed by another key, is refused and changes nothing.
+func TestLoadedProjectionChecksEverySignature(t *testing.T) {
+	f := newFixture(t)
+	s := f.service()
+	a, aw := newClient(t)
+	g := protocol.GroupID{7}
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a))
+	p, err := events.Load(f.ctx, f.store, f.ks.Public(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := digest(p)
+	agg := record.GroupAggregate(g)
+	head := p.Head(agg)
+	e := s.epoch(t, record.GroupRekeyed, g)
+	e.Seq, e.Prev, e.Actor = head.Seq+1, head.Hash, f.ks.Public()
+	other, _ := keys.GenerateSigningKey(nil)
+	rec, err := record.Sign(e, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Apply(events.Stored{Seq: p.LastSeq() + 1, Subject: events.Subject(agg), Record: rec})
+	if !errors.Is(err, record.ErrBadSignature) {
+		t.Fatalf("Apply of a record signed by another key: %v, want ErrBadSignature", err)
+	}
+	if digest(p) != before || p.Head(agg) != head {
+		t.Fatal("the refused record changed the projection")
+	}
+	good, err := record.Sign(e, f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Apply(events.Stored{Seq: p.LastSeq() + 1, Subject: events.Subject(agg), Record: good}); err != nil {
+		t.Fatalf("the same record signed by the keyserver: %v", err)
+	}
+}
