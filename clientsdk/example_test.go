@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/stack"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol/clientstate"
@@ -30,7 +30,7 @@ func Example() {
 
 	// The operator's side: register two devices and put them in a group.
 	alice, bob := register(ctx, s, "alice"), register(ctx, s, "bob")
-	group, _ := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, "ops", events.Policy{})
+	group, _ := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, "ops", record.Policy{})
 	s.Keyserver().AddMembers(ctx, keyserver.Actor{}, "ops", []string{"alice", "bob"})
 	s.Sync(ctx)
 

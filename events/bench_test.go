@@ -41,6 +41,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/protocol"
@@ -86,9 +87,9 @@ func benchClient(i int) protocol.ClientID {
 	return id
 }
 
-func benchRegistration(i int) *events.Event {
+func benchRegistration(i int) *record.Event {
 	id := benchClient(i)
-	return events.NewClientRegistered(id, id, "")
+	return record.NewClientRegistered(id, id, "")
 }
 
 // windows accumulates the timing windows of the two sides, each of n
@@ -152,7 +153,7 @@ func benchAppend(b *testing.B, start startFunc) {
 	if _, err := env.js.CreateStream(env.ctx, cfg); err != nil {
 		b.Fatal(err)
 	}
-	sample, err := events.Sign(benchRegistration(-1), env.ks)
+	sample, err := record.Sign(benchRegistration(-1), env.ks)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -197,18 +198,14 @@ func newBenchLog(env *benchEnv) *benchLog {
 }
 
 // complete fills in what Writer.Append would.
-func (l *benchLog) complete(e *events.Event, head events.Head) {
+func (l *benchLog) complete(e *record.Event, head events.Head) {
 	pub := l.env.ks.Public()
-	e.Format, e.Seq, e.Time, e.Actor = events.Format, head.Seq+1, 1_700_000_000_000_000_000, pub[:]
-	e.Prev = nil
-	if head.Seq > 0 {
-		e.Prev = head.Hash[:]
-	}
+	e.Seq, e.Prev, e.Time, e.Actor = head.Seq+1, head.Hash, 1_700_000_000_000_000_000, pub
 }
 
 // publish sends a signed record asynchronously, with the message id that
 // Store.Append sets.
-func (l *benchLog) publish(tb testing.TB, aggregate string, rec events.Record) {
+func (l *benchLog) publish(tb testing.TB, aggregate string, rec record.Record) {
 	msg := nats.NewMsg(events.Subject(aggregate))
 	msg.Data = rec
 	h := rec.Hash()
@@ -231,14 +228,14 @@ func (l *benchLog) publish(tb testing.TB, aggregate string, rec events.Record) {
 }
 
 // add appends one event in order (events of one aggregate chain).
-func (l *benchLog) add(tb testing.TB, e *events.Event) {
-	l.complete(e, l.heads[e.Aggregate])
-	rec, err := events.Sign(e, l.env.ks)
+func (l *benchLog) add(tb testing.TB, e *record.Event) {
+	l.complete(e, l.heads[e.Aggregate()])
+	rec, err := record.Sign(e, l.env.ks)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l.publish(tb, e.Aggregate, rec)
-	l.heads[e.Aggregate] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
+	l.publish(tb, e.Aggregate(), rec)
+	l.heads[e.Aggregate()] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
 }
 
 // registrations signs the registrations of clients [from, to) on every
@@ -246,7 +243,7 @@ func (l *benchLog) add(tb testing.TB, e *events.Event) {
 func (l *benchLog) registrations(tb testing.TB, from, to int) {
 	recs := make(chan struct {
 		agg string
-		rec events.Record
+		rec record.Record
 	}, 4096)
 	var next atomic.Int64
 	next.Store(int64(from))
@@ -258,14 +255,14 @@ func (l *benchLog) registrations(tb testing.TB, from, to int) {
 			for i := int(next.Add(1) - 1); i < to; i = int(next.Add(1) - 1) {
 				e := benchRegistration(i)
 				l.complete(e, events.Head{})
-				rec, err := events.Sign(e, l.env.ks)
+				rec, err := record.Sign(e, l.env.ks)
 				if err != nil {
 					panic(err)
 				}
 				recs <- struct {
 					agg string
-					rec events.Record
-				}{e.Aggregate, rec}
+					rec record.Record
+				}{e.Aggregate(), rec}
 			}
 		}()
 	}
@@ -295,7 +292,7 @@ func (l *benchLog) wait(tb testing.TB) {
 func (l *benchLog) groups(tb testing.TB, groups, size, batch, rekeys int) {
 	for g := range groups {
 		gid := protocol.GroupID{0x67, byte(g >> 8), byte(g)}
-		l.add(tb, events.NewGroupCreated(gid, "group-"+strconv.Itoa(g), events.Policy{}))
+		l.add(tb, record.NewGroupCreated(gid, "group-"+strconv.Itoa(g), record.Policy{}))
 		var members []protocol.ClientID
 		epoch := protocol.Epoch(0)
 		for i := 0; i < size; i += batch {
@@ -305,12 +302,12 @@ func (l *benchLog) groups(tb testing.TB, groups, size, batch, rekeys int) {
 			}
 			members = append(members, added...)
 			epoch++
-			l.add(tb, events.NewEpoch(events.MembersAdded, gid, epoch, added, bundle.MemberDigest(members), ""))
+			l.add(tb, record.NewEpoch(record.MembersAdded, gid, epoch, added, bundle.MemberDigest(members), ""))
 		}
 		digest := bundle.MemberDigest(members)
 		for range rekeys {
 			epoch++
-			l.add(tb, events.NewEpoch(events.GroupRekeyed, gid, epoch, nil, digest, "policy"))
+			l.add(tb, record.NewEpoch(record.GroupRekeyed, gid, epoch, nil, digest, "policy"))
 		}
 	}
 }

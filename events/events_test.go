@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
@@ -66,7 +68,7 @@ func (f *fixture) service() *service {
 	return &service{proj: p, w: events.NewWriter(f.store, p, f.ks, nil)}
 }
 
-func (s *service) must(t *testing.T, e *events.Event) {
+func (s *service) must(t *testing.T, e *record.Event) {
 	t.Helper()
 	if _, err := s.w.Append(t.Context(), e); err != nil {
 		t.Fatalf("%s: %v", e.Type, err)
@@ -82,15 +84,15 @@ func newClient(t *testing.T) (protocol.ClientID, [32]byte) {
 }
 
 // epoch builds the event that opens g's next epoch in s's view.
-func (s *service) epoch(t *testing.T, typ events.Type, g protocol.GroupID, ids ...protocol.ClientID) *events.Event {
+func (s *service) epoch(t *testing.T, typ record.Type, g protocol.GroupID, ids ...protocol.ClientID) *record.Event {
 	t.Helper()
-	var e *events.Event
+	var e *record.Event
 	var err error
-	s.proj.Read(func(st *events.State) {
+	s.proj.Read(func(st *fold.State) {
 		grp := st.Groups[g]
 		var d [32]byte
 		if d, err = st.NextDigest(typ, grp, ids); err == nil {
-			e = events.NewEpoch(typ, g, grp.Epoch+1, ids, d, "test")
+			e = record.NewEpoch(typ, g, grp.Epoch+1, ids, d, "test")
 		}
 	})
 	if err != nil {
@@ -104,17 +106,17 @@ func TestFoldAndReplayDigest(t *testing.T) {
 	s := f.service()
 	a, aw := newClient(t)
 	b, bw := newClient(t)
-	s.must(t, events.NewClientRegistered(a, aw, "alice"))
-	s.must(t, events.NewClientRegistered(b, bw, "bob"))
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewClientRegistered(b, bw, "bob"))
 	g := protocol.GroupID{7}
-	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{MaxMessages: 100}))
-	s.must(t, s.epoch(t, events.MembersAdded, g, a, b))
-	s.must(t, s.epoch(t, events.MembersRemoved, g, b))
-	s.must(t, s.epoch(t, events.GroupRekeyed, g))
-	s.must(t, events.NewClientRevoked(b, "lost"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{MaxMessages: 100}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a, b))
+	s.must(t, s.epoch(t, record.MembersRemoved, g, b))
+	s.must(t, s.epoch(t, record.GroupRekeyed, g))
+	s.must(t, record.NewClientRevoked(b, "lost"))
 
 	var live [32]byte
-	s.proj.Read(func(st *events.State) {
+	s.proj.Read(func(st *fold.State) {
 		live = st.Digest()
 		grp := st.Groups[g]
 		if grp.Epoch != 3 || !grp.IsMember(a) || grp.IsMember(b) {
@@ -128,7 +130,7 @@ func TestFoldAndReplayDigest(t *testing.T) {
 		}
 	})
 	replayed := f.service()
-	replayed.proj.Read(func(st *events.State) {
+	replayed.proj.Read(func(st *fold.State) {
 		if st.Digest() != live {
 			t.Fatal("state rebuilt by replay differs from the live state")
 		}
@@ -140,30 +142,30 @@ func TestInvalidChangesRefused(t *testing.T) {
 	s := f.service()
 	a, aw := newClient(t)
 	b, _ := newClient(t)
-	s.must(t, events.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
 	g := protocol.GroupID{1}
-	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
-	s.must(t, s.epoch(t, events.MembersAdded, g, a))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a))
 	digest := bundle.MemberDigest([]protocol.ClientID{a})
 	cases := []struct {
 		name string
-		e    *events.Event
+		e    *record.Event
 		want error
 	}{
-		{"register twice", events.NewClientRegistered(a, aw, "alice2"), events.ErrClientExists},
-		{"name taken", events.NewClientRegistered(b, aw, "alice"), events.ErrClientExists},
-		{"bad name", events.NewClientRegistered(b, aw, "a b"), events.ErrBadName},
-		{"revoke unknown", events.NewClientRevoked(b, ""), events.ErrUnknownClient},
-		{"group exists", events.NewGroupCreated(g, "other", events.Policy{}), events.ErrGroupExists},
-		{"group name taken", events.NewGroupCreated(protocol.GroupID{2}, "ops", events.Policy{}), events.ErrGroupExists},
-		{"add unknown client", events.NewEpoch(events.MembersAdded, g, 2, []protocol.ClientID{b}, digest, ""), events.ErrUnknownClient},
-		{"add a member", events.NewEpoch(events.MembersAdded, g, 2, []protocol.ClientID{a}, digest, ""), events.ErrAlreadyMember},
-		{"remove a non-member", events.NewEpoch(events.MembersRemoved, g, 2, []protocol.ClientID{b}, digest, ""), events.ErrNotMember},
-		{"skip an epoch", events.NewEpoch(events.GroupRekeyed, g, 5, nil, digest, ""), events.ErrWrongEpoch},
-		{"wrong digest", events.NewEpoch(events.GroupRekeyed, g, 2, nil, [32]byte{}, ""), events.ErrDigestMismatch},
-		{"unknown group", events.NewGroupDeleted(protocol.GroupID{9}), events.ErrUnknownGroup},
-		{"add nobody", events.NewEpoch(events.MembersAdded, g, 2, nil, digest, ""), events.ErrNoClients},
-		{"name twice", events.NewEpoch(events.MembersRemoved, g, 2, []protocol.ClientID{a, a}, digest, ""), events.ErrDuplicateClient},
+		{"register twice", record.NewClientRegistered(a, aw, "alice2"), fold.ErrClientExists},
+		{"name taken", record.NewClientRegistered(b, aw, "alice"), fold.ErrClientExists},
+		{"bad name", record.NewClientRegistered(b, aw, "a b"), fold.ErrBadName},
+		{"revoke unknown", record.NewClientRevoked(b, ""), fold.ErrUnknownClient},
+		{"group exists", record.NewGroupCreated(g, "other", record.Policy{}), fold.ErrGroupExists},
+		{"group name taken", record.NewGroupCreated(protocol.GroupID{2}, "ops", record.Policy{}), fold.ErrGroupExists},
+		{"add unknown client", record.NewEpoch(record.MembersAdded, g, 2, []protocol.ClientID{b}, digest, ""), fold.ErrUnknownClient},
+		{"add a member", record.NewEpoch(record.MembersAdded, g, 2, []protocol.ClientID{a}, digest, ""), fold.ErrAlreadyMember},
+		{"remove a non-member", record.NewEpoch(record.MembersRemoved, g, 2, []protocol.ClientID{b}, digest, ""), fold.ErrNotMember},
+		{"skip an epoch", record.NewEpoch(record.GroupRekeyed, g, 5, nil, digest, ""), fold.ErrWrongEpoch},
+		{"wrong digest", record.NewEpoch(record.GroupRekeyed, g, 2, nil, [32]byte{}, ""), fold.ErrDigestMismatch},
+		{"unknown group", record.NewGroupDeleted(protocol.GroupID{9}), fold.ErrUnknownGroup},
+		{"add nobody", record.NewEpoch(record.MembersAdded, g, 2, nil, digest, ""), fold.ErrNoClients},
+		{"name twice", record.NewEpoch(record.MembersRemoved, g, 2, []protocol.ClientID{a, a}, digest, ""), fold.ErrDuplicateClient},
 	}
 	for _, c := range cases {
 		if _, err := s.w.Append(f.ctx, c.e); !errors.Is(err, c.want) {
@@ -180,9 +182,9 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 	s1, s2 := f.service(), f.service()
 	g := protocol.GroupID{3}
 	a, aw := newClient(t)
-	s1.must(t, events.NewClientRegistered(a, aw, "alice"))
-	s1.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
-	s1.must(t, s1.epoch(t, events.MembersAdded, g, a))
+	s1.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s1.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s1.must(t, s1.epoch(t, record.MembersAdded, g, a))
 	const perWriter = 20
 	var conflicts [2]int
 	var wg sync.WaitGroup
@@ -199,10 +201,10 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 				// it, the change is stale: build it again, as after a
 				// conflict.
 				before := s.proj.LastSeq()
-				_, err := s.w.Append(f.ctx, s.epoch(t, events.GroupRekeyed, g))
+				_, err := s.w.Append(f.ctx, s.epoch(t, record.GroupRekeyed, g))
 				switch {
 				case errors.Is(err, events.ErrConflict),
-					errors.Is(err, events.ErrWrongEpoch) && s.proj.LastSeq() != before:
+					errors.Is(err, fold.ErrWrongEpoch) && s.proj.LastSeq() != before:
 					conflicts[i]++
 				case err != nil:
 					t.Error(err)
@@ -226,7 +228,7 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 		if err := s.proj.WaitFor(f.ctx, last); err != nil {
 			t.Fatal(err)
 		}
-		s.proj.Read(func(st *events.State) {
+		s.proj.Read(func(st *fold.State) {
 			if e := st.Groups[g].Epoch; e != want {
 				t.Fatalf("epoch %d, want %d: the history forked or lost an event", e, want)
 			}
@@ -244,17 +246,17 @@ func TestTamperedEventRefused(t *testing.T) {
 	a, aw := newClient(t)
 	b, bw := newClient(t)
 	g := protocol.GroupID{4}
-	s.must(t, events.NewClientRegistered(a, aw, "alice"))
-	s.must(t, events.NewClientRegistered(b, bw, "mallory"))
-	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
-	s.must(t, s.epoch(t, events.MembersAdded, g, a))
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewClientRegistered(b, bw, "mallory"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a))
 	var before [32]byte
-	s.proj.Read(func(st *events.State) { before = st.Digest() })
+	s.proj.Read(func(st *fold.State) { before = st.Digest() })
 
 	// Take the group's last event, swap alice for mallory, keep the rest.
 	js, _ := jetstream.New(f.nc)
 	stream, _ := js.Stream(f.ctx, streams.Events)
-	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(events.GroupAggregate(g)))
+	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(record.GroupAggregate(g)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +280,7 @@ func TestTamperedEventRefused(t *testing.T) {
 		t.Fatal("the forged event was not refused")
 	}
 	again := f.service()
-	again.proj.Read(func(st *events.State) {
+	again.proj.Read(func(st *fold.State) {
 		if st.Digest() != before || st.Groups[g].IsMember(b) {
 			t.Fatal("the forged event changed the state")
 		}
@@ -301,15 +303,15 @@ func forge(t *testing.T, rec []byte, a, b protocol.ClientID) []byte {
 func TestAppendConflictCodes(t *testing.T) {
 	f := newFixture(t)
 	a, aw := newClient(t)
-	rec, err := events.Sign(&events.Event{Format: 1, Type: events.ClientRegistered, Aggregate: events.ClientAggregate(a), Seq: 1,
-		Client: &events.ClientPayload{ID: a, Wrap: aw[:]}}, f.ks)
+	rec, err := record.Sign(&record.Event{Type: record.ClientRegistered, Seq: 1,
+		Client: &record.ClientPayload{ID: a, Wrap: aw}}, f.ks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.store.Append(f.ctx, events.ClientAggregate(a), rec, 0); err != nil {
+	if _, err := f.store.Append(f.ctx, record.ClientAggregate(a), rec, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.store.Append(f.ctx, events.ClientAggregate(a), append(rec[:len(rec):len(rec)], 0), 0); !errors.Is(err, events.ErrConflict) {
+	if _, err := f.store.Append(f.ctx, record.ClientAggregate(a), append(rec[:len(rec):len(rec)], 0), 0); !errors.Is(err, events.ErrConflict) {
 		t.Fatalf("second first event: got %v, want ErrConflict", err)
 	}
 	if !events.IsConflict(&jetstream.APIError{ErrorCode: 10164}) {
@@ -326,22 +328,19 @@ func TestNextDigestIsMemberDigest(t *testing.T) {
 	p := events.NewProjection(fuzzKS.Public())
 	seq := uint64(0)
 	heads := map[string]events.Head{}
-	apply := func(e *events.Event) {
+	apply := func(e *record.Event) {
 		t.Helper()
-		h := heads[e.Aggregate]
-		e.Format, e.Seq = events.Format, h.Seq+1
-		if h.Seq > 0 {
-			e.Prev = h.Hash[:]
-		}
-		rec, err := events.Sign(e, fuzzKS)
+		h := heads[e.Aggregate()]
+		e.Seq, e.Prev = h.Seq+1, h.Hash
+		rec, err := record.Sign(e, fuzzKS)
 		if err != nil {
 			t.Fatal(err)
 		}
 		seq++
-		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate), Record: rec}); err != nil {
+		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate()), Record: rec}); err != nil {
 			t.Fatal(err)
 		}
-		heads[e.Aggregate] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
+		heads[e.Aggregate()] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
 	}
 	var clients []protocol.ClientID
 	for range 200 {
@@ -350,30 +349,30 @@ func TestNextDigestIsMemberDigest(t *testing.T) {
 			id[i] = byte(rng.UintN(256))
 		}
 		clients = append(clients, id)
-		apply(events.NewClientRegistered(id, [32]byte{1}, ""))
+		apply(record.NewClientRegistered(id, [32]byte{1}, ""))
 	}
 	g := protocol.GroupID{9}
-	apply(events.NewGroupCreated(g, "g", events.Policy{}))
+	apply(record.NewGroupCreated(g, "g", record.Policy{}))
 	members := map[protocol.ClientID]bool{}
 	for epoch := protocol.Epoch(1); epoch <= 40; epoch++ {
-		typ := events.MembersAdded
+		typ := record.MembersAdded
 		if len(members) > 0 && rng.IntN(3) == 0 {
-			typ = events.MembersRemoved
+			typ = record.MembersRemoved
 		}
 		var changed []protocol.ClientID
 		for _, id := range clients {
-			if members[id] == (typ == events.MembersRemoved) && rng.IntN(8) == 0 {
+			if members[id] == (typ == record.MembersRemoved) && rng.IntN(8) == 0 {
 				changed = append(changed, id)
 			}
 		}
 		if len(changed) == 0 {
-			typ, changed = events.GroupRekeyed, nil
+			typ, changed = record.GroupRekeyed, nil
 			if len(members) == 0 {
 				continue
 			}
 		}
 		for _, id := range changed {
-			members[id] = typ == events.MembersAdded
+			members[id] = typ == record.MembersAdded
 			if !members[id] {
 				delete(members, id)
 			}
@@ -385,12 +384,12 @@ func TestNextDigestIsMemberDigest(t *testing.T) {
 		want := bundle.MemberDigest(list)
 		var got [32]byte
 		var err error
-		p.Read(func(s *events.State) { got, err = s.NextDigest(typ, s.Groups[g], changed) })
+		p.Read(func(s *fold.State) { got, err = s.NextDigest(typ, s.Groups[g], changed) })
 		if err != nil || got != want {
 			t.Fatalf("epoch %d (%s of %d): NextDigest = %x, %v; MemberDigest = %x", epoch, typ, len(changed), got, err, want)
 		}
-		apply(events.NewEpoch(typ, g, epoch, changed, want, ""))
-		p.Read(func(s *events.State) {
+		apply(record.NewEpoch(typ, g, epoch, changed, want, ""))
+		p.Read(func(s *fold.State) {
 			if l := s.Groups[g].MemberList(); len(l) != len(members) || !slices.IsSortedFunc(l, func(a, b protocol.ClientID) int { return bytes.Compare(a[:], b[:]) }) {
 				t.Fatalf("epoch %d: member list of %d, want %d sorted", epoch, len(l), len(members))
 			}
@@ -410,7 +409,7 @@ func TestWriterEventsReachFollowers(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[uint64]int{}
 	var refused []error
-	stop, err := events.Follow(f.ctx, f.store, p, func(e *events.Event) {
+	stop, err := events.Follow(f.ctx, f.store, p, func(e *record.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[e.Seq]++
@@ -425,13 +424,13 @@ func TestWriterEventsReachFollowers(t *testing.T) {
 	defer stop()
 	w := events.NewWriter(f.store, p, f.ks, nil)
 	g := protocol.GroupID{5}
-	if _, err := w.Append(f.ctx, events.NewGroupCreated(g, "ops", events.Policy{})); err != nil {
+	if _, err := w.Append(f.ctx, record.NewGroupCreated(g, "ops", record.Policy{})); err != nil {
 		t.Fatal(err)
 	}
 	const n = 30
 	for range n {
 		a, aw := newClient(t)
-		if _, err := w.Append(f.ctx, events.NewClientRegistered(a, aw, "")); err != nil {
+		if _, err := w.Append(f.ctx, record.NewClientRegistered(a, aw, "")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -453,7 +452,7 @@ func TestWriterEventsReachFollowers(t *testing.T) {
 }
 
 func digest(p *events.Projection) (d [32]byte) {
-	p.Read(func(s *events.State) { d = s.Digest() })
+	p.Read(func(s *fold.State) { d = s.Digest() })
 	return d
 }
 
@@ -467,14 +466,14 @@ func TestCheckpoints(t *testing.T) {
 	a, aw := newClient(t)
 	b, bw := newClient(t)
 	g := protocol.GroupID{6}
-	s.must(t, events.NewClientRegistered(a, aw, "alice"))
-	s.must(t, events.NewClientRegistered(b, bw, "bob"))
-	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
-	s.must(t, s.epoch(t, events.MembersAdded, g, a, b))
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewClientRegistered(b, bw, "bob"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a, b))
 	if err := s.w.Checkpoint(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.must(t, s.epoch(t, events.MembersRemoved, g, b))
+	s.must(t, s.epoch(t, record.MembersRemoved, g, b))
 	want := digest(s.proj)
 
 	load := func() (*events.Projection, []error) {
@@ -502,10 +501,10 @@ func TestCheckpoints(t *testing.T) {
 	hash, seq := s.proj.LogHash()
 	other, _ := keys.GenerateSigningKey(nil)
 	for name, wire := range map[string][]byte{
-		"signed by another key": events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, other),
-		"another log hash":      events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: [32]byte{1}}, f.ks),
-		"beyond the log":        events.SignCheckpoint(events.Checkpoint{Seq: seq + 5, Log: hash}, f.ks),
-		"truncated":             events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, f.ks)[:events.CheckpointSize-1],
+		"signed by another key": record.SignCheckpoint(record.Checkpoint{Seq: seq, Log: hash}, other),
+		"another log hash":      record.SignCheckpoint(record.Checkpoint{Seq: seq, Log: [32]byte{1}}, f.ks),
+		"beyond the log":        record.SignCheckpoint(record.Checkpoint{Seq: seq + 5, Log: hash}, f.ks),
+		"truncated":             record.SignCheckpoint(record.Checkpoint{Seq: seq, Log: hash}, f.ks)[:record.CheckpointSize-1],
 	} {
 		publish(wire)
 		if _, refused := load(); len(refused) != 1 {
@@ -515,12 +514,12 @@ func TestCheckpoints(t *testing.T) {
 
 	// A good checkpoint again, then an event forged after it: chained to
 	// the group's head, valid, but signed by another key.
-	publish(events.SignCheckpoint(events.Checkpoint{Seq: seq, Log: hash}, f.ks))
-	agg := events.GroupAggregate(g)
+	publish(record.SignCheckpoint(record.Checkpoint{Seq: seq, Log: hash}, f.ks))
+	agg := record.GroupAggregate(g)
 	head := s.proj.Head(agg)
-	forged := s.epoch(t, events.GroupRekeyed, g)
-	forged.Format, forged.Seq, forged.Prev, forged.Time = events.Format, head.Seq+1, head.Hash[:], time.Now().UnixNano()
-	rec, err := events.Sign(forged, other)
+	forged := s.epoch(t, record.GroupRekeyed, g)
+	forged.Seq, forged.Prev, forged.Time = head.Seq+1, head.Hash, time.Now().UnixNano()
+	rec, err := record.Sign(forged, other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +527,7 @@ func TestCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, refused := load()
-	if len(refused) < 2 || !errors.Is(refused[len(refused)-1], events.ErrBadSignature) {
+	if len(refused) < 2 || !errors.Is(refused[len(refused)-1], record.ErrBadSignature) {
 		t.Fatalf("refused %v: want the failed head, then the forged event", refused)
 	}
 	if h := p.Head(agg); h.Seq != head.Seq || h.Hash != head.Hash {
@@ -541,19 +540,23 @@ func TestCheckpoints(t *testing.T) {
 func TestCheckpointWire(t *testing.T) {
 	ks, _ := keys.GenerateSigningKey(nil)
 	pub := ks.Public()
-	c := events.Checkpoint{Seq: 1234, Log: [32]byte{9, 8, 7}}
-	wire := events.SignCheckpoint(c, ks)
-	if len(wire) != events.CheckpointSize {
+	c := record.Checkpoint{Seq: 1234, Log: [32]byte{9, 8, 7}}
+	wire := record.SignCheckpoint(c, ks)
+	if len(wire) != record.CheckpointSize {
 		t.Fatalf("%d bytes", len(wire))
 	}
-	if got, err := events.ParseCheckpoint(wire, &pub); err != nil || got != c {
+	if got, err := record.ParseCheckpoint(wire, &pub); err != nil || got != c {
 		t.Fatalf("ParseCheckpoint = %+v, %v", got, err)
 	}
 	for i := range wire {
 		bad := bytes.Clone(wire)
 		bad[i] ^= 0x40
-		if _, err := events.ParseCheckpoint(bad, &pub); !errors.Is(err, events.ErrBadCheckpoint) {
-			t.Fatalf("byte %d changed: %v", i, err)
+		want := record.ErrBadCheckpointSignature
+		if i == 0 {
+			want = record.ErrCheckpointMalformed // the version
+		}
+		if _, err := record.ParseCheckpoint(bad, &pub); !errors.Is(err, want) {
+			t.Fatalf("byte %d changed: %v, want %v", i, err, want)
 		}
 	}
 }
@@ -566,12 +569,12 @@ func TestForgedTailDoesNotFreezeAggregate(t *testing.T) {
 	s := f.service()
 	a, aw := newClient(t)
 	g := protocol.GroupID{6}
-	s.must(t, events.NewClientRegistered(a, aw, "alice"))
-	s.must(t, events.NewGroupCreated(g, "ops", events.Policy{}))
-	s.must(t, s.epoch(t, events.MembersAdded, g, a))
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a))
 	js, _ := jetstream.New(f.nc)
 	stream, _ := js.Stream(f.ctx, streams.Events)
-	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(events.GroupAggregate(g)))
+	last, err := stream.GetLastMsgForSubject(f.ctx, events.Subject(record.GroupAggregate(g)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,10 +587,52 @@ func TestForgedTailDoesNotFreezeAggregate(t *testing.T) {
 	if err := s.proj.WaitFor(f.ctx, ack.Sequence); err != nil {
 		t.Fatal(err)
 	}
-	s.must(t, s.epoch(t, events.GroupRekeyed, g))
-	s.proj.Read(func(st *events.State) {
+	s.must(t, s.epoch(t, record.GroupRekeyed, g))
+	s.proj.Read(func(st *fold.State) {
 		if e := st.Groups[g].Epoch; e != 2 {
 			t.Fatalf("epoch %d after the rekey, want 2", e)
 		}
 	})
+}
+
+// TestLoadedProjectionChecksEverySignature: a projection handed over by
+// Load (which deferred signatures to the heads) checks the signature of
+// every record it applies after: an event chained to a head and valid in
+// the state, but signed by another key, is refused and changes nothing.
+func TestLoadedProjectionChecksEverySignature(t *testing.T) {
+	f := newFixture(t)
+	s := f.service()
+	a, aw := newClient(t)
+	g := protocol.GroupID{7}
+	s.must(t, record.NewClientRegistered(a, aw, "alice"))
+	s.must(t, record.NewGroupCreated(g, "ops", record.Policy{}))
+	s.must(t, s.epoch(t, record.MembersAdded, g, a))
+	p, err := events.Load(f.ctx, f.store, f.ks.Public(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := digest(p)
+	agg := record.GroupAggregate(g)
+	head := p.Head(agg)
+	e := s.epoch(t, record.GroupRekeyed, g)
+	e.Seq, e.Prev, e.Actor = head.Seq+1, head.Hash, f.ks.Public()
+	other, _ := keys.GenerateSigningKey(nil)
+	rec, err := record.Sign(e, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Apply(events.Stored{Seq: p.LastSeq() + 1, Subject: events.Subject(agg), Record: rec})
+	if !errors.Is(err, record.ErrBadSignature) {
+		t.Fatalf("Apply of a record signed by another key: %v, want ErrBadSignature", err)
+	}
+	if digest(p) != before || p.Head(agg) != head {
+		t.Fatal("the refused record changed the projection")
+	}
+	good, err := record.Sign(e, f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Apply(events.Stored{Seq: p.LastSeq() + 1, Subject: events.Subject(agg), Record: good}); err != nil {
+		t.Fatalf("the same record signed by the keyserver: %v", err)
+	}
 }

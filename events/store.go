@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,7 +41,7 @@ func StreamConfig(c StoreConfig) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      0,
-		MaxMsgSize:  MaxRecordSize,
+		MaxMsgSize:  record.MaxSize,
 		DenyDelete:  true,
 		DenyPurge:   true,
 		Replicas:    max(c.Replicas, 1),
@@ -67,7 +68,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, c StoreConfig) (*Sto
 // returns the new event's stream sequence. A retry of the same record is
 // answered from JetStream's duplicate window (Nats-Msg-Id is the record's
 // hash), so retrying after a lost acknowledgement is safe.
-func (s *Store) Append(ctx context.Context, aggregate string, rec Record, expected uint64) (uint64, error) {
+func (s *Store) Append(ctx context.Context, aggregate string, rec record.Record, expected uint64) (uint64, error) {
 	msg := nats.NewMsg(Subject(aggregate))
 	msg.Data = rec
 	h := rec.Hash()
@@ -151,7 +152,7 @@ func stored(msg jetstream.Msg) (Stored, error) {
 	if err != nil {
 		return Stored{}, fmt.Errorf("events: message metadata: %w", err)
 	}
-	return Stored{Seq: meta.Sequence.Stream, Subject: msg.Subject(), Record: Record(msg.Data()), Time: meta.Timestamp}, nil
+	return Stored{Seq: meta.Sequence.Stream, Subject: msg.Subject(), Record: record.Record(msg.Data()), Time: meta.Timestamp}, nil
 }
 
 // Follow calls fn, on one goroutine, for every record on subjects matching
@@ -190,4 +191,13 @@ func OpenReadOnly(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		return nil, fmt.Errorf("events: stream %s: %w", streams.Events, err)
 	}
 	return &Store{js: js, stream: st}, nil
+}
+
+// Subject is the JetStream subject of an aggregate: "comm.events." and its
+// name (PROTOCOL.md §15.8).
+func Subject(aggregate string) string { return streams.EventSubject(aggregate) }
+
+// AggregateOf returns the aggregate of a subject in the log.
+func AggregateOf(subject string) (string, bool) {
+	return streams.ParseEventSubject(subject)
 }

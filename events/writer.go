@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol/keys"
 )
 
@@ -35,35 +36,34 @@ func NewWriter(store *Store, proj *Projection, key *keys.SigningKey, now func() 
 	return &Writer{store: store, proj: proj, key: key, now: now, own: key.Public() == proj.KeyserverKey()}
 }
 
-// Append completes e (format, position, previous hash, time), checks it
+// Append completes e (position, previous hash, time, actor), checks it
 // against the state it will change, signs and appends it. On ErrConflict
 // the projection has caught up with the competing event when Append
 // returns, so the caller can rebuild its change and try again.
-func (w *Writer) Append(ctx context.Context, e *Event) (uint64, error) {
-	var head Head
+func (w *Writer) Append(ctx context.Context, e *record.Event) (uint64, error) {
+	agg := e.Aggregate()
 	var expected uint64
 	var err error
-	w.proj.Read(func(s *State) {
-		head = w.proj.headLocked(e.Aggregate)
-		expected = w.proj.expectedLocked(e.Aggregate)
-		w.complete(e, head)
-		err = s.Check(e)
-	})
+	w.proj.mu.RLock()
+	w.complete(e, w.proj.l.head(agg))
+	expected = w.proj.l.expected(agg)
+	err = w.proj.l.state.Check(e)
+	w.proj.mu.RUnlock()
 	if err != nil {
 		return 0, err
 	}
-	rec, err := Sign(e, w.key)
+	rec, err := record.Sign(e, w.key)
 	if err != nil {
 		return 0, err
 	}
-	seq, err := w.store.Append(ctx, e.Aggregate, rec, expected)
+	seq, err := w.store.Append(ctx, agg, rec, expected)
 	if errors.Is(err, ErrConflict) {
-		return 0, errors.Join(err, w.catchUp(ctx, e.Aggregate))
+		return 0, errors.Join(err, w.catchUp(ctx, agg))
 	}
 	if err != nil {
 		return 0, err
 	}
-	if !w.own || !w.proj.applyOwn(Stored{Seq: seq, Subject: Subject(e.Aggregate), Record: rec}) {
+	if !w.own || !w.proj.applyOwn(Stored{Seq: seq, Subject: Subject(agg), Record: rec}) {
 		if err := w.proj.WaitFor(ctx, seq); err != nil {
 			return seq, err
 		}
@@ -72,17 +72,11 @@ func (w *Writer) Append(ctx context.Context, e *Event) (uint64, error) {
 	return seq, nil
 }
 
-func (w *Writer) complete(e *Event, head Head) {
-	e.Format = Format
-	e.Seq = head.Seq + 1
-	e.Prev = nil
-	if head.Seq > 0 {
-		e.Prev = head.Hash[:]
-	}
+func (w *Writer) complete(e *record.Event, head Head) {
+	e.Seq, e.Prev = head.Seq+1, head.Hash // the zero Head is the genesis
 	e.Time = w.now().UnixNano()
-	if e.Actor == nil {
-		pub := w.key.Public()
-		e.Actor = pub[:]
+	if e.Actor == ([32]byte{}) {
+		e.Actor = w.key.Public()
 	}
 }
 
@@ -105,9 +99,9 @@ func (w *Writer) Checkpoint(ctx context.Context) error {
 	}
 	cp, ok := w.proj.checkpoint()
 	if !ok {
-		return errors.New("events: checkpoint: the projection is empty or has unverified heads")
+		return errors.New("events: checkpoint: the projection is empty")
 	}
-	if err := w.store.saveCheckpoint(ctx, SignCheckpoint(cp, w.key)); err != nil {
+	if err := w.store.saveCheckpoint(ctx, record.SignCheckpoint(cp, w.key)); err != nil {
 		return err
 	}
 	w.proj.setCheckpointed(cp.Seq)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/handshake"
 )
@@ -111,13 +111,13 @@ func (g *Gateway) refused(nc net.Conn, id protocol.ClientID, err error) {
 // admit lets in a registered client that is not revoked.
 func (g *Gateway) admit(id protocol.ClientID) error {
 	var err error
-	g.proj.Read(func(s *events.State) {
+	g.proj.Read(func(s *fold.State) {
 		c := s.Clients[id]
 		switch {
 		case c == nil:
-			err = events.ErrUnknownClient
+			err = fold.ErrUnknownClient
 		case c.Revoked:
-			err = events.ErrClientRevoked
+			err = fold.ErrClientRevoked
 		}
 	})
 	return err

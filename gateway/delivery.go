@@ -9,7 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
@@ -181,7 +182,7 @@ func deliverBody(m message) []byte {
 // g in epoch e: a member now, and a member since e or earlier.
 func (g *Gateway) mayRead(id protocol.ClientID, gid protocol.GroupID, e protocol.Epoch) bool {
 	ok := false
-	g.proj.Read(func(s *events.State) {
+	g.proj.Read(func(s *fold.State) {
 		grp := s.Groups[gid]
 		ok = grp != nil && !grp.Deleted && grp.MayRead(id, e)
 	})
@@ -191,13 +192,7 @@ func (g *Gateway) mayRead(id protocol.ClientID, gid protocol.GroupID, e protocol
 // groupsOf lists the live groups a client is a member of.
 func (g *Gateway) groupsOf(id protocol.ClientID) []protocol.GroupID {
 	var out []protocol.GroupID
-	g.proj.Read(func(s *events.State) {
-		for gid, grp := range s.Groups {
-			if !grp.Deleted && grp.IsMember(id) {
-				out = append(out, gid)
-			}
-		}
-	})
+	g.proj.Read(func(s *fold.State) { out = s.GroupsOf(id) })
 	return out
 }
 
@@ -279,7 +274,7 @@ func (g *Gateway) fanOut(m message) {
 // epoch e of group gid.
 func (g *Gateway) epochInView(gid protocol.GroupID, e protocol.Epoch) bool {
 	ok := false
-	g.proj.Read(func(s *events.State) {
+	g.proj.Read(func(s *fold.State) {
 		grp := s.Groups[gid]
 		ok = grp != nil && grp.Epoch >= e
 	})
@@ -298,7 +293,7 @@ func (g *Gateway) awaitEpoch(ctx context.Context, gid protocol.GroupID, e protoc
 	}
 	ctx, cancel := context.WithTimeout(ctx, epochWait)
 	defer cancel()
-	g.proj.WaitUntil(ctx, func(s *events.State) bool {
+	g.proj.WaitUntil(ctx, func(s *fold.State) bool {
 		grp := s.Groups[gid]
 		return grp == nil || grp.Epoch >= e
 	})
@@ -306,28 +301,28 @@ func (g *Gateway) awaitEpoch(ctx context.Context, gid protocol.GroupID, e protoc
 
 // applied follows the log: a connected client that joins a group starts
 // receiving it, one that leaves stops, a revoked one is disconnected.
-func (g *Gateway) applied(e *events.Event) {
+func (g *Gateway) applied(e *record.Event) {
 	switch e.Type {
-	case events.MembersAdded:
+	case record.MembersAdded:
 		for _, id := range e.Members.Clients {
 			for _, s := range g.sessions.join(id, e.Members.Group) {
 				s.groupsChanged()
 				s.refreshGroups()
 			}
 		}
-	case events.MembersRemoved:
+	case record.MembersRemoved:
 		for _, id := range e.Members.Clients {
 			g.sessions.leave(id, e.Members.Group)
 			for _, s := range g.sessions.client(id) {
 				s.refreshGroups()
 			}
 		}
-	case events.GroupDeleted:
+	case record.GroupDeleted:
 		// Its members' sessions learn that the group is gone.
 		for _, s := range g.sessions.group(e.Group.ID) {
 			s.refreshGroups()
 		}
-	case events.ClientRevoked:
+	case record.ClientRevoked:
 		for _, s := range g.sessions.client(e.Client.ID) {
 			s.fail("revoked", protocol.ErrDenied)
 		}

@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/protocol/channel"
@@ -94,27 +95,24 @@ func testProjection(tb testing.TB, ks *keys.SigningKey, gid protocol.GroupID, me
 	heads := map[string]events.Head{}
 	pub := ks.Public()
 	var seq uint64
-	add := func(e *events.Event) {
-		h := heads[e.Aggregate]
-		e.Format, e.Seq, e.Time, e.Actor = events.Format, h.Seq+1, 1_700_000_000_000_000_000, pub[:]
-		if h.Seq > 0 {
-			e.Prev = h.Hash[:]
-		}
-		rec, err := events.Sign(e, ks)
+	add := func(e *record.Event) {
+		h := heads[e.Aggregate()]
+		e.Seq, e.Prev, e.Time, e.Actor = h.Seq+1, h.Hash, 1_700_000_000_000_000_000, pub
+		rec, err := record.Sign(e, ks)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		seq++
-		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate), Record: rec}); err != nil {
+		if _, err := p.Apply(events.Stored{Seq: seq, Subject: events.Subject(e.Aggregate()), Record: rec}); err != nil {
 			tb.Fatal(err)
 		}
-		heads[e.Aggregate] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
+		heads[e.Aggregate()] = events.Head{Seq: e.Seq, Hash: rec.Hash()}
 	}
 	for _, id := range members {
-		add(events.NewClientRegistered(id, id, ""))
+		add(record.NewClientRegistered(id, id, ""))
 	}
-	add(events.NewGroupCreated(gid, "fan-out", events.Policy{}))
-	add(events.NewEpoch(events.MembersAdded, gid, 1, members, bundle.MemberDigest(members), ""))
+	add(record.NewGroupCreated(gid, "fan-out", record.Policy{}))
+	add(record.NewEpoch(record.MembersAdded, gid, 1, members, bundle.MemberDigest(members), ""))
 	return p
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -622,7 +622,7 @@ func (c *cluster) tryLastSeq(ctx context.Context, js jetstream.JetStream, stream
 func (c *cluster) epochOf(ctx context.Context, name string) protocol.Epoch {
 	c.t.Helper()
 	var e protocol.Epoch
-	c.projection(ctx).Read(func(s *events.State) {
+	c.projection(ctx).Read(func(s *fold.State) {
 		if g, ok := s.GroupByName(name); ok {
 			e = g.Epoch
 		}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver/admin"
@@ -457,7 +458,7 @@ func (c *cluster) projection(ctx context.Context) *events.Projection {
 // down is in the log.
 func (c *cluster) checkEventsPresent(ctx context.Context, names []string) {
 	c.t.Helper()
-	c.projection(ctx).Read(func(s *events.State) {
+	c.projection(ctx).Read(func(s *fold.State) {
 		for _, n := range names {
 			g, ok := s.GroupByName("g-" + n)
 			cl, ok2 := s.ClientByName(n)

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/stacktest"
@@ -214,7 +214,7 @@ func TestDeliverSubjectCannotAppend(t *testing.T) {
 	v := newVictim(t)
 	v.send(1)
 	targets := []string{streams.KVPrefix(streams.Relays) + "part.9", streams.BundleSubject(v.g, v.alice.ID.ID()),
-		streams.EventSubject(events.GroupAggregate(v.g)), streams.AcceptedSubject(v.g, v.alice.ID.ID()),
+		streams.EventSubject(record.GroupAggregate(v.g)), streams.AcceptedSubject(v.g, v.alice.ID.ID()),
 		streams.KVPrefix(streams.Cursors) + "nobody"}
 	before := v.counts(targets)
 	type attempt struct {
@@ -326,7 +326,7 @@ func TestPullReplyCannotRollBackCounter(t *testing.T) {
 		t.Fatalf("the gateway may read the accepted stream: %v", err)
 	}
 	replies := []string{streams.AcceptedSubject(v.g, v.alice.ID.ID()), streams.KVPrefix(streams.Relays) + "part.9",
-		streams.EventSubject(events.GroupAggregate(v.g)), streams.BundleSubject(v.g, v.alice.ID.ID())}
+		streams.EventSubject(record.GroupAggregate(v.g)), streams.BundleSubject(v.g, v.alice.ID.ID())}
 	before := v.counts(replies)
 	for _, reply := range replies {
 		if err := gw.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.AcceptedStream+"."+name, reply, []byte(`{"batch":1}`)); err != nil {

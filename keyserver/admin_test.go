@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
 )
@@ -52,7 +52,7 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	k := e.start()
 	e.serve(k)
 	var before [32]byte
-	k.Projection().Read(func(s *events.State) { before = s.Digest() })
+	k.Projection().Read(func(s *fold.State) { before = s.Digest() })
 	stranger, _ := keys.GenerateSigningKey(nil)
 	create := admin.Args{Name: "evil"}
 	goodReq := admin.Request{Op: admin.OpCreate, Nonce: bytes.Repeat([]byte{7}, 16), Time: time.Now().UnixNano(), Args: create}
@@ -60,7 +60,7 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 	if _, err := e.admin.Request(admin.Subject(admin.OpCreate), good, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	k.Projection().Read(func(s *events.State) { before = s.Digest() })
+	k.Projection().Read(func(s *fold.State) { before = s.Digest() })
 	strangers, _ := admin.Sign(admin.OpCreate, admin.Args{Name: "x1"}, stranger, time.Now())
 	stale, _ := admin.Sign(admin.OpCreate, admin.Args{Name: "x2"}, e.operator, time.Now().Add(-time.Hour))
 	wrongSubject, _ := admin.Sign(admin.OpDelete, admin.Args{Group: "evil"}, e.operator, time.Now())
@@ -90,7 +90,7 @@ func TestUnauthorizedAdminChangesNothing(t *testing.T) {
 		}
 		t.Logf("%s: %s", c.name, msg.Header.Get("Nats-Service-Error"))
 	}
-	k.Projection().Read(func(s *events.State) {
+	k.Projection().Read(func(s *fold.State) {
 		if s.Digest() != before {
 			t.Fatal("an unauthorized request changed the state")
 		}

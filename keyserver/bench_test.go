@@ -26,7 +26,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -132,7 +132,7 @@ func registerGroup(b *testing.B, ctx context.Context, k *keyserver.Keyserver, gr
 	if err := k.RegisterClients(ctx, keyserver.Actor{}, regs); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := k.CreateGroup(ctx, keyserver.Actor{}, group, events.Policy{}); err != nil {
+	if _, err := k.CreateGroup(ctx, keyserver.Actor{}, group, record.Policy{}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := k.AddMembers(ctx, keyserver.Actor{}, group, names); err != nil {

@@ -57,7 +57,7 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 	k.Metrics.rekeyTime.Observe(took.Seconds())
 	k.Metrics.rekeys.Inc()
 	k.Metrics.bundles.Add(float64(len(c.recipients)))
-	k.log.Info().Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).Str("cause", string(c.event.Type)).
+	k.log.Info().Str("group", m.Group.String()).Uint32("epoch", uint32(m.Epoch)).Str("cause", c.event.Type.String()).
 		Int("members", len(c.recipients)).Dur("took", took).Msg("epoch opened")
 	return nil
 }

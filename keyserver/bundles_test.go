@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
@@ -37,7 +37,7 @@ func (e *env) groupOf(k *keyserver.Keyserver, n int) (protocol.GroupID, []*keys.
 		ids[i] = e.client(k, "")
 		names[i] = ids[i].ID().String()
 	}
-	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/protocol/keys"
@@ -18,7 +20,16 @@ import (
 // (both recorded in the event). The zero Actor is the keyserver itself.
 type Actor struct {
 	Key     [32]byte
-	Request []byte
+	Request []byte // the admin request's nonce (admin.Request.Nonce, 16 bytes)
+}
+
+// sign records a in e, unless a is the keyserver itself (the Writer
+// records its own key then).
+func (a Actor) sign(e *record.Event) {
+	if a.Key != ([32]byte{}) {
+		e.Actor = a.Key
+		copy(e.Request[:], a.Request)
+	}
 }
 
 const maxAttempts = 5
@@ -26,33 +37,31 @@ const maxAttempts = 5
 // change is one command's effect: the event to append and, for a change
 // that opens an epoch, the members to wrap the new key to.
 type change struct {
-	event      *events.Event
+	event      *record.Event
 	recipients []bundle.Recipient
 }
 
 // execute builds the change against the current state and appends it,
 // rebuilding and retrying when another keyserver instance won the race.
-func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*events.State) (*change, error)) (*change, error) {
+func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*fold.State) (*change, error)) (*change, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		var c *change
 		var err error
 		var view uint64
-		k.proj.ReadAt(func(s *events.State, seq uint64) {
+		k.proj.ReadAt(func(s *fold.State, seq uint64) {
 			c, err = build(s)
 			view = seq
 		})
 		if err != nil {
 			return nil, err
 		}
-		if a.Key != ([32]byte{}) {
-			c.event.Actor, c.event.Request = a.Key[:], a.Request
-		}
+		a.sign(c.event)
 		_, err = k.writer.Append(ctx, c.event)
 		if errors.Is(err, events.ErrConflict) && attempt < maxAttempts {
 			k.Metrics.conflicts.Inc()
-			k.log.Warn().Str("aggregate", c.event.Aggregate).Int("attempt", attempt).Msg("conflict with another writer; retrying")
+			k.log.Warn().Str("aggregate", c.event.Aggregate()).Int("attempt", attempt).Msg("conflict with another writer; retrying")
 			continue
 		}
 		if err != nil && attempt < maxAttempts && k.behind(ctx, view) {
@@ -81,8 +90,8 @@ func (k *Keyserver) RegisterClient(ctx context.Context, a Actor, pub keys.Client
 	if !keys.ValidPublicKey((*[protocol.PublicKeySize]byte)(&pub.ID)) {
 		return ErrInvalidClientID
 	}
-	_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
-		return &change{event: events.NewClientRegistered(pub.ID, pub.Wrap, name)}, nil
+	_, err := k.execute(ctx, a, func(*fold.State) (*change, error) {
+		return &change{event: record.NewClientRegistered(pub.ID, pub.Wrap, name)}, nil
 	})
 	return err
 }
@@ -98,15 +107,15 @@ func (k *Keyserver) RevokeClient(ctx context.Context, a Actor, ref, reason strin
 		revoked bool
 		err     error
 	)
-	k.proj.Read(func(s *events.State) { id, revoked, err = findForRevoke(s, ref) })
+	k.proj.Read(func(s *fold.State) { id, revoked, err = findForRevoke(s, ref) })
 	if err != nil {
 		return err
 	}
 	if !revoked {
-		_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
-			return &change{event: events.NewClientRevoked(id, reason)}, nil
+		_, err := k.execute(ctx, a, func(*fold.State) (*change, error) {
+			return &change{event: record.NewClientRevoked(id, reason)}, nil
 		})
-		if err != nil && !errors.Is(err, events.ErrClientRevoked) { // revoked meanwhile: go on
+		if err != nil && !errors.Is(err, fold.ErrClientRevoked) { // revoked meanwhile: go on
 			return err
 		}
 	}
@@ -116,35 +125,29 @@ func (k *Keyserver) RevokeClient(ctx context.Context, a Actor, ref, reason strin
 // findForRevoke resolves the client a revocation names: a client by hex
 // id, revoked or not; a live client by name; else the revoked client that
 // had the name (a revocation frees it), preferring one still in a group.
-func findForRevoke(s *events.State, ref string) (id protocol.ClientID, revoked bool, err error) {
+func findForRevoke(s *fold.State, ref string) (id protocol.ClientID, revoked bool, err error) {
 	if c, err := findClient(s, ref); err == nil {
 		return c.ID, c.Revoked, nil
 	}
-	var best *events.Client
+	var best *fold.Client
 	for _, c := range s.Clients {
 		if !c.Revoked || c.Name != ref || ref == "" {
 			continue
 		}
-		if best == nil || isMemberAnywhere(s, c.ID) && !isMemberAnywhere(s, best.ID) ||
-			isMemberAnywhere(s, c.ID) == isMemberAnywhere(s, best.ID) && c.RevokedAt.After(best.RevokedAt) {
+		if best == nil || s.InAnyGroup(c.ID) && !s.InAnyGroup(best.ID) ||
+			s.InAnyGroup(c.ID) == s.InAnyGroup(best.ID) && c.RevokedAt.After(best.RevokedAt) {
 			best = c
 		}
 	}
 	if best == nil {
-		return id, false, fmt.Errorf("%w: %q", events.ErrUnknownClient, ref)
+		return id, false, fmt.Errorf("%w: %q", fold.ErrUnknownClient, ref)
 	}
 	return best.ID, true, nil
 }
 
 func (k *Keyserver) removeFromAllGroups(ctx context.Context, a Actor, id protocol.ClientID) error {
 	var groups []protocol.GroupID
-	k.proj.Read(func(s *events.State) {
-		for gid, g := range s.Groups {
-			if !g.Deleted && g.IsMember(id) {
-				groups = append(groups, gid)
-			}
-		}
-	})
+	k.proj.Read(func(s *fold.State) { groups = s.GroupsOf(id) })
 	for _, g := range groups {
 		if _, err := k.RemoveMembers(ctx, a, g.String(), []string{id.String()}, "client revoked"); err != nil {
 			return fmt.Errorf("keyserver: removing revoked %s from %s: %w", id.Short(), g, err)
@@ -154,46 +157,46 @@ func (k *Keyserver) removeFromAllGroups(ctx context.Context, a Actor, id protoco
 }
 
 // CreateGroup creates an empty group with a random id.
-func (k *Keyserver) CreateGroup(ctx context.Context, a Actor, name string, p events.Policy) (protocol.GroupID, error) {
+func (k *Keyserver) CreateGroup(ctx context.Context, a Actor, name string, p record.Policy) (protocol.GroupID, error) {
 	var id protocol.GroupID
 	if _, err := rand.Read(id[:]); err != nil {
 		return id, err
 	}
-	_, err := k.execute(ctx, a, func(*events.State) (*change, error) {
-		return &change{event: events.NewGroupCreated(id, name, p)}, nil
+	_, err := k.execute(ctx, a, func(*fold.State) (*change, error) {
+		return &change{event: record.NewGroupCreated(id, name, p)}, nil
 	})
 	return id, err
 }
 
 // DeleteGroup deletes a group; its members keep nothing they could use.
 func (k *Keyserver) DeleteGroup(ctx context.Context, a Actor, ref string) error {
-	_, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
+	_, err := k.execute(ctx, a, func(s *fold.State) (*change, error) {
 		g, err := findGroup(s, ref)
 		if err != nil {
 			return nil, err
 		}
-		return &change{event: events.NewGroupDeleted(g.ID)}, nil
+		return &change{event: record.NewGroupDeleted(g.ID)}, nil
 	})
 	return err
 }
 
 // AddMembers adds clients to a group, opening a new epoch.
 func (k *Keyserver) AddMembers(ctx context.Context, a Actor, group string, clients []string) (protocol.Epoch, error) {
-	return k.changeEpoch(ctx, a, events.MembersAdded, group, clients, "")
+	return k.changeEpoch(ctx, a, record.MembersAdded, group, clients, "")
 }
 
 // RemoveMembers removes clients from a group, opening a new epoch.
 func (k *Keyserver) RemoveMembers(ctx context.Context, a Actor, group string, clients []string, reason string) (protocol.Epoch, error) {
-	return k.changeEpoch(ctx, a, events.MembersRemoved, group, clients, reason)
+	return k.changeEpoch(ctx, a, record.MembersRemoved, group, clients, reason)
 }
 
 // Rekey opens a new epoch with the same members and a fresh key.
 func (k *Keyserver) Rekey(ctx context.Context, a Actor, group, reason string) (protocol.Epoch, error) {
-	return k.changeEpoch(ctx, a, events.GroupRekeyed, group, nil, reason)
+	return k.changeEpoch(ctx, a, record.GroupRekeyed, group, nil, reason)
 }
 
-func (k *Keyserver) changeEpoch(ctx context.Context, a Actor, t events.Type, group string, clients []string, reason string) (protocol.Epoch, error) {
-	c, err := k.execute(ctx, a, func(s *events.State) (*change, error) {
+func (k *Keyserver) changeEpoch(ctx context.Context, a Actor, t record.Type, group string, clients []string, reason string) (protocol.Epoch, error) {
+	c, err := k.execute(ctx, a, func(s *fold.State) (*change, error) {
 		return buildEpoch(s, t, group, clients, reason)
 	})
 	if c == nil {
@@ -204,7 +207,7 @@ func (k *Keyserver) changeEpoch(ctx context.Context, a Actor, t events.Type, gro
 
 // buildEpoch builds the event that opens g's next epoch and the list of
 // the new epoch's members to wrap its key to.
-func buildEpoch(s *events.State, t events.Type, group string, refs []string, reason string) (*change, error) {
+func buildEpoch(s *fold.State, t record.Type, group string, refs []string, reason string) (*change, error) {
 	g, err := findGroup(s, group)
 	if err != nil {
 		return nil, err
@@ -221,18 +224,18 @@ func buildEpoch(s *events.State, t events.Type, group string, refs []string, rea
 	if err != nil {
 		return nil, err
 	}
-	e := events.NewEpoch(t, g.ID, g.Epoch+1, ids, digest, reason)
+	e := record.NewEpoch(t, g.ID, g.Epoch+1, ids, digest, reason)
 	return &change{event: e, recipients: recipients(s, g, t, ids)}, nil
 }
 
 // recipients lists the new epoch's members and their key-wrap keys,
 // leaving out revoked clients (their removal follows their revocation).
-func recipients(s *events.State, g *events.Group, t events.Type, changed []protocol.ClientID) []bundle.Recipient {
+func recipients(s *fold.State, g *fold.Group, t record.Type, changed []protocol.ClientID) []bundle.Recipient {
 	members := g.MemberList()
 	switch t {
-	case events.MembersAdded:
+	case record.MembersAdded:
 		members = append(members, changed...)
-	case events.MembersRemoved:
+	case record.MembersRemoved:
 		members = slices.DeleteFunc(members, func(id protocol.ClientID) bool { return slices.Contains(changed, id) })
 	}
 	out := make([]bundle.Recipient, 0, len(members))
@@ -245,29 +248,29 @@ func recipients(s *events.State, g *events.Group, t events.Type, changed []proto
 }
 
 // findClient resolves a client by 64-digit hex id or by name.
-func findClient(s *events.State, ref string) (*events.Client, error) {
+func findClient(s *fold.State, ref string) (*fold.Client, error) {
 	if len(ref) == 2*protocol.PublicKeySize {
 		if id, err := protocol.ParseClientID(ref); err == nil {
 			if c := s.Clients[id]; c != nil {
 				return c, nil
 			}
-			return nil, fmt.Errorf("%w: %s", events.ErrUnknownClient, id.Short())
+			return nil, fmt.Errorf("%w: %s", fold.ErrUnknownClient, id.Short())
 		}
 	}
 	if c, ok := s.ClientByName(ref); ok {
 		return c, nil
 	}
-	return nil, fmt.Errorf("%w: %q", events.ErrUnknownClient, ref)
+	return nil, fmt.Errorf("%w: %q", fold.ErrUnknownClient, ref)
 }
 
 // findGroup resolves a live group by 32-digit hex id or by name.
-func findGroup(s *events.State, ref string) (*events.Group, error) {
+func findGroup(s *fold.State, ref string) (*fold.Group, error) {
 	if len(ref) == 2*protocol.GroupIDSize {
 		if _, err := hex.DecodeString(ref); err == nil {
 			id, _ := protocol.ParseGroupID(ref)
 			if g := s.Groups[id]; g != nil {
 				if g.Deleted {
-					return nil, fmt.Errorf("%w: %s", events.ErrGroupDeleted, g.Name)
+					return nil, fmt.Errorf("%w: %s", fold.ErrGroupDeleted, g.Name)
 				}
 				return g, nil
 			}
@@ -276,7 +279,7 @@ func findGroup(s *events.State, ref string) (*events.Group, error) {
 	if g, ok := s.GroupByName(ref); ok {
 		return g, nil
 	}
-	return nil, fmt.Errorf("%w: %q", events.ErrUnknownGroup, ref)
+	return nil, fmt.Errorf("%w: %q", fold.ErrUnknownGroup, ref)
 }
 
 // Registration is one client to register in bulk.
@@ -300,10 +303,8 @@ func (k *Keyserver) RegisterClients(ctx context.Context, a Actor, regs []Registr
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			e := events.NewClientRegistered(r.Public.ID, r.Public.Wrap, r.Name)
-			if a.Key != ([32]byte{}) {
-				e.Actor, e.Request = a.Key[:], a.Request
-			}
+			e := record.NewClientRegistered(r.Public.ID, r.Public.Wrap, r.Name)
+			a.sign(e)
 			_, err := k.writer.Append(ctx, e)
 			errs <- err
 		}()

@@ -8,7 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -42,7 +43,7 @@ func (e *env) crashInRekey() (protocol.GroupID, []*keys.ClientIdentity) {
 		return -1
 	})
 	members := []*keys.ClientIdentity{e.client(k, "alice"), e.client(k, "bob"), e.client(k, "carol")}
-	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestRecoveryCompletesEpochFromEscrow(t *testing.T) {
 	k := e.startLogged(log, nil)
 	e.epochIs(k, g, 2)
 	var digest, key [32]byte
-	k.Projection().Read(func(s *events.State) { digest = s.Groups[g].Digest })
+	k.Projection().Read(func(s *fold.State) { digest = s.Groups[g].Digest })
 	for i, m := range members {
 		b, got, err := e.bundleOf(g, m)
 		if err != nil || b.Epoch != 2 || b.Members != digest {
@@ -159,7 +160,7 @@ func TestRecoveryWithoutEscrowRekeys(t *testing.T) {
 func (e *env) epochIs(k *keyserver.Keyserver, g protocol.GroupID, want protocol.Epoch) {
 	e.t.Helper()
 	var got protocol.Epoch
-	k.Projection().Read(func(s *events.State) { got = s.Groups[g].Epoch })
+	k.Projection().Read(func(s *fold.State) { got = s.Groups[g].Epoch })
 	if got != want {
 		e.t.Fatalf("group at epoch %d, want %d", got, want)
 	}

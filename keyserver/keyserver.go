@@ -32,6 +32,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
@@ -172,7 +173,7 @@ func (k *Keyserver) load(ctx context.Context) error {
 	}
 	k.stop = append(k.stop, stop)
 	var clients, groups int
-	p.Read(func(s *events.State) { clients, groups = len(s.Clients), len(s.Groups) })
+	p.Read(func(s *fold.State) { clients, groups = len(s.Clients), len(s.Groups) })
 	k.log.Info().Uint64("events", p.LastSeq()).Int("clients", clients).Int("groups", groups).
 		Dur("took", time.Since(start)).Msg("state rebuilt by replay")
 	if p.LastSeq() > 0 {

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -100,7 +102,7 @@ func TestMembershipOpensEpochsWithBundles(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
 	alice, bob, carol := e.client(k, "alice"), e.client(k, "bob"), e.client(k, "carol")
-	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestInvalidCommandsHaveTheirOwnErrors(t *testing.T) {
 	e.client(k, "bob")
 	e.client(k, "carol")
 	a := keyserver.Actor{}
-	if _, err := k.CreateGroup(e.ctx, a, "ops", events.Policy{}); err != nil {
+	if _, err := k.CreateGroup(e.ctx, a, "ops", record.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.AddMembers(e.ctx, a, "ops", []string{"alice"}); err != nil {
@@ -155,16 +157,16 @@ func TestInvalidCommandsHaveTheirOwnErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"register twice", k.RegisterClient(e.ctx, a, alice.Public(), "alice2"), events.ErrClientExists},
-		{"unknown client", second(k.AddMembers(e.ctx, a, "ops", []string{"nobody"})), events.ErrUnknownClient},
-		{"already a member", second(k.AddMembers(e.ctx, a, "ops", []string{"alice"})), events.ErrAlreadyMember},
-		{"named twice", second(k.RemoveMembers(e.ctx, a, "ops", []string{alice.ID().String(), "alice"}, "")), events.ErrDuplicateClient},
-		{"not a member", second(k.RemoveMembers(e.ctx, a, "ops", []string{"carol"}, "")), events.ErrNotMember},
-		{"group exists", second(k.CreateGroup(e.ctx, a, "ops", events.Policy{})), events.ErrGroupExists},
-		{"unknown group", second(k.Rekey(e.ctx, a, "nope", "")), events.ErrUnknownGroup},
-		{"revoked client", second(k.AddMembers(e.ctx, a, "ops", []string{revokedID(t, k)})), events.ErrClientRevoked},
-		{"bad group name", second(k.CreateGroup(e.ctx, a, "no spaces", events.Policy{})), events.ErrBadName},
-		{"add nobody", second(k.AddMembers(e.ctx, a, "ops", nil)), events.ErrNoClients},
+		{"register twice", k.RegisterClient(e.ctx, a, alice.Public(), "alice2"), fold.ErrClientExists},
+		{"unknown client", second(k.AddMembers(e.ctx, a, "ops", []string{"nobody"})), fold.ErrUnknownClient},
+		{"already a member", second(k.AddMembers(e.ctx, a, "ops", []string{"alice"})), fold.ErrAlreadyMember},
+		{"named twice", second(k.RemoveMembers(e.ctx, a, "ops", []string{alice.ID().String(), "alice"}, "")), fold.ErrDuplicateClient},
+		{"not a member", second(k.RemoveMembers(e.ctx, a, "ops", []string{"carol"}, "")), fold.ErrNotMember},
+		{"group exists", second(k.CreateGroup(e.ctx, a, "ops", record.Policy{})), fold.ErrGroupExists},
+		{"unknown group", second(k.Rekey(e.ctx, a, "nope", "")), fold.ErrUnknownGroup},
+		{"revoked client", second(k.AddMembers(e.ctx, a, "ops", []string{revokedID(t, k)})), fold.ErrClientRevoked},
+		{"bad group name", second(k.CreateGroup(e.ctx, a, "no spaces", record.Policy{})), fold.ErrBadName},
+		{"add nobody", second(k.AddMembers(e.ctx, a, "ops", nil)), fold.ErrNoClients},
 		{"identity point as client id", k.RegisterClient(e.ctx, a, keys.ClientPublic{ID: protocol.ClientID{1}, Wrap: alice.Public().Wrap}, "nobody"), keyserver.ErrInvalidClientID},
 		{"identity point in a batch", k.RegisterClients(e.ctx, a, []keyserver.Registration{{Public: keys.ClientPublic{ID: protocol.ClientID{1}}, Name: "nobody"}}), keyserver.ErrInvalidClientID},
 	}
@@ -175,7 +177,7 @@ func TestInvalidCommandsHaveTheirOwnErrors(t *testing.T) {
 		name string
 		err  error
 		want error
-	}{"deleted group", k.DeleteGroup(e.ctx, a, "ops"), events.ErrUnknownGroup})
+	}{"deleted group", k.DeleteGroup(e.ctx, a, "ops"), fold.ErrUnknownGroup})
 	for _, c := range cases {
 		if !errors.Is(c.err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, c.err, c.want)
@@ -187,7 +189,7 @@ func second[T any](_ T, err error) error { return err }
 
 func revokedID(t *testing.T, k *keyserver.Keyserver) string {
 	var id string
-	k.Projection().Read(func(s *events.State) {
+	k.Projection().Read(func(s *fold.State) {
 		for _, c := range s.Clients {
 			if c.Revoked {
 				id = c.ID.String()
@@ -204,7 +206,7 @@ func TestRevokeRemovesFromEveryGroup(t *testing.T) {
 	e.client(k, "alice")
 	bob := e.client(k, "bob")
 	for _, name := range []string{"g1", "g2"} {
-		k.CreateGroup(e.ctx, a, name, events.Policy{})
+		k.CreateGroup(e.ctx, a, name, record.Policy{})
 		if _, err := k.AddMembers(e.ctx, a, name, []string{"alice", "bob"}); err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +214,7 @@ func TestRevokeRemovesFromEveryGroup(t *testing.T) {
 	if err := k.RevokeClient(e.ctx, a, "bob", "stolen"); err != nil {
 		t.Fatal(err)
 	}
-	k.Projection().Read(func(s *events.State) {
+	k.Projection().Read(func(s *fold.State) {
 		for _, name := range []string{"g1", "g2"} {
 			g, _ := s.GroupByName(name)
 			if g.IsMember(bob.ID()) || g.Epoch != 2 {
@@ -229,7 +231,7 @@ func TestConcurrentKeyserversNeverFork(t *testing.T) {
 	e := newEnv(t, false)
 	k1, k2 := e.start(), e.start()
 	e.client(k1, "alice")
-	g, _ := k1.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, _ := k1.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if _, err := k1.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestConcurrentKeyserversNeverFork(t *testing.T) {
 	}
 	wg.Wait()
 	fresh := e.start()
-	fresh.Projection().Read(func(s *events.State) {
+	fresh.Projection().Read(func(s *fold.State) {
 		if got := s.Groups[g].Epoch; got != 1+2*n {
 			t.Fatalf("epoch %d, want %d", got, 1+2*n)
 		}
@@ -264,7 +266,7 @@ func TestRecoveryRekeysIncompleteEpoch(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
 	alice := e.client(k, "alice")
-	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if _, err := k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +278,7 @@ func TestRecoveryRekeysIncompleteEpoch(t *testing.T) {
 	defer stop()
 	w := events.NewWriter(store, p, e.ksKey, nil)
 	d := bundle.MemberDigest([]protocol.ClientID{alice.ID()})
-	if _, err := w.Append(e.ctx, events.NewEpoch(events.GroupRekeyed, g, 2, nil, d, "crash")); err != nil {
+	if _, err := w.Append(e.ctx, record.NewEpoch(record.GroupRekeyed, g, 2, nil, d, "crash")); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -290,7 +292,7 @@ func TestPolicyRekeyByAge(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
 	e.client(k, "alice")
-	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{MaxAge: time.Hour})
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{MaxAge: time.Hour})
 	k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"})
 	e.clock.advance(2 * time.Hour)
 	waitEpoch(t, k, g, 2)
@@ -300,7 +302,7 @@ func TestPolicyRekeyByMessages(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
 	e.client(k, "alice")
-	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{MaxMessages: 3})
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{MaxMessages: 3})
 	k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"})
 	relayJS, _ := jetstream.New(e.srv.Conn(t, natsauth.Relay)) // relays store accepted messages
 	for i := range 3 {
@@ -318,7 +320,7 @@ func waitEpoch(t *testing.T, k *keyserver.Keyserver, g protocol.GroupID, want pr
 	t.Helper()
 	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		var got protocol.Epoch
-		k.Projection().Read(func(s *events.State) { got = s.Groups[g].Epoch })
+		k.Projection().Read(func(s *fold.State) { got = s.Groups[g].Epoch })
 		if got < want {
 			return fmt.Errorf("epoch %d, want %d", got, want)
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
@@ -38,7 +38,7 @@ func TestRekeyTenThousandMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("registered %d clients in %v", n, time.Since(start))
-	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "everyone", events.Policy{})
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "everyone", record.Policy{})
 	start = time.Now()
 	if _, err := k.AddMembers(e.ctx, keyserver.Actor{}, "everyone", names); err != nil {
 		t.Fatal(err)

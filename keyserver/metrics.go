@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/metrics"
 )
 
@@ -61,7 +62,7 @@ func (m *Metrics) registerState(p *events.Projection) {
 		func() float64 { return float64(p.LastSeq()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_keyserver_clients", Help: "Registered clients that are not revoked."}, func() float64 {
 		var n int
-		p.Read(func(s *events.State) {
+		p.Read(func(s *fold.State) {
 			for _, c := range s.Clients {
 				if !c.Revoked {
 					n++
@@ -72,7 +73,7 @@ func (m *Metrics) registerState(p *events.Projection) {
 	})
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_keyserver_groups", Help: "Groups that are not deleted."}, func() float64 {
 		var n int
-		p.Read(func(s *events.State) {
+		p.Read(func(s *fold.State) {
 			for _, g := range s.Groups {
 				if !g.Deleted {
 					n++

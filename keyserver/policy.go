@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
@@ -63,7 +63,7 @@ func (k *Keyserver) rekeyLoop(ctx context.Context, due <-chan rekeyDue) {
 
 func (k *Keyserver) currentEpoch(g protocol.GroupID) protocol.Epoch {
 	var e protocol.Epoch
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		if grp := s.Groups[g]; grp != nil && !grp.Deleted {
 			e = grp.Epoch
 		}
@@ -94,7 +94,7 @@ func (k *Keyserver) ageLoop(ctx context.Context, due chan<- rekeyDue) {
 func (k *Keyserver) agedGroups() []rekeyDue {
 	now := k.cfg.Now()
 	var out []rekeyDue
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		for id, g := range s.Groups {
 			age := g.Policy.MaxAge
 			if g.Deleted || age <= 0 || len(g.Members) == 0 || now.Sub(g.EpochStart) < age {
@@ -131,7 +131,7 @@ func (k *Keyserver) countMessages(ctx context.Context, due chan<- rekeyDue) (fun
 // restart.
 func (k *Keyserver) oldestCountedEpoch() (time.Time, bool) {
 	var oldest time.Time
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		for _, g := range s.Groups {
 			if !g.Deleted && g.Policy.MaxMessages > 0 && g.Epoch > 0 && (oldest.IsZero() || g.EpochStart.Before(oldest)) {
 				oldest = g.EpochStart
@@ -163,7 +163,7 @@ func (c *msgCounter) count(msg jetstream.Msg) {
 	}
 	var limit uint64
 	var current protocol.Epoch
-	c.k.proj.Read(func(s *events.State) {
+	c.k.proj.Read(func(s *fold.State) {
 		if grp := s.Groups[g]; grp != nil && !grp.Deleted {
 			limit, current = grp.Policy.MaxMessages, grp.Epoch
 		}

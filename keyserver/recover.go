@@ -10,7 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/streams"
@@ -61,9 +62,9 @@ func (k *Keyserver) completeFromEscrow(ctx context.Context, g groupEpoch) error 
 	defer k.mu.Unlock()
 	var digest [protocol.HashSize]byte
 	var to []bundle.Recipient
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		grp := s.Groups[g.id]
-		digest, to = grp.Digest, recipients(s, grp, events.GroupRekeyed, nil)
+		digest, to = grp.Digest, recipients(s, grp, record.GroupRekeyed, nil)
 	})
 	key, rev, err := k.openEscrow(ctx, g.id, g.epoch, &digest)
 	defer clear(key[:])
@@ -161,23 +162,14 @@ func (k *Keyserver) dropStaleEscrows(ctx context.Context) error {
 
 func (k *Keyserver) revokedMembers() []protocol.ClientID {
 	var out []protocol.ClientID
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		for id, c := range s.Clients {
-			if c.Revoked && isMemberAnywhere(s, id) {
+			if c.Revoked && s.InAnyGroup(id) {
 				out = append(out, id)
 			}
 		}
 	})
 	return out
-}
-
-func isMemberAnywhere(s *events.State, id protocol.ClientID) bool {
-	for _, g := range s.Groups {
-		if !g.Deleted && g.IsMember(id) {
-			return true
-		}
-	}
-	return false
 }
 
 type groupEpoch struct {
@@ -188,7 +180,7 @@ type groupEpoch struct {
 // groupsWithEpoch lists live groups that have members, with their epoch.
 func (k *Keyserver) groupsWithEpoch() []groupEpoch {
 	var out []groupEpoch
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		for id, g := range s.Groups {
 			if !g.Deleted && len(g.Members) > 0 {
 				out = append(out, groupEpoch{id, g.Epoch})

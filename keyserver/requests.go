@@ -41,8 +41,8 @@ const (
 	stateDone  = "done"  // ended with the outcome in the record
 )
 
-// record is one message of a request's record.
-type record struct {
+// requestRecord is one message of a request's record.
+type requestRecord struct {
 	State  string `msgpack:"state"`
 	Op     string `msgpack:"op"`
 	Digest []byte `msgpack:"digest"` // SHA-256 of the signed request
@@ -69,18 +69,18 @@ func subjectOf(nonce []byte) string { return streams.AdminRequestSubject(hex.Enc
 // take records r (digest: of its signed bytes) as taken and returns the
 // record's sequence, or errTaken if its nonce has a record.
 func (q *requests) take(ctx context.Context, r *admin.Request, digest [32]byte) (uint64, error) {
-	return q.write(ctx, r.Nonce, 0, &record{State: stateTaken, Op: r.Op, Digest: digest[:]})
+	return q.write(ctx, r.Nonce, 0, &requestRecord{State: stateTaken, Op: r.Op, Digest: digest[:]})
 }
 
 // finish records the outcome of the request taken at sequence taken.
-func (q *requests) finish(ctx context.Context, r *admin.Request, taken uint64, out *record) error {
+func (q *requests) finish(ctx context.Context, r *admin.Request, taken uint64, out *requestRecord) error {
 	_, err := q.write(ctx, r.Nonce, taken, out)
 	return err
 }
 
 // write appends rec on nonce's subject if the subject's last message is
 // at sequence after (0: none).
-func (q *requests) write(ctx context.Context, nonce []byte, after uint64, rec *record) (uint64, error) {
+func (q *requests) write(ctx context.Context, nonce []byte, after uint64, rec *requestRecord) (uint64, error) {
 	m := nats.NewMsg(subjectOf(nonce))
 	var err error
 	if m.Data, err = msgpack.Marshal(rec); err != nil {
@@ -102,7 +102,7 @@ func (q *requests) write(ctx context.Context, nonce []byte, after uint64, rec *r
 // none). A message this version cannot read (a record of an older one,
 // which held the operation's name only) has no digest: no request is its
 // retry.
-func (q *requests) lookup(ctx context.Context, nonce []byte) (*record, error) {
+func (q *requests) lookup(ctx context.Context, nonce []byte) (*requestRecord, error) {
 	m, err := q.stream.GetLastMsgForSubject(ctx, subjectOf(nonce))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -110,17 +110,17 @@ func (q *requests) lookup(ctx context.Context, nonce []byte) (*record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyserver: reading the request's record: %w", err)
 	}
-	var rec record
+	var rec requestRecord
 	if msgpacksafe.Unmarshal(m.Data, &rec) != nil {
-		rec = record{}
+		rec = requestRecord{}
 	}
 	rec.seq, rec.at = m.Sequence, m.Time
 	return &rec, nil
 }
 
 // outcome is the record of a request that ended with reply or err.
-func outcome(r *admin.Request, digest [32]byte, reply *admin.Reply, err error) *record {
-	rec := &record{State: stateDone, Op: r.Op, Digest: digest[:]}
+func outcome(r *admin.Request, digest [32]byte, reply *admin.Reply, err error) *requestRecord {
+	rec := &requestRecord{State: stateDone, Op: r.Op, Digest: digest[:]}
 	switch {
 	case err != nil:
 		rec.Code, rec.Message = errorCode(err), err.Error()

@@ -10,6 +10,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/msgpacksafe"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol"
@@ -42,7 +44,7 @@ func (h *adminHandler) again(ctx context.Context, req micro.Request, r *admin.Re
 
 // recorded answers a retry with the request's recorded outcome, marked
 // admin.StatusRecorded. A read-only request runs again.
-func (h *adminHandler) recorded(ctx context.Context, req micro.Request, r *admin.Request, rec *record) {
+func (h *adminHandler) recorded(ctx context.Context, req micro.Request, r *admin.Request, rec *requestRecord) {
 	h.k.log.Info().Str("op", r.Op).Str("code", rec.Code).Msg("admin request retried; answered with its first outcome")
 	if rec.Code != "" {
 		req.Error(rec.Code, rec.Message, nil, micro.WithHeaders(micro.Headers{admin.HeaderStatus: {admin.StatusRecorded}}))
@@ -69,7 +71,7 @@ func (h *adminHandler) recorded(ctx context.Context, req micro.Request, r *admin
 // keyserver that took it stopped (or another instance still runs it). The
 // events appended on the request's behalf carry its nonce; the answer says
 // whether there are any, and what the last one did.
-func (h *adminHandler) interrupted(ctx context.Context, req micro.Request, r *admin.Request, rec *record) {
+func (h *adminHandler) interrupted(ctx context.Context, req micro.Request, r *admin.Request, rec *requestRecord) {
 	evs, err := h.k.requestEvents(ctx, r.Nonce, rec.at)
 	if err != nil {
 		h.k.log.Error().Err(err).Str("op", r.Op).Msg("interrupted admin request: the event log could not be read")
@@ -95,16 +97,16 @@ const clockSlack = time.Minute
 
 // requestEvents returns the events, verified, that carry nonce as their
 // request, looking from since on.
-func (k *Keyserver) requestEvents(ctx context.Context, nonce []byte, since time.Time) ([]*events.Event, error) {
+func (k *Keyserver) requestEvents(ctx context.Context, nonce []byte, since time.Time) ([]*record.Event, error) {
 	from, ok, err := streams.FirstSince(ctx, k.js, streams.Events, streams.AllEvents, since.Add(-clockSlack))
 	if err != nil || !ok {
 		return nil, err
 	}
 	pub := k.cfg.Key.Public()
-	var out []*events.Event
+	var out []*record.Event
 	err = k.store.Replay(ctx, streams.AllEvents, from, func(m events.Stored) error {
 		e, err := m.Record.Decode()
-		if err != nil || !bytes.Equal(e.Request, nonce) || m.Record.Verify(&pub) != nil {
+		if err != nil || !bytes.Equal(e.Request[:], nonce) || m.Record.Verify(&pub) != nil {
 			return nil // not the request's, or refused by the projection too
 		}
 		out = append(out, e)
@@ -115,10 +117,10 @@ func (k *Keyserver) requestEvents(ctx context.Context, nonce []byte, since time.
 
 // committed describes the committed change of an interrupted request by
 // its last event, as the request's reply would have.
-func (k *Keyserver) committed(e *events.Event) *admin.Reply {
+func (k *Keyserver) committed(e *record.Event) *admin.Reply {
 	r := &admin.Reply{Status: admin.StatusInterrupted}
 	var what string
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		switch {
 		case e.Members != nil:
 			m := e.Members
@@ -138,14 +140,14 @@ func (k *Keyserver) committed(e *events.Event) *admin.Reply {
 	return r
 }
 
-func groupName(s *events.State, id protocol.GroupID) string {
+func groupName(s *fold.State, id protocol.GroupID) string {
 	if g := s.Groups[id]; g != nil && g.Name != "" {
 		return g.Name
 	}
 	return id.String()
 }
 
-func clientName(s *events.State, id protocol.ClientID) string {
+func clientName(s *fold.State, id protocol.ClientID) string {
 	if c := s.Clients[id]; c != nil && c.Name != "" {
 		return c.Name
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/msgpacksafe"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/keyserver/admin"
@@ -29,7 +29,7 @@ func TestAdminRetryReturnsFirstOutcome(t *testing.T) {
 	k := e.start()
 	svc := e.serve(k)
 	alice := e.client(k, "alice")
-	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,9 @@ func TestAdminRetryReturnsFirstOutcome(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ev := events.NewEpoch(events.GroupRekeyed, g, 3, nil, bundle.MemberDigest([]protocol.ClientID{alice.ID()}), "crash")
+	ev := record.NewEpoch(record.GroupRekeyed, g, 3, nil, bundle.MemberDigest([]protocol.ClientID{alice.ID()}), "crash")
 	op := e.operator.Public()
-	ev.Actor, ev.Request = op[:], nonce(4)
+	ev.Actor, ev.Request = op, [16]byte(nonce(4))
 	e.appendBehind(k, ev)
 	svc.Stop()
 	k.Close()

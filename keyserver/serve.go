@@ -14,6 +14,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
@@ -127,10 +129,10 @@ func errorCode(err error) string {
 }
 
 func isCommandError(err error) bool {
-	for _, e := range []error{events.ErrClientExists, events.ErrUnknownClient, events.ErrClientRevoked,
-		events.ErrGroupExists, events.ErrUnknownGroup, events.ErrGroupDeleted, events.ErrAlreadyMember,
-		events.ErrNotMember, events.ErrNoClients, events.ErrDuplicateClient, events.ErrNoMembers,
-		events.ErrBadName, events.ErrMalformed, errBadArgs} {
+	for _, e := range []error{fold.ErrClientExists, fold.ErrUnknownClient, fold.ErrClientRevoked,
+		fold.ErrGroupExists, fold.ErrUnknownGroup, fold.ErrGroupDeleted, fold.ErrAlreadyMember,
+		fold.ErrNotMember, fold.ErrNoClients, fold.ErrDuplicateClient, fold.ErrNoMembers,
+		fold.ErrBadName, record.ErrMalformed, errBadArgs} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -149,7 +151,7 @@ func (k *Keyserver) dispatch(ctx context.Context, r *admin.Request) (*admin.Repl
 	case admin.OpRevoke:
 		return done("revoked", k.RevokeClient(ctx, a, r.Args.Name, r.Args.Reason))
 	case admin.OpCreate:
-		g, err := k.CreateGroup(ctx, a, r.Args.Name, events.Policy{MaxMessages: r.Args.MaxMessages, MaxAge: r.Args.MaxAge})
+		g, err := k.CreateGroup(ctx, a, r.Args.Name, record.Policy{MaxMessages: r.Args.MaxMessages, MaxAge: r.Args.MaxAge})
 		return &admin.Reply{Message: "created", Group: g.String()}, err
 	case admin.OpAdd:
 		return epochReply(k.AddMembers(ctx, a, r.Args.Group, r.Args.Clients))
@@ -193,7 +195,7 @@ func (k *Keyserver) adminRegister(ctx context.Context, a Actor, args admin.Args)
 // list describes every client and live group.
 func (k *Keyserver) list() *admin.Reply {
 	r := &admin.Reply{}
-	k.proj.Read(func(s *events.State) {
+	k.proj.Read(func(s *fold.State) {
 		for _, c := range s.Clients {
 			r.Clients = append(r.Clients, admin.ClientInfo{ID: c.ID.String(), Name: c.Name, Revoked: c.Revoked, Since: c.Registered})
 		}
@@ -208,7 +210,7 @@ func (k *Keyserver) list() *admin.Reply {
 	return r
 }
 
-func groupInfo(s *events.State, g *events.Group) admin.GroupInfo {
+func groupInfo(s *fold.State, g *fold.Group) admin.GroupInfo {
 	info := admin.GroupInfo{ID: g.ID.String(), Name: g.Name, Epoch: uint32(g.Epoch), MaxMessages: g.Policy.MaxMessages, MaxAge: g.Policy.MaxAge}
 	for _, id := range g.MemberList() {
 		name := id.String()

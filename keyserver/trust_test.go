@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -44,13 +46,13 @@ func TestAdminReplyCannotWriteStreams(t *testing.T) {
 	k := e.start()
 	e.serve(k)
 	alice := e.client(k, "alice")
-	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
 	if _, err := k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
 	events0 := e.streamMsgs(streams.Events)
 	bundles0 := e.streamMsgs(streams.Bundles)
-	for _, reply := range []string{streams.BundleSubject(g, alice.ID()), streams.EventSubject(events.GroupAggregate(g))} {
+	for _, reply := range []string{streams.BundleSubject(g, alice.ID()), streams.EventSubject(record.GroupAggregate(g))} {
 		for range 8 {
 			if err := e.admin.PublishRequest(admin.Subject(admin.OpList), reply, []byte("not signed")); err != nil {
 				t.Fatal(err)
@@ -95,7 +97,7 @@ func TestFailedAdminRequestNotReplayable(t *testing.T) {
 	e := newEnv(t, false)
 	k := e.start()
 	svc := e.serve(k)
-	if _, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", events.Policy{}); err != nil {
+	if _, err := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	wire, err := admin.Sign(admin.OpAdd, admin.Args{Group: "ops", Clients: []string{"bob"}}, e.operator, time.Now())
@@ -113,7 +115,7 @@ func TestFailedAdminRequestNotReplayable(t *testing.T) {
 	if msg := e.ask(admin.OpAdd, wire); msg.Header.Get(micro.ErrorCodeHeader) != "400" || msg.Header.Get(admin.HeaderStatus) != admin.StatusRecorded {
 		t.Fatalf("the replayed request after a restart: %v, want its first outcome (400) from the record", msg.Header)
 	}
-	k.Projection().Read(func(s *events.State) {
+	k.Projection().Read(func(s *fold.State) {
 		if g, _ := s.GroupByName("ops"); len(g.Members) != 0 {
 			t.Errorf("the replay changed ops: members %v", g.MemberList())
 		}
@@ -150,7 +152,7 @@ func TestInterruptedRevokeCompletes(t *testing.T) {
 		e.client(k, n)
 	}
 	for _, g := range []string{"ops", "dev"} {
-		if _, err := k.CreateGroup(e.ctx, keyserver.Actor{}, g, events.Policy{}); err != nil {
+		if _, err := k.CreateGroup(e.ctx, keyserver.Actor{}, g, record.Policy{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := k.AddMembers(e.ctx, keyserver.Actor{}, g, []string{"alice", "bob", "carol", "dave"}); err != nil {
@@ -159,8 +161,8 @@ func TestInterruptedRevokeCompletes(t *testing.T) {
 	}
 	interrupt := func(name string) protocol.ClientID {
 		var id protocol.ClientID
-		k.Projection().Read(func(s *events.State) { c, _ := s.ClientByName(name); id = c.ID })
-		e.appendBehind(k, events.NewClientRevoked(id, "stolen"))
+		k.Projection().Read(func(s *fold.State) { c, _ := s.ClientByName(name); id = c.ID })
+		e.appendBehind(k, record.NewClientRevoked(id, "stolen"))
 		return id
 	}
 	bob, carol, dave := interrupt("bob"), interrupt("carol"), interrupt("dave")
@@ -193,7 +195,7 @@ func TestInterruptedRevokeCompletes(t *testing.T) {
 
 // appendBehind appends an event to the log as the keyserver would,
 // without running its command: what a crash leaves. k follows the log.
-func (e *env) appendBehind(k *keyserver.Keyserver, ev *events.Event) {
+func (e *env) appendBehind(k *keyserver.Keyserver, ev *record.Event) {
 	e.t.Helper()
 	store, err := events.OpenStore(e.ctx, e.js, events.StoreConfig{})
 	if err != nil {
@@ -224,7 +226,7 @@ func (e *env) isMember(k *keyserver.Keyserver, ids ...protocol.ClientID) {
 
 func (e *env) membership(k *keyserver.Keyserver, want bool, ids []protocol.ClientID) {
 	e.t.Helper()
-	k.Projection().Read(func(s *events.State) {
+	k.Projection().Read(func(s *fold.State) {
 		for _, name := range []string{"ops", "dev"} {
 			g, _ := s.GroupByName(name)
 			for _, id := range ids {

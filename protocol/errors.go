@@ -164,6 +164,18 @@ var (
 	ErrKeyFileMode      = newError("keyfile_mode", CodeProtocol, "private key file is readable by others")
 )
 
+// Keyserver event record and checkpoint errors (PROTOCOL.md §15.7):
+// servers and auditors reading the event log, never a client.
+var (
+	ErrEventMalformed         = newError("event_malformed", CodeProtocol, "event record is not a canonical encoding")
+	ErrEventVersion           = newError("event_version", CodeProtocol, "unknown event record version")
+	ErrEventWrongSubject      = newError("event_wrong_subject", CodeProtocol, "event stored under another aggregate's subject")
+	ErrEventChainBroken       = newError("event_chain_broken", CodeProtocol, "event does not follow its aggregate's last event")
+	ErrBadEventSignature      = newError("bad_event_signature", CodeProtocol, "event signature does not verify")
+	ErrCheckpointMalformed    = newError("checkpoint_malformed", CodeProtocol, "checkpoint of the wrong length or version")
+	ErrBadCheckpointSignature = newError("bad_checkpoint_signature", CodeProtocol, "checkpoint signature does not verify")
+)
+
 // PeerError is the generic code the peer sent us in an Error frame or a
 // handshake error message.
 type PeerError struct{ Code Code }

@@ -7,7 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/benchhook"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/protocol"
@@ -318,7 +319,7 @@ func (r *Relay) storeCounted(ctx context.Context, j *job, prev last, next replay
 
 // currentEpoch is g's current epoch in the relay's view of the log.
 func (r *Relay) currentEpoch(g protocol.GroupID) (e protocol.Epoch) {
-	r.proj.Read(func(s *events.State) {
+	r.proj.Read(func(s *fold.State) {
 		if gr := s.Groups[g]; gr != nil {
 			e = gr.Epoch
 		}
@@ -368,7 +369,7 @@ func (r *Relay) release(g protocol.GroupID) {
 
 // eventApplied follows the log for the wait room: any event of a group
 // may be the epoch change its waiting envelopes wait for.
-func (r *Relay) eventApplied(e *events.Event) {
+func (r *Relay) eventApplied(e *record.Event) {
 	r.grace.eventApplied(e, r.proj.LastSeq()) // the follower applies one event, then calls this
 	switch {
 	case e.Members != nil:
@@ -381,13 +382,13 @@ func (r *Relay) eventApplied(e *events.Event) {
 // rules checks h against the projection; lead > 0 is how many epochs h is
 // ahead of it.
 func (r *Relay) rules(h envelope.Header, at time.Time) (reason streams.Reason, lead protocol.Epoch) {
-	r.proj.Read(func(s *events.State) {
+	r.proj.Read(func(s *fold.State) {
 		reason, lead = check(s, h, at, r.cfg.Grace)
 	})
 	return reason, lead
 }
 
-func check(s *events.State, h envelope.Header, at time.Time, grace time.Duration) (streams.Reason, protocol.Epoch) {
+func check(s *fold.State, h envelope.Header, at time.Time, grace time.Duration) (streams.Reason, protocol.Epoch) {
 	c := s.Clients[h.Sender]
 	switch {
 	case c == nil:

@@ -5,7 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
@@ -52,7 +53,7 @@ type graceCount struct {
 }
 
 // newGraceBook starts a book from the loaded state: it counts nothing.
-func newGraceBook(s *events.State) *graceBook {
+func newGraceBook(s *fold.State) *graceBook {
 	b := &graceBook{counts: map[protocol.GroupID]*graceCount{}, seen: map[protocol.GroupID]protocol.Epoch{}}
 	for i := range b.since {
 		b.since[i].Store(math.MaxUint64)
@@ -82,7 +83,7 @@ func (b *graceBook) released(p int) { b.since[p].Store(math.MaxUint64) }
 // eventApplied opens the count of a group's new epoch if the epoch began
 // while this relay held its partition; seq is the event's sequence in the
 // log.
-func (b *graceBook) eventApplied(e *events.Event, seq uint64) {
+func (b *graceBook) eventApplied(e *record.Event, seq uint64) {
 	if e.Members == nil {
 		return
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
@@ -77,7 +77,7 @@ func (r *Relay) ownedGroups() []protocol.GroupID {
 		owned[p] = true
 	}
 	var out []protocol.GroupID
-	r.proj.Read(func(s *events.State) {
+	r.proj.Read(func(s *fold.State) {
 		for id := range s.Groups {
 			if owned[streams.Partition(id)] {
 				out = append(out, id)

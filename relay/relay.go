@@ -51,6 +51,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/jsprobe"
 	"github.com/commsec/communicator/streams"
 )
@@ -208,7 +209,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.proj, err = events.Load(ctx, store, r.cfg.KeyserverKey, nil, r.refusedEvent); err != nil {
 		return err
 	}
-	r.proj.Read(func(s *events.State) { r.grace = newGraceBook(s) })
+	r.proj.Read(func(s *fold.State) { r.grace = newGraceBook(s) })
 	r.Metrics.registerState(r.proj, r.room)
 	stop, err := events.Follow(context.Background(), store, r.proj, r.eventApplied, r.refusedEvent)
 	if err != nil {

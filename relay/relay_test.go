@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -55,7 +55,7 @@ func newWorldTTL(t *testing.T, ttl time.Duration) *world {
 	t.Cleanup(k.Close)
 	w := &world{t: t, srv: srv, nc: nc, gw: srv.Conn(t, natsauth.Gateway), js: js, ks: ks, k: k}
 	w.alice, w.bob, w.carol = w.register("alice"), w.register("bob"), w.register("carol")
-	if w.group, err = k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{}); err != nil {
+	if w.group, err = k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", record.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice", "bob"}); err != nil {
@@ -370,7 +370,7 @@ func TestForeignReplyDropped(t *testing.T) {
 	t.Cleanup(k.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
 	k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice")
-	g, _ := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
+	g, _ := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", record.Policy{})
 	k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
 	r, err := Start(t.Context(), nc, Config{KeyserverKey: ks.Public()})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/keyserver"
@@ -137,7 +138,7 @@ func coldClient(i int) protocol.ClientID {
 // signed is one record ready to publish.
 type signed struct {
 	aggregate string
-	rec       events.Record
+	rec       record.Record
 }
 
 // build signs n registrations on every core and publishes them
@@ -180,13 +181,13 @@ func (env *coldEnv) sign(ctx context.Context, next *atomic.Int64, n int, out cha
 	pub := env.ks.Public()
 	for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 		id := coldClient(i)
-		e := events.NewClientRegistered(id, id, "")
-		e.Format, e.Seq, e.Time, e.Actor = events.Format, 1, 1_700_000_000_000_000_000, pub[:]
-		rec, err := events.Sign(e, env.ks)
+		e := record.NewClientRegistered(id, id, "")
+		e.Seq, e.Time, e.Actor = 1, 1_700_000_000_000_000_000, pub
+		rec, err := record.Sign(e, env.ks)
 		if err != nil {
 			panic(fmt.Sprintf("commbench: signing a registration: %v", err)) // a bug: the event is built here
 		}
-		out <- signed{e.Aggregate, rec}
+		out <- signed{e.Aggregate(), rec}
 	}
 }
 

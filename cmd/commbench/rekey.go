@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/internal/stack"
 	"github.com/commsec/communicator/keyserver"
@@ -75,7 +75,7 @@ func (r *runner) rekeyGroups(ctx context.Context, s *stack.Stack, sizes []int) (
 	for i, n := range sizes {
 		t := time.Now()
 		names[i] = fmt.Sprintf("rekey-%d", n)
-		if _, err := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, names[i], events.Policy{}); err != nil {
+		if _, err := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, names[i], record.Policy{}); err != nil {
 			return nil, err
 		}
 		if _, err := s.Keyserver().AddMembers(ctx, keyserver.Actor{}, names[i], ids[:n]); err != nil {

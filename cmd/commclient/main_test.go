@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/keyserver"
@@ -100,7 +100,7 @@ func (w *world) client(name string, register bool) string {
 // group creates a group of the named clients and returns its hex id.
 func (w *world) group(name string, members ...string) string {
 	w.t.Helper()
-	g, err := w.s.Keyserver.CreateGroup(w.t.Context(), keyserver.Actor{}, name, events.Policy{})
+	g, err := w.s.Keyserver.CreateGroup(w.t.Context(), keyserver.Actor{}, name, record.Policy{})
 	must(w.t, err)
 	_, err = w.s.Keyserver.AddMembers(w.t.Context(), keyserver.Actor{}, name, members)
 	must(w.t, err)

@@ -11,7 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/stack"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -103,7 +104,7 @@ func demoDir(data string) (string, func(), error) {
 // the demo's identities are made anew each time.
 func (d *demo) checkFresh(dir string) error {
 	var taken string
-	d.s.Keyserver().Projection().Read(func(st *events.State) {
+	d.s.Keyserver().Projection().Read(func(st *fold.State) {
 		for _, n := range demoNames {
 			if _, ok := st.ClientByName(n); ok && taken == "" {
 				taken = "client " + n
@@ -166,7 +167,7 @@ func (d *demo) register(ctx context.Context) error {
 
 func (d *demo) createGroup(ctx context.Context) error {
 	ks := d.s.Keyserver()
-	g, err := ks.CreateGroup(ctx, keyserver.Actor{}, demoGroup, events.Policy{})
+	g, err := ks.CreateGroup(ctx, keyserver.Actor{}, demoGroup, record.Policy{})
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", demoGroup, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/metrics"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -173,7 +173,7 @@ func (d *demo) waitEpoch(ctx context.Context, u *user, e protocol.Epoch) protoco
 // projection of the event log.
 func (d *demo) members() string {
 	var in []string
-	d.s.Keyserver().Projection().Read(func(st *events.State) {
+	d.s.Keyserver().Projection().Read(func(st *fold.State) {
 		g := st.Groups[d.group]
 		for _, name := range demoNames {
 			if g != nil && g.IsMember(d.users[name].id.ID()) {

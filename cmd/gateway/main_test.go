@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
@@ -65,7 +65,7 @@ func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 	bob, _ := keys.GenerateClientIdentity(nil)
 	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
 	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, bob.Public(), "bob"))
-	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", record.Policy{})
 	cmdtest.Must(t, err)
 	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice", "bob"})
 	cmdtest.Must(t, err)

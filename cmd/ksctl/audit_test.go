@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/keyserver/audit"
 	"github.com/commsec/communicator/streams"
@@ -89,7 +90,7 @@ func TestAuditHTML(t *testing.T) {
 func TestAuditTampered(t *testing.T) {
 	w := history(t, "left the team")
 	g := w.group("ops")
-	subject := events.Subject(events.GroupAggregate(g.ID))
+	subject := events.Subject(record.GroupAggregate(g.ID))
 	js, _ := jetstream.New(w.nc)
 	stream, _ := js.Stream(t.Context(), streams.Events)
 	last, err := stream.GetLastMsgForSubject(t.Context(), subject)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -129,9 +129,9 @@ func (w *world) client(name string) (string, *keys.ClientIdentity) {
 	return path, id
 }
 
-func (w *world) group(name string) *events.Group {
-	var g *events.Group
-	w.k.Projection().Read(func(s *events.State) {
+func (w *world) group(name string) *fold.Group {
+	var g *fold.Group
+	w.k.Projection().Read(func(s *fold.State) {
 		if found, ok := s.GroupByName(name); ok {
 			c := *found
 			g = &c

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
@@ -59,7 +59,7 @@ func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 	t.Cleanup(k.Close)
 	alice, _ := keys.GenerateClientIdentity(nil)
 	cmdtest.Must(t, k.RegisterClient(t.Context(), keyserver.Actor{}, alice.Public(), "alice"))
-	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", record.Policy{})
 	cmdtest.Must(t, err)
 	_, err = k.AddMembers(t.Context(), keyserver.Actor{}, "ops", []string{"alice"})
 	cmdtest.Must(t, err)

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/internal/stack"
@@ -31,7 +31,7 @@ func makeTraffic(t *testing.T, s *stack.Stack) {
 	alice, bob := identity(t), identity(t)
 	must(t, k.RegisterClient(ctx, keyserver.Actor{}, alice.Public(), "alice"))
 	must(t, k.RegisterClient(ctx, keyserver.Actor{}, bob.Public(), "bob"))
-	g, err := k.CreateGroup(ctx, keyserver.Actor{}, "ops", events.Policy{})
+	g, err := k.CreateGroup(ctx, keyserver.Actor{}, "ops", record.Policy{})
 	must(t, err)
 	_, err = k.AddMembers(ctx, keyserver.Actor{}, "ops", []string{"alice", "bob"})
 	must(t, err)

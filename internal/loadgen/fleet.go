@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/clientsdk"
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/stack"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
@@ -68,7 +68,7 @@ func Provision(ctx context.Context, s *stack.Stack, c FleetConfig) (*Fleet, erro
 // makeGroup creates group j with the clients i ≡ j (mod G).
 func (f *Fleet) makeGroup(ctx context.Context, s *stack.Stack, prefix string, j int) error {
 	name := fmt.Sprintf("%sg%05d", prefix, j)
-	gid, err := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, name, events.Policy{})
+	gid, err := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, name, record.Policy{})
 	if err != nil {
 		return fmt.Errorf("loadgen: creating group %s: %w", name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
@@ -41,7 +42,7 @@ func manage(stream string) []string {
 
 // used lists, per role, subjects its code publishes to.
 func used() map[natsauth.Role][]string {
-	ks := []string{streams.EventSubject(events.GroupAggregate(g)), streams.CheckpointSubject, streams.BundleSubject(g, alice),
+	ks := []string{streams.EventSubject(record.GroupAggregate(g)), streams.CheckpointSubject, streams.BundleSubject(g, alice),
 		streams.AdminRequestSubject("00ff"), streams.KVPrefix(streams.KeyserverKV) + "epoch." + g.String(), api("INFO")}
 	for _, s := range []string{streams.Events, streams.Checkpoints, streams.Bundles, streams.AdminRequests, streams.AcceptedStream,
 		streams.KVStream(streams.Relays), streams.KVStream(streams.Cursors), streams.KVStream(streams.KeyserverKV)} {

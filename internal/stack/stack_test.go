@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/internal/cmdtest"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver/admin"
@@ -67,7 +67,7 @@ func TestFirstRunAndRestart(t *testing.T) {
 	if len(again.Keys().Created) != 0 || again.Keys().Gateway.Public() != pkS || again.Keys().Keyserver.Public() != pkKs {
 		t.Errorf("keys not reused: created %v", again.Keys().Created)
 	}
-	again.Keyserver().Projection().Read(func(st *events.State) {
+	again.Keyserver().Projection().Read(func(st *fold.State) {
 		if _, ok := st.GroupByName("ops"); !ok {
 			t.Error("group ops lost across a restart")
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/commsec/communicator/clientsdk"
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
@@ -109,7 +111,7 @@ func (s *Stack) Register(name string) *Client {
 // Group creates a group with the given members.
 func (s *Stack) Group(name string, members ...*Client) protocol.GroupID {
 	s.T.Helper()
-	g, err := s.Keyserver.CreateGroup(context.Background(), keyserver.Actor{}, name, events.Policy{})
+	g, err := s.Keyserver.CreateGroup(context.Background(), keyserver.Actor{}, name, record.Policy{})
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -122,7 +124,7 @@ func (s *Stack) Group(name string, members ...*Client) protocol.GroupID {
 // GroupID finds a group's id by name.
 func (s *Stack) GroupID(name string) protocol.GroupID {
 	var id protocol.GroupID
-	s.Keyserver.Projection().Read(func(st *events.State) {
+	s.Keyserver.Projection().Read(func(st *fold.State) {
 		if g, ok := st.GroupByName(name); ok {
 			id = g.ID
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
@@ -185,7 +186,7 @@ func resolve(ctx context.Context, store *events.Store, ks [32]byte, ref string) 
 	var verified, failed int
 	err := store.Replay(ctx, streams.EventPrefix+"group.*", 1, func(m events.Stored) error {
 		e, err := m.Record.Decode()
-		if err != nil || e.Type != events.GroupCreated {
+		if err != nil || e.Type != record.GroupCreated {
 			return nil
 		}
 		if m.Record.Verify(&ks) != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/keyserver/audit"
@@ -43,8 +43,8 @@ func history(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	k.CreateGroup(ctx, a, "ops", events.Policy{})
-	k.CreateGroup(ctx, a, "other", events.Policy{})
+	k.CreateGroup(ctx, a, "ops", record.Policy{})
+	k.CreateGroup(ctx, a, "other", record.Policy{})
 	must(t, second(k.AddMembers(ctx, a, "ops", []string{"alice", "bob", "carol"})))
 	must(t, second(k.AddMembers(ctx, a, "other", []string{"dave"})))
 	must(t, second(k.RemoveMembers(ctx, a, "ops", []string{"carol"}, "left the team")))

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
@@ -21,10 +23,9 @@ func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.Gr
 	if err != nil {
 		return nil, nil, err
 	}
-	p := events.NewProjection(ks)
-	p.DeferSignatures(true)
+	p := events.NewLoader(ks)
 	b := &builder{ks: ks, group: g, spans: map[protocol.ClientID]*Member{}}
-	subject := events.Subject(events.GroupAggregate(g))
+	subject := events.Subject(record.GroupAggregate(g))
 	var broken *BrokenError
 	var done uint64
 	err = store.Replay(ctx, streams.AllEvents, 1, func(m events.Stored) error {
@@ -43,7 +44,7 @@ func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.Gr
 			return nil
 		}
 		if m.Subject == subject {
-			p.Read(func(s *events.State) { b.add(m, e, s) })
+			p.Read(func(s *fold.State) { b.add(m, e, s) })
 		}
 		return nil
 	})
@@ -61,7 +62,7 @@ func replay(ctx context.Context, store *events.Store, ks [32]byte, g protocol.Gr
 	case !b.found:
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoGroup, g)
 	}
-	return b.report(time.Now().UTC(), done, p.Head(events.GroupAggregate(g))), broken, nil
+	return b.report(time.Now().UTC(), done, p.Head(record.GroupAggregate(g))), broken, nil
 }
 
 func firstBroken(cur *BrokenError, seq uint64, subject string, err error) *BrokenError {
@@ -81,22 +82,22 @@ type builder struct {
 	events int
 }
 
-func (b *builder) by(e *events.Event) string {
-	if len(e.Actor) == 32 && [32]byte(e.Actor) == b.ks {
+func (b *builder) by(e *record.Event) string {
+	if e.Actor == b.ks {
 		return "keyserver"
 	}
-	return "operator " + hex.EncodeToString(e.Actor)
+	return "operator " + hex.EncodeToString(e.Actor[:])
 }
 
-func (b *builder) add(m events.Stored, e *events.Event, s *events.State) {
+func (b *builder) add(m events.Stored, e *record.Event, s *fold.State) {
 	b.events++
 	at := e.When()
-	c := Change{Seq: e.Seq, StreamSeq: m.Seq, Time: at, Type: string(e.Type), By: b.by(e)}
+	c := Change{Seq: e.Seq, StreamSeq: m.Seq, Time: at, Type: e.Type.String(), By: b.by(e)}
 	switch e.Type {
-	case events.GroupCreated:
+	case record.GroupCreated:
 		b.found = true
 		b.r.Group, b.r.Name, b.r.Created, b.r.CreatedBy = e.Group.ID.String(), e.Group.Name, at, c.By
-	case events.GroupDeleted:
+	case record.GroupDeleted:
 		b.closeEpoch(at)
 		b.closeSpans(at, s.Groups[b.group].Epoch, nil)
 		b.r.Deleted = &at
@@ -106,7 +107,7 @@ func (b *builder) add(m events.Stored, e *events.Event, s *events.State) {
 	b.r.Changes = append(b.r.Changes, c)
 }
 
-func (b *builder) epochChange(e *events.Event, at time.Time, s *events.State, c *Change) {
+func (b *builder) epochChange(e *record.Event, at time.Time, s *fold.State, c *Change) {
 	m := e.Members
 	c.Epoch, c.Reason = uint32(m.Epoch), m.Reason
 	for _, id := range m.Clients {
@@ -114,18 +115,18 @@ func (b *builder) epochChange(e *events.Event, at time.Time, s *events.State, c 
 	}
 	b.closeEpoch(at)
 	g := s.Groups[b.group]
-	ep := Epoch{Number: uint32(m.Epoch), Start: at, Cause: string(e.Type), By: c.By, Reason: m.Reason}
+	ep := Epoch{Number: uint32(m.Epoch), Start: at, Cause: e.Type.String(), By: c.By, Reason: m.Reason}
 	for _, id := range g.MemberList() {
 		ep.Members = append(ep.Members, name(s, id))
 	}
 	sort.Strings(ep.Members)
 	b.r.Epochs = append(b.r.Epochs, ep)
 	switch e.Type {
-	case events.MembersAdded:
+	case record.MembersAdded:
 		for _, id := range m.Clients {
 			b.openSpan(s, id, at, m.Epoch)
 		}
-	case events.MembersRemoved:
+	case record.MembersRemoved:
 		b.closeSpans(at, m.Epoch-1, m.Clients)
 	}
 }
@@ -136,7 +137,7 @@ func (b *builder) closeEpoch(at time.Time) {
 	}
 }
 
-func (b *builder) openSpan(s *events.State, id protocol.ClientID, at time.Time, e protocol.Epoch) {
+func (b *builder) openSpan(s *fold.State, id protocol.ClientID, at time.Time, e protocol.Epoch) {
 	mem := b.spans[id]
 	if mem == nil {
 		mem = &Member{Client: id.String(), Name: name(s, id)}
@@ -166,7 +167,7 @@ func contains(ids []protocol.ClientID, id protocol.ClientID) bool {
 	return false
 }
 
-func name(s *events.State, id protocol.ClientID) string {
+func name(s *fold.State, id protocol.ClientID) string {
 	if c := s.Clients[id]; c != nil && c.Name != "" {
 		return c.Name
 	}

@@ -29,6 +29,7 @@ func Generate() ([]*Vector, error) {
 	g.keyfiles()
 	g.laterFrames() // after the rest: the cases before it keep their bytes
 	g.windows()
+	g.events()
 	return g.out, g.err
 }
 

@@ -1,4 +1,10 @@
-package events
+// Package fold is the pure fold of the keyserver's event log: the State
+// that records build up (who is registered, who is in which group), the
+// rules that say whether an event is a valid change of it (PROTOCOL.md
+// §15.5), and an index of each client's groups. It needs no NATS: package
+// events verifies records and feeds them in; tests fold histories of
+// their own.
+package fold
 
 import (
 	"bytes"
@@ -10,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/protocol"
 )
 
@@ -46,7 +53,7 @@ type Client struct {
 type Group struct {
 	ID         protocol.GroupID
 	Name       string
-	Policy     Policy
+	Policy     record.Policy
 	Created    time.Time
 	Epoch      protocol.Epoch // 0 until the first member is added
 	EpochStart time.Time
@@ -94,12 +101,16 @@ func (g *Group) memberList() []protocol.ClientID {
 
 func compareIDs(a, b protocol.ClientID) int { return bytes.Compare(a[:], b[:]) }
 
-// State is the fold of the log: who is registered and who is in which group.
+// State is the fold of the log: who is registered and who is in which
+// group. Apply is the only way to change it.
 type State struct {
 	Clients map[protocol.ClientID]*Client
 	Groups  map[protocol.GroupID]*Group
 	names   map[string]protocol.GroupID  // names of live groups
 	cnames  map[string]protocol.ClientID // names of live clients
+	// member lists, per client, the live groups whose current epoch it
+	// is a member of (see GroupsOf), in no particular order.
+	member map[protocol.ClientID][]protocol.GroupID
 }
 
 // NewState returns the state of an empty log.
@@ -109,7 +120,41 @@ func NewState() *State {
 		Groups:  map[protocol.GroupID]*Group{},
 		names:   map[string]protocol.GroupID{},
 		cnames:  map[string]protocol.ClientID{},
+		member:  map[protocol.ClientID][]protocol.GroupID{},
 	}
+}
+
+// GroupsOf lists the live groups whose current epoch id is a member of,
+// in ascending byte order, in a new slice (nil if none).
+func (s *State) GroupsOf(id protocol.ClientID) []protocol.GroupID {
+	gs := s.member[id]
+	if len(gs) == 0 {
+		return nil
+	}
+	out := slices.Clone(gs)
+	slices.SortFunc(out, func(a, b protocol.GroupID) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// InAnyGroup reports whether id is a member of a live group.
+func (s *State) InAnyGroup(id protocol.ClientID) bool { return len(s.member[id]) > 0 }
+
+func (s *State) join(id protocol.ClientID, g protocol.GroupID) {
+	s.member[id] = append(s.member[id], g)
+}
+
+func (s *State) leave(id protocol.ClientID, g protocol.GroupID) {
+	gs := s.member[id]
+	i := slices.Index(gs, g)
+	if i < 0 {
+		return
+	}
+	gs[i] = gs[len(gs)-1]
+	if gs = gs[:len(gs)-1]; len(gs) == 0 {
+		delete(s.member, id)
+		return
+	}
+	s.member[id] = gs
 }
 
 // ClientByName finds a live (not revoked) client by name.
@@ -131,45 +176,54 @@ func (s *State) GroupByName(name string) (*Group, bool) {
 }
 
 // Check reports whether e is a valid change of the current state.
-func (s *State) Check(e *Event) error {
+func (s *State) Check(e *record.Event) error {
 	_, err := s.check(e)
 	return err
 }
 
-// check is Check; for a change of members it also returns the new
-// epoch's members in ascending order, for apply.
-func (s *State) check(e *Event) ([]protocol.ClientID, error) {
-	switch e.Type {
-	case ClientRegistered:
-		return nil, s.checkRegister(e.Client)
-	case ClientRevoked:
-		_, err := s.liveClient(e.Client.ID)
-		return nil, err
-	case GroupCreated:
-		return nil, s.checkCreate(e.Group)
-	case GroupDeleted:
-		_, err := s.liveGroup(e.Group.ID)
-		return nil, err
-	case MembersAdded, MembersRemoved, GroupRekeyed:
-		return s.checkEpoch(e.Type, e.Members)
+// Apply folds e in if it is a valid change of the current state, and
+// otherwise returns why not and changes nothing. The caller has checked
+// the record's chain and signature.
+func (s *State) Apply(e *record.Event) error {
+	next, err := s.check(e)
+	if err != nil {
+		return err
 	}
-	return nil, fmt.Errorf("%w: unknown type %q", ErrMalformed, e.Type)
+	s.apply(e, next)
+	return nil
 }
 
-func (s *State) checkRegister(c *ClientPayload) error {
+// check is Check; for a change of members it also returns the new
+// epoch's members in ascending order, for apply.
+func (s *State) check(e *record.Event) ([]protocol.ClientID, error) {
+	switch e.Type {
+	case record.ClientRegistered:
+		return nil, s.checkRegister(e.Client)
+	case record.ClientRevoked:
+		_, err := s.liveClient(e.Client.ID)
+		return nil, err
+	case record.GroupCreated:
+		return nil, s.checkCreate(e.Group)
+	case record.GroupDeleted:
+		_, err := s.liveGroup(e.Group.ID)
+		return nil, err
+	case record.MembersAdded, record.MembersRemoved, record.GroupRekeyed:
+		return s.checkEpoch(e.Type, e.Members)
+	}
+	return nil, fmt.Errorf("%w: unknown type %s", record.ErrMalformed, e.Type)
+}
+
+func (s *State) checkRegister(c *record.ClientPayload) error {
 	if _, ok := s.Clients[c.ID]; ok {
 		return fmt.Errorf("%w: %s", ErrClientExists, c.ID.Short())
 	}
 	if _, taken := s.cnames[c.Name]; taken && c.Name != "" {
 		return fmt.Errorf("%w: name %q is taken", ErrClientExists, c.Name)
 	}
-	if len(c.Wrap) != protocol.PublicKeySize {
-		return fmt.Errorf("%w: key-wrap key of %d bytes", ErrMalformed, len(c.Wrap))
-	}
 	return checkName(c.Name)
 }
 
-func (s *State) checkCreate(g *GroupPayload) error {
+func (s *State) checkCreate(g *record.GroupPayload) error {
 	if _, ok := s.Groups[g.ID]; ok {
 		return fmt.Errorf("%w: id %s", ErrGroupExists, g.ID)
 	}
@@ -220,7 +274,7 @@ func (s *State) liveGroup(id protocol.GroupID) (*Group, error) {
 
 // checkEpoch checks an event that opens the group's next epoch and
 // returns the epoch's members.
-func (s *State) checkEpoch(t Type, m *MembersPayload) ([]protocol.ClientID, error) {
+func (s *State) checkEpoch(t record.Type, m *record.MembersPayload) ([]protocol.ClientID, error) {
 	g, err := s.liveGroup(m.Group)
 	if err != nil {
 		return nil, err
@@ -232,10 +286,10 @@ func (s *State) checkEpoch(t Type, m *MembersPayload) ([]protocol.ClientID, erro
 	if err != nil {
 		return nil, err
 	}
-	if t == GroupRekeyed && len(next) == 0 {
+	if t == record.GroupRekeyed && len(next) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNoMembers, g.Name)
 	}
-	if !bytes.Equal(digest[:], m.Digest) {
+	if digest != m.Digest {
 		return nil, ErrDigestMismatch
 	}
 	return next, nil
@@ -243,12 +297,12 @@ func (s *State) checkEpoch(t Type, m *MembersPayload) ([]protocol.ClientID, erro
 
 // nextMembers returns the members after the change in ascending order and
 // their digest, or why the change is invalid. It leaves g as it is.
-func (s *State) nextMembers(t Type, g *Group, clients []protocol.ClientID) ([]protocol.ClientID, [protocol.HashSize]byte, error) {
+func (s *State) nextMembers(t record.Type, g *Group, clients []protocol.ClientID) ([]protocol.ClientID, [protocol.HashSize]byte, error) {
 	var none [protocol.HashSize]byte
 	cur := g.memberList()
-	if t == GroupRekeyed {
+	if t == record.GroupRekeyed {
 		if len(clients) != 0 {
-			return nil, none, fmt.Errorf("%w: a rekey names no clients", ErrMalformed)
+			return nil, none, fmt.Errorf("%w: a rekey names no clients", record.ErrMalformed)
 		}
 		if len(cur) > 0 && len(g.sorted) == len(cur) {
 			return cur, g.Digest, nil // apply set Digest from a checked event with these members
@@ -271,7 +325,7 @@ func (s *State) nextMembers(t Type, g *Group, clients []protocol.ClientID) ([]pr
 	changed := slices.Clone(clients)
 	slices.SortFunc(changed, compareIDs)
 	var next []protocol.ClientID
-	if t == MembersAdded {
+	if t == record.MembersAdded {
 		next = mergeSorted(cur, changed)
 	} else {
 		next = subtractSorted(cur, changed)
@@ -303,9 +357,9 @@ func memberDigest(sorted []protocol.ClientID) [protocol.HashSize]byte {
 }
 
 // checkMember checks that id may be added to or removed from g.
-func (s *State) checkMember(t Type, g *Group, id protocol.ClientID) error {
+func (s *State) checkMember(t record.Type, g *Group, id protocol.ClientID) error {
 	member := g.IsMember(id)
-	if t == MembersRemoved {
+	if t == record.MembersRemoved {
 		if !member {
 			return fmt.Errorf("%w: %s", ErrNotMember, id.Short())
 		}
@@ -349,54 +403,58 @@ func subtractSorted(a, b []protocol.ClientID) []protocol.ClientID {
 }
 
 // NextDigest returns the digest the event changing g's members would carry.
-func (s *State) NextDigest(t Type, g *Group, clients []protocol.ClientID) ([protocol.HashSize]byte, error) {
+func (s *State) NextDigest(t record.Type, g *Group, clients []protocol.ClientID) ([protocol.HashSize]byte, error) {
 	_, digest, err := s.nextMembers(t, g, clients)
 	return digest, err
 }
 
 // apply folds a checked event into the state; next is what check
 // returned for it.
-func (s *State) apply(e *Event, next []protocol.ClientID) {
+func (s *State) apply(e *record.Event, next []protocol.ClientID) {
 	at := e.When()
 	switch e.Type {
-	case ClientRegistered:
-		c := &Client{ID: e.Client.ID, Name: e.Client.Name, Registered: at}
-		copy(c.Wrap[:], e.Client.Wrap)
+	case record.ClientRegistered:
+		c := &Client{ID: e.Client.ID, Wrap: e.Client.Wrap, Name: e.Client.Name, Registered: at}
 		s.Clients[c.ID] = c
 		if c.Name != "" {
 			s.cnames[c.Name] = c.ID
 		}
-	case ClientRevoked:
+	case record.ClientRevoked:
 		c := s.Clients[e.Client.ID]
 		c.Revoked, c.RevokedAt = true, at
 		delete(s.cnames, c.Name)
-	case GroupCreated:
+	case record.GroupCreated:
 		s.Groups[e.Group.ID] = &Group{ID: e.Group.ID, Name: e.Group.Name, Policy: e.Group.Policy, Created: at,
 			Members: map[protocol.ClientID]struct{}{}, Joined: map[protocol.ClientID]protocol.Epoch{}}
 		s.names[e.Group.Name] = e.Group.ID
-	case GroupDeleted:
+	case record.GroupDeleted:
 		g := s.Groups[e.Group.ID]
 		g.Deleted = true
 		delete(s.names, g.Name)
-	case MembersAdded, MembersRemoved, GroupRekeyed:
+		for id := range g.Members {
+			s.leave(id, g.ID)
+		}
+	case record.MembersAdded, record.MembersRemoved, record.GroupRekeyed:
 		s.applyEpoch(e.Type, e.Members, next, at)
 	}
 }
 
-func (s *State) applyEpoch(t Type, m *MembersPayload, next []protocol.ClientID, at time.Time) {
+func (s *State) applyEpoch(t record.Type, m *record.MembersPayload, next []protocol.ClientID, at time.Time) {
 	g := s.Groups[m.Group]
 	g.sorted = next
 	for _, id := range m.Clients {
-		if t == MembersAdded {
+		if t == record.MembersAdded {
 			g.Members[id] = struct{}{}
 			g.Joined[id] = m.Epoch
+			s.join(id, g.ID)
 		} else {
 			delete(g.Members, id)
 			delete(g.Joined, id)
+			s.leave(id, g.ID)
 		}
 	}
 	g.Epoch, g.EpochStart = m.Epoch, at
-	g.Digest = [protocol.HashSize]byte(m.Digest)
+	g.Digest = m.Digest
 }
 
 // Digest is a hash of the whole state in a canonical order: two services
