@@ -278,6 +278,8 @@ int comm_hs_client_read_frame0(comm_hs *hs, const uint8_t *frame, size_t n)
 
 /* ---- server (tests and vectors) ---- */
 
+#ifndef COMM_CLIENT_ONLY
+
 int comm_hs_server_init(comm_hs *hs, const comm_backend *be, const uint8_t seed[32], const uint8_t eph[32])
 {
 	return init(hs, be, seed, eph, 1);
@@ -348,3 +350,5 @@ int comm_hs_server_read_m4(comm_hs *hs, const uint8_t *msg, size_t n)
 	hs->state = COMM_HS_ESTABLISHED;
 	return COMM_OK;
 }
+
+#endif /* COMM_CLIENT_ONLY */

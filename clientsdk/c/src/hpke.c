@@ -131,6 +131,8 @@ int comm_hpke_open_base(const comm_backend *be, uint8_t *pt, const uint8_t enc[3
 	return err;
 }
 
+#ifndef COMM_CLIENT_ONLY
+/* Seal is for tests: a client only opens bundles. */
 int comm_hpke_seal_base(const comm_backend *be, uint8_t enc[32], uint8_t *ct, const uint8_t pkr[32],
                         const uint8_t eph[32], const uint8_t *info, size_t infolen, const uint8_t *pt,
                         size_t ptlen)
@@ -148,3 +150,4 @@ int comm_hpke_seal_base(const comm_backend *be, uint8_t enc[32], uint8_t *ct, co
 	comm_wipe(key, sizeof key);
 	return err;
 }
+#endif

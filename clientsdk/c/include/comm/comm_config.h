@@ -47,6 +47,9 @@
 #define COMM_RX_MAX_BODY 65536u
 #endif
 
+/* Define COMM_CLIENT_ONLY to leave out what only tests use: the server
+ * side of the handshake and HPKE seal (the footprint is measured so). */
+
 #if COMM_MAX_EPOCHS < 2 || COMM_MAX_EPOCHS > 16
 #error "COMM_MAX_EPOCHS must be 2..16"
 #endif
