@@ -65,6 +65,7 @@ static struct app {
 	uint16_t ack_status;
 	uint64_t want_counter;
 	int bundle_err;
+	int key_for_held; /* a key arrived while a delivery was held for one */
 } A;
 
 static int die_usage(const char *msg)
@@ -243,6 +244,8 @@ static void on_bundle(void *ctx, const uint8_t group[16], uint32_t epoch, int er
 {
 	char g[33];
 	(void)ctx;
+	if (err == 0 && A.c.hold != 0)
+		A.key_for_held = 1;
 	if (err == 0 || err == COMM_E_STALE_EPOCH)
 		return;
 	hexs(g, group, 16);
@@ -491,6 +494,16 @@ static int listen_cmd(struct opts *o)
 		if (r < 0 && r != COMM_E_TIMEOUT) {
 			fprintf(stderr, "commclient-c: the channel ended: %s\n", ename(r));
 			return 1;
+		}
+		if (A.key_for_held) {
+			/* a delivery came before its epoch's key and was left
+			 * unacknowledged (PROTOCOL.md 5.6): the key is here now, so
+			 * reconnect to have it delivered again */
+			A.key_for_held = 0;
+			comm_client_close(&A.c);
+			posix_close(&A.net);
+			if ((r = dial(o)) != 0)
+				return r;
 		}
 	}
 	comm_client_close(&A.c);
