@@ -257,19 +257,20 @@ static int key_never_comes(const comm_state *st, const comm_env_header *h)
 static int deliver(comm_client *c, uint8_t *env, size_t n)
 {
 	comm_env_header h;
-	const uint8_t *key;
+	const uint8_t *key = NULL;
 	uint8_t *payload;
 	size_t plen;
-	int err = comm_env_parse(env, n, &h);
+	/* the fields and (version 2) the sender's signature, before anything else */
+	int err = comm_env_verify(c->cfg.be, env, n, &h);
 	if (!err) {
 		err = comm_state_key(c->cfg.state, h.group, h.epoch, &key);
-		if (err)
-			return !key_never_comes(c->cfg.state, &h);
+		if ((err == COMM_E_UNKNOWN_GROUP || err == COMM_E_UNKNOWN_EPOCH) && !key_never_comes(c->cfg.state, &h))
+			return 1;
 	}
 	if (!err)
 		err = comm_state_check(c->cfg.state, &h); /* refuse early, record nothing (8.2 step 4) */
 	if (!err)
-		err = comm_env_open(c->cfg.be, env, n, key, &h, &payload, &plen);
+		err = comm_env_open_verified(c->cfg.be, env, n, key, &payload, &plen);
 	if (!err) {
 		err = comm_state_accept(c->cfg.state, c->cfg.store, &h);
 		if (err == COMM_E_STORE)
@@ -391,7 +392,7 @@ int comm_client_send(comm_client *c, const uint8_t group[16], const uint8_t *pay
 	memcpy(h.sender, c->cfg.identity->id, 32);
 	c->last_send = 0;
 	err = comm_env_seal(c->cfg.be, c->cfg.tx + COMM_FRAME_HEADER_SIZE, c->cfg.tx_cap - COMM_FRAME_OVERHEAD, &h,
-	                    key, nonce, payload, n, &envlen);
+	                    key, nonce, payload, n, c->cfg.identity, &envlen);
 	if (err)
 		return err;
 	err = comm_frame_seal(&c->ch, c->cfg.tx, c->cfg.tx_cap, COMM_FRAME_SEND, c->cfg.tx + COMM_FRAME_HEADER_SIZE,

@@ -10,16 +10,16 @@
  *
  * Stored blob (local to this library; integers big-endian):
  *
- *   "CMST" | version 1 | ngroups (1) | group * ngroups | crc32 (4, over everything before)
- *   group  = id (16) | floor (4) | reserved (8) | nkeys (1) | (epoch (4) | key (32)) * nkeys
- *            | nsenders (2) | (tag (8) | wlen (1) | window, binary form 8.6 (wlen)) * nsenders
+ *   "CMST" | version 2 | ngroups (1) | group * ngroups | crc32 (4, over everything before)
+ *   group  = id (16) | floor (4) | newest (4) | since (4) | reserved (8) | nkeys (1) | (epoch (4) | key (32)) * nkeys
+ *            | nsenders (2) | (tag (8) | epoch (4) | wlen (1) | window, binary form 8.6 (wlen)) * nsenders
  *
  * The send counter resumes at the reserved mark after a load (8.4).
  */
 #include "internal.h"
 
 #define BLOB_MAGIC "CMST"
-#define BLOB_VERSION 1
+#define BLOB_VERSION 2
 
 void comm_state_init(comm_state *st) { memset(st, 0, sizeof *st); }
 
@@ -95,6 +95,8 @@ static void out_group(struct writer *w, const comm_group_state *g)
 {
 	out(w, g->id, 16);
 	out_uint(w, g->floor, 4);
+	out_uint(w, g->newest, 4);
+	out_uint(w, g->since, 4);
 	out_uint(w, g->reserved, 8);
 	out_uint(w, g->nkeys, 1);
 	for (int k = 0; k < g->nkeys; k++) {
@@ -106,6 +108,7 @@ static void out_group(struct writer *w, const comm_group_state *g)
 		uint8_t wb[COMM_WINDOW_BINARY_MAX];
 		size_t wl = comm_window_binary(&g->senders[s].w, wb);
 		out(w, g->senders[s].tag, 8);
+		out_uint(w, g->senders[s].epoch, 4);
 		out_uint(w, wl, 1);
 		out(w, wb, wl);
 	}
@@ -198,10 +201,12 @@ static int in_sender(struct reader *r, const comm_group_state *g, int s, comm_se
 	uint8_t wb[COMM_WINDOW_BINARY_MAX];
 	size_t wl, used;
 	in(r, out->tag, 8);
+	out->epoch = (uint32_t)in_uint(r, 4);
 	wl = (size_t)in_uint(r, 1);
 	if (r->err || wl > sizeof wb || !in(r, wb, wl))
 		return 0;
-	if (comm_window_parse_binary(wb, wl, &out->w, &used) != COMM_OK || used != wl || out->w.top == 0)
+	if (comm_window_parse_binary(wb, wl, &out->w, &used) != COMM_OK || used != wl || out->w.top == 0 ||
+	    out->epoch == 0 || out->epoch > g->newest)
 		return 0;
 	for (int j = 0; j < s; j++)
 		if (memcmp(g->senders[j].tag, out->tag, 8) == 0)
@@ -217,10 +222,13 @@ static int in_group(struct reader *r, comm_state *st, comm_group_state *g)
 	memcpy(g->id, id, 16);
 	g->used = 1;
 	g->floor = (uint32_t)in_uint(r, 4);
+	g->newest = (uint32_t)in_uint(r, 4);
+	g->since = (uint32_t)in_uint(r, 4);
 	g->reserved = in_uint(r, 8);
 	g->next = g->reserved;
 	g->nkeys = (uint8_t)in_uint(r, 1);
-	if (r->err || g->reserved == 0 || g->nkeys > COMM_MAX_EPOCHS)
+	if (r->err || g->reserved == 0 || g->nkeys > COMM_MAX_EPOCHS || g->since > COMM_RETIRE_AFTER ||
+	    (g->newest == 0) != (g->since == 0))
 		return 0;
 	for (int k = 0; k < g->nkeys; k++) {
 		uint32_t e = (uint32_t)in_uint(r, 4);
@@ -302,7 +310,7 @@ struct undo {
 	comm_group_state *g;
 	uint8_t used, nkeys;
 	uint16_t nsenders;
-	uint32_t floor;
+	uint32_t floor, newest, since;
 	uint64_t reserved;
 	comm_epoch_key keys[COMM_MAX_EPOCHS];
 	int sender; /* index of the sender changed, or -1 */
@@ -316,6 +324,8 @@ static void snapshot(struct undo *u, comm_group_state *g, int sender)
 	u->nkeys = g->nkeys;
 	u->nsenders = g->nsenders;
 	u->floor = g->floor;
+	u->newest = g->newest;
+	u->since = g->since;
 	u->reserved = g->reserved;
 	memcpy(u->keys, g->keys, sizeof u->keys);
 	u->sender = sender;
@@ -332,6 +342,8 @@ static int commit_or_undo(const comm_state *st, const comm_store *store, struct 
 		g->nkeys = u->nkeys;
 		g->nsenders = u->nsenders;
 		g->floor = u->floor;
+		g->newest = u->newest;
+		g->since = u->since;
 		g->reserved = u->reserved;
 		memcpy(g->keys, u->keys, sizeof g->keys);
 		if (u->sender >= 0)
@@ -390,6 +402,10 @@ int comm_state_key(const comm_state *st, const uint8_t group[16], uint32_t epoch
 	*key = NULL;
 	if (g == NULL || g->nkeys == 0)
 		return COMM_E_UNKNOWN_GROUP;
+#if COMM_VERSION >= 2
+	if (epoch < g->floor)
+		return COMM_E_RETIRED_EPOCH; /* dropped: it will not come back */
+#endif
 	for (int i = 0; i < g->nkeys; i++) {
 		if (g->keys[i].epoch == epoch) {
 			*key = g->keys[i].key;
@@ -433,16 +449,54 @@ static int find_sender(const comm_group_state *g, const uint8_t sender[32])
 	return -1;
 }
 
+/* check applies 8.3's retirement (version 2) and 8.2 step 4 to h. */
+static int check(const comm_group_state *g, const comm_env_header *h)
+{
+	comm_window empty;
+	int s = find_sender(g, h->sender);
+#if COMM_VERSION >= 2
+	if (h->epoch < g->floor)
+		return COMM_E_RETIRED_EPOCH;
+	if (s >= 0 && h->epoch < g->senders[s].epoch)
+		return COMM_E_RETIRED_EPOCH; /* the sender has moved on to a newer epoch */
+#endif
+	memset(&empty, 0, sizeof empty);
+	return verdict_err(comm_window_check(s >= 0 ? &g->senders[s].w : &empty, h->counter));
+}
+
 int comm_state_check(const comm_state *st, const comm_env_header *h)
 {
 	const comm_group_state *g = find(st, h->group);
-	comm_window empty;
-	int s;
 	if (g == NULL)
 		return COMM_E_UNKNOWN_GROUP;
-	s = find_sender(g, h->sender);
-	memset(&empty, 0, sizeof empty);
-	return verdict_err(comm_window_check(s >= 0 ? &g->senders[s].w : &empty, h->counter));
+	return check(g, h);
+}
+
+/* retire drops the keys 8.3 retires and raises the floor. Version 1: the
+ * keys below the previous epoch of the message accepted. Version 2: those
+ * below the previous epoch of the newest message accepted, and the
+ * previous one too once COMM_RETIRE_AFTER messages were accepted from the
+ * first of the newest epoch on. */
+static void retire(comm_group_state *g, uint32_t e)
+{
+	uint32_t keep;
+	if (e > g->newest) {
+		g->newest = e;
+		g->since = 1;
+	} else if (g->since < COMM_RETIRE_AFTER) {
+		g->since++;
+	}
+#if COMM_VERSION >= 2
+	keep = g->since >= COMM_RETIRE_AFTER ? g->newest : g->newest - 1;
+#else
+	keep = e > 1 ? e - 1 : 0;
+#endif
+	while (g->nkeys > 0 && g->keys[0].epoch < keep)
+		drop_oldest(g);
+#if COMM_VERSION >= 2
+	if (keep > g->floor)
+		g->floor = keep;
+#endif
 }
 
 int comm_state_accept(comm_state *st, const comm_store *store, const comm_env_header *h)
@@ -452,7 +506,7 @@ int comm_state_accept(comm_state *st, const comm_store *store, const comm_env_he
 	int s, err;
 	if (g == NULL)
 		return COMM_E_UNKNOWN_GROUP;
-	err = comm_state_check(st, h);
+	err = check(g, h);
 	if (err)
 		return err;
 	s = find_sender(g, h->sender);
@@ -468,8 +522,9 @@ int comm_state_accept(comm_state *st, const comm_store *store, const comm_env_he
 		snapshot(&u, g, s);
 	}
 	comm_window_accept(&g->senders[s].w, h->counter);
-	while (g->nkeys > 0 && h->epoch > 1 && g->keys[0].epoch < h->epoch - 1)
-		drop_oldest(g);
+	if (h->epoch > g->senders[s].epoch)
+		g->senders[s].epoch = h->epoch;
+	retire(g, h->epoch);
 	return commit_or_undo(st, store, &u);
 }
 

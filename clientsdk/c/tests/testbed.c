@@ -7,7 +7,6 @@
 
 #include "comm/comm_sodium.h"
 
-static const uint8_t other_sender[32] = {0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 1};
 
 static int unhex(uint8_t *out, size_t n, const char *s)
 {
@@ -54,6 +53,13 @@ int tb_init(struct testbed *tb, const char *dir)
 		return -1;
 	}
 	memset(tb->server_seed, 0x5e, 32);
+	{
+		uint8_t seed[32], wrap[32];
+		memset(seed, 0x0b, 32);
+		memset(wrap, 0x0c, 32);
+		if (comm_identity_init(&tb->be, &tb->other, seed, wrap) != 0)
+			return -1;
+	}
 	return tb->be.ed25519_public(tb->be.ctx, tb->server_pk, tb->server_seed);
 }
 
@@ -86,11 +92,12 @@ int tb_deliver(struct testbed *tb, uint64_t cursor, uint64_t counter, const char
 	memset(nonce, 0x4e, sizeof nonce);
 	memcpy(h.group, tb->group, 16);
 	h.epoch = tb->epoch;
-	memcpy(h.sender, other_sender, 32);
+	memcpy(h.sender, tb->other.id, 32);
 	h.counter = counter;
 	for (int i = 7; i >= 0; i--, cursor >>= 8)
 		body[i] = (uint8_t)cursor;
-	err = comm_env_seal(&tb->be, body + 8, sizeof body - 8, &h, tb->group_key, nonce, (const uint8_t *)text, n, &len);
+	err = comm_env_seal(&tb->be, body + 8, sizeof body - 8, &h, tb->group_key, nonce, (const uint8_t *)text, n,
+	                    &tb->other, &len);
 	return err ? err : tb_frame(tb, COMM_FRAME_DELIVER, body, 8 + len);
 }
 

@@ -17,6 +17,7 @@ struct testbed {
 	/* from bundle-ok.txt */
 	uint8_t ks_pk[32], member_seed[32], wrap_sk[32], bundle[COMM_BUNDLE_SIZE], group[16], group_key[32];
 	uint32_t epoch;
+	comm_identity other; /* the sender of the deliveries */
 	/* the gateway */
 	uint8_t server_seed[32], server_pk[32];
 	comm_hs hs;

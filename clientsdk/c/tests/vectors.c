@@ -350,11 +350,34 @@ static int run_envelope(struct vec *v)
 		uint8_t *nonce = field(v, "nonce", 24, NULL);
 		uint8_t *out = malloc(n + 1);
 		size_t outlen;
+		comm_identity signer, *sp = NULL;
 		must_equal(v, "group", h.group, g, 16);
 		must_equal(v, "sender", h.sender, s, 32);
 		if (h.epoch != num(v, "epoch") || h.counter != num(v, "counter"))
 			v->mismatch = strdup("epoch/counter");
-		if (comm_env_seal(&be, out, n, &h, key, nonce, payload, plen, &outlen) != 0 || outlen != n)
+		if (get(v, "sender_seed")) { /* version 2: the sender signs */
+			uint8_t *seed = field(v, "sender_seed", 32, NULL), wrap[32] = {0};
+			comm_identity_init(&be, &signer, seed, wrap);
+			sp = &signer;
+			free(seed);
+		}
+		if (get(v, "signed")) { /* the bytes the signature covers (6) */
+			size_t sl;
+			uint8_t *want = field(v, "signed", 0, &sl);
+			size_t ll = COMM_LABEL_LEN(COMM_LABEL_ENVELOPE_SIG);
+			uint8_t *got = malloc(ll + 3 + n);
+			memcpy(got, COMM_LABEL_ENVELOPE_SIG, ll);
+			got[ll] = COMM_VERSION;
+			got[ll + 1] = COMM_SUITE >> 8;
+			got[ll + 2] = COMM_SUITE & 0xff;
+			memcpy(got + ll + 3, orig, n - COMM_ENV_SIG_SIZE);
+			if (sl != ll + 3 + n - COMM_ENV_SIG_SIZE)
+				v->mismatch = strdup("signed (length)");
+			else
+				must_equal(v, "signed", got, want, sl);
+			free(want), free(got);
+		}
+		if (comm_env_seal(&be, out, n, &h, key, nonce, payload, plen, sp, &outlen) != 0 || outlen != n)
 			v->mismatch = strdup("seal");
 		else
 			must_equal(v, "sealed envelope", out, orig, n);

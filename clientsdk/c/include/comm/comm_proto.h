@@ -8,19 +8,31 @@
 #define COMM_PROTO_H
 
 /* 1.5: the protocol version. It is the version byte of handshake
- * messages, envelopes, key bundles and key files, and the "/1" of every
- * label. */
+ * messages, envelopes, key bundles and key files, and the "/N" of every
+ * label. Version 2 signs every envelope by its sender (6) and retires
+ * previous epochs' keys by message counts (8.3); -DCOMM_VERSION=1 builds
+ * the previous version. */
+#ifndef COMM_VERSION
 #define COMM_VERSION 1
+#endif
 #define COMM_SUITE 1 /* 2.2: X25519, Ed25519, SHA-256, HMAC-SHA256, HKDF-SHA256 */
 
-/* 3: labels, ASCII without terminator (use sizeof - 1 for the length). */
-#define COMM_LABEL_SERVER_SIG "communicator/1 handshake server signature"
-#define COMM_LABEL_CLIENT_SIG "communicator/1 handshake client signature"
-#define COMM_LABEL_KEY_C2S "communicator/1 channel key client to server"
-#define COMM_LABEL_KEY_S2C "communicator/1 channel key server to client"
-#define COMM_LABEL_BUNDLE_SIG "communicator/1 key bundle signature"
-#define COMM_LABEL_BUNDLE_WRAP "communicator/1 key bundle wrap"
-#define COMM_LABEL_MEMBER_DIGEST "communicator/1 epoch member list"
+/* 3: labels, ASCII without terminator (use COMM_LABEL_LEN for the length). */
+#if COMM_VERSION == 1
+#define COMM_LABEL_PREFIX "communicator/1 "
+#elif COMM_VERSION == 2
+#define COMM_LABEL_PREFIX "communicator/2 "
+#else
+#error "COMM_VERSION must be 1 or 2"
+#endif
+#define COMM_LABEL_SERVER_SIG COMM_LABEL_PREFIX "handshake server signature"
+#define COMM_LABEL_CLIENT_SIG COMM_LABEL_PREFIX "handshake client signature"
+#define COMM_LABEL_KEY_C2S COMM_LABEL_PREFIX "channel key client to server"
+#define COMM_LABEL_KEY_S2C COMM_LABEL_PREFIX "channel key server to client"
+#define COMM_LABEL_BUNDLE_SIG COMM_LABEL_PREFIX "key bundle signature"
+#define COMM_LABEL_BUNDLE_WRAP COMM_LABEL_PREFIX "key bundle wrap"
+#define COMM_LABEL_MEMBER_DIGEST COMM_LABEL_PREFIX "epoch member list"
+#define COMM_LABEL_ENVELOPE_SIG COMM_LABEL_PREFIX "group message signature" /* version 2 */
 #define COMM_LABEL_LEN(l) (sizeof(l) - 1)
 
 /* 2.3, 2.4: sizes. */
@@ -37,6 +49,7 @@
 #define COMM_MAX_COUNTER_JUMP 4294967296ull /* 2^32 */
 #define COMM_EXHAUSTED_COUNTER 0xffffffffffffffffull
 #define COMM_WINDOW_SIZE 256
+#define COMM_RETIRE_AFTER 256 /* 8.3, version 2: messages before older epochs' keys retire */
 #define COMM_MAX_INFLIGHT 128
 
 /* 4.1: handshake messages. */
@@ -84,7 +97,8 @@
 #define COMM_ACK_FUTURE_EPOCH 8
 
 /* 6.1: envelopes. The header (version .. counter) is the AEAD's
- * associated data. */
+ * associated data. Version 2 appends the sender's Ed25519 signature over
+ * LabelEnvelopeSig | version | suite | header | nonce | ciphertext. */
 #define COMM_ENV_VERSION COMM_VERSION
 #define COMM_ENV_OFF_GROUP 1
 #define COMM_ENV_OFF_EPOCH 17
@@ -95,7 +109,12 @@
 #define COMM_ENV_HEADER_SIZE 61
 #define COMM_ENV_NONCE_SIZE 24
 #define COMM_ENV_TAG_SIZE 16
-#define COMM_ENV_OVERHEAD 101
+#if COMM_VERSION >= 2
+#define COMM_ENV_SIG_SIZE 64
+#else
+#define COMM_ENV_SIG_SIZE 0
+#endif
+#define COMM_ENV_OVERHEAD (101 + COMM_ENV_SIG_SIZE)
 #define COMM_ENV_MAX_SIZE (COMM_ENV_OVERHEAD + COMM_MAX_PAYLOAD)
 
 /* 7.1: key bundles. */
