@@ -410,6 +410,25 @@ static int read_message(const struct opts *o, uint8_t *msg, size_t *n)
 	return 0;
 }
 
+/* wait_newer_key polls up to 5 s for a key of group newer than epoch. */
+static int wait_newer_key(const uint8_t group[16], uint32_t epoch)
+{
+	long long end = posix_now_ms() + 5000;
+	uint32_t e = 0;
+	const uint8_t *key;
+	while (comm_state_current(&A.state, group, &e, &key) == 0 && e <= epoch) {
+		long long left = end - posix_now_ms();
+		int r;
+		if (left <= 0)
+			return 0;
+		A.net.wait_ms = left > 1000 ? 1000 : (int)left;
+		r = comm_client_poll(&A.c);
+		if (r < 0 && r != COMM_E_TIMEOUT)
+			return 0;
+	}
+	return e > epoch;
+}
+
 static int send_cmd(struct opts *o)
 {
 	static uint8_t msg[MAX_MSG + 2];
@@ -430,11 +449,15 @@ static int send_cmd(struct opts *o)
 		fprintf(stderr, "commclient-c: not a member of %s\n", o->pos[0]);
 		return 1;
 	}
-	for (int attempt = 0; attempt < 10; attempt++) {
-		if (attempt == 0)
+	for (int attempt = 0, resealed = 0; attempt < 10; attempt++) {
+		uint32_t sealed_epoch = 0;
+		const uint8_t *key;
+		if (attempt == 0 || A.ack_status == COMM_ACK_OLD_EPOCH) {
+			comm_state_current(&A.state, group, &sealed_epoch, &key);
 			err = comm_client_send(&A.c, group, msg, n, &A.want_counter);
-		else
+		} else {
 			err = comm_client_resend(&A.c); /* status 3: the same envelope again (5.5) */
+		}
 		if (err) {
 			fprintf(stderr, "commclient-c: send: %s\n", ename(err));
 			return 1;
@@ -445,6 +468,10 @@ static int send_cmd(struct opts *o)
 			fprintf(stderr, "commclient-c: no verdict from the relay: %s (the message may or may not have been relayed)\n",
 			        ename(err));
 			return 1;
+		}
+		if (A.ack_status == COMM_ACK_OLD_EPOCH && !resealed && wait_newer_key(group, sealed_epoch)) {
+			resealed = 1; /* a rekey crossed the message: seal it anew, once, under the newer key (8.4) */
+			continue;
 		}
 		if (A.ack_status != COMM_ACK_RETRY)
 			break;
@@ -461,7 +488,26 @@ static int send_cmd(struct opts *o)
 		fprintf(stderr, "commclient-c: the relay kept answering retry\n");
 		return 1;
 	}
-	fprintf(stderr, "commclient-c: refused: status %u\n", (unsigned)A.ack_status);
+	switch (A.ack_status) {
+	case COMM_ACK_OLD_EPOCH:
+		fprintf(stderr, "commclient-c: refused: the message to %s was sealed under an epoch no longer accepted, and no newer key came\n", o->pos[0]);
+		break;
+	case COMM_ACK_NOT_MEMBER:
+		fprintf(stderr, "commclient-c: refused: this client is not a member of %s\n", o->pos[0]);
+		break;
+	case COMM_ACK_REVOKED:
+		fprintf(stderr, "commclient-c: refused: this client is revoked\n");
+		break;
+	case COMM_ACK_NO_GROUP:
+		fprintf(stderr, "commclient-c: refused: group %s does not exist, or was deleted\n", o->pos[0]);
+		break;
+	case COMM_ACK_FUTURE_EPOCH:
+		fprintf(stderr, "commclient-c: refused: the message to %s names an epoch that was never opened\n", o->pos[0]);
+		break;
+	default:
+		fprintf(stderr, "commclient-c: refused: the relay did not accept the message to %s (status %u)\n", o->pos[0],
+		        (unsigned)A.ack_status);
+	}
 	return 1;
 }
 
