@@ -6,6 +6,7 @@
  *   commclient-c keygen --out PREFIX
  *   commclient-c send   [flags] GROUP MESSAGE...   (GROUP - reads stdin)
  *   commclient-c listen [flags] [--count N] [--for SECONDS]
+ *   commclient-c groups [flags]
  *
  * Its state file (default PREFIX.cstate) is this library's format, not the
  * Go client's: never point both at one file.
@@ -26,6 +27,7 @@ static const char usage[] =
     "  commclient-c keygen --out PREFIX\n"
     "  commclient-c send [flags] GROUP MESSAGE...   (or GROUP - to read the message from stdin)\n"
     "  commclient-c listen [flags] [--count N] [--for SECONDS]\n"
+    "  commclient-c groups [flags]\n"
     "Flags (each also read from the environment variable shown; a flag wins):\n"
     "  --gateway HOST:PORT    the gateway [COMM_GATEWAY] (default 127.0.0.1:7400)\n"
     "  --key FILE             this client's identity, PREFIX.key [COMM_CLIENT_KEY]\n"
@@ -557,6 +559,30 @@ static int listen_cmd(struct opts *o)
 	return 0;
 }
 
+/* ---- groups ---- */
+
+static int groups_cmd(struct opts *o)
+{
+	int r;
+	if (o->npos != 0)
+		return die_usage("groups takes no arguments");
+	if ((r = load(o)) != 0 || (r = dial(o)) != 0)
+		return r;
+	if (A.c.ngroups == 0)
+		printf("this client is in no group (an operator adds it with 'ksctl group add GROUP NAME')\n");
+	for (int i = 0; i < A.c.ngroups && i < COMM_MAX_GROUPS; i++) {
+		char g[33];
+		uint32_t epoch = 0;
+		const uint8_t *key;
+		hexs(g, A.c.groups[i], 16);
+		comm_state_current(&A.state, A.c.groups[i], &epoch, &key);
+		printf("%s  epoch %u\n", g, (unsigned)epoch);
+	}
+	comm_client_close(&A.c);
+	posix_close(&A.net);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -574,6 +600,8 @@ int main(int argc, char **argv)
 		r = send_cmd(&o);
 	else if (strcmp(o.cmd, "listen") == 0)
 		r = listen_cmd(&o);
+	else if (strcmp(o.cmd, "groups") == 0)
+		r = groups_cmd(&o);
 	else
 		r = die_usage("unknown command");
 	comm_state_wipe(&A.state);
