@@ -62,27 +62,38 @@ func (c *Client) onDeliver(conn *channel.Conn, body []byte) {
 	c.flushAck(conn, true)
 }
 
-// process applies the client's acceptance rules: the envelope opens under
-// its epoch's key and its counter is above the last one seen from its
-// sender (persisted before the application sees the message).
+// process applies the client's acceptance rules (PROTOCOL.md §8.2), in
+// this order: the envelope is signed by the sender it names (before
+// anything else is done with it), its epoch is not retired for its group
+// or its sender, its counter is fresh in its sender's window, it opens
+// under its epoch's key; then it is counted, and persisted before the
+// application sees it. A message refused is dropped (and acknowledged);
+// one whose key has not come yet waits (errNoKeyYet).
 func (c *Client) process(env []byte) error {
-	h, err := envelope.ParseHeader(env)
+	h, err := envelope.Verify(env)
 	if err != nil {
+		c.cfg.Logf("clientsdk: dropped a message not signed by its sender: %v", err)
 		return err
 	}
 	key, err := c.state.Key(h.Group, h.Epoch)
+	if errors.Is(err, protocol.ErrRetiredEpoch) {
+		return err // its key is retired and will not come back
+	}
 	if err != nil {
 		return errNoKeyYet
 	}
 	defer clear(key[:])
-	_, payload, err := envelope.Open(nil, env, &key)
+	if err := c.state.Check(h); err != nil {
+		return err // retired for its sender, or replayed: dropped, and acknowledged
+	}
+	payload, err := envelope.OpenVerified(nil, env, &key)
 	if err != nil {
 		c.cfg.Logf("clientsdk: dropped a message that does not open: %v", err)
 		return err
 	}
 	if err := c.state.Accept(h); err != nil {
-		if errors.Is(err, protocol.ErrReplayedMessage) {
-			return err // seen before: dropped, and acknowledged
+		if errors.Is(err, protocol.ErrReplayedMessage) || errors.Is(err, protocol.ErrRetiredEpoch) {
+			return err // decided meanwhile by a concurrent delivery: dropped, and acknowledged
 		}
 		c.cfg.Logf("clientsdk: state not saved, message kept for later: %v", err)
 		return errNoKeyYet // not handed over, not acknowledged

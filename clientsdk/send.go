@@ -261,7 +261,7 @@ func (c *Client) seal(g protocol.GroupID, payload []byte) ([]byte, protocol.Epoc
 		return nil, 0, 0, err
 	}
 	h := envelope.Header{Group: g, Epoch: epoch, Sender: c.cfg.Identity.ID(), Counter: counter}
-	env, err := envelope.Seal(nil, h, &key, payload, nil)
+	env, err := envelope.Seal(nil, h, &key, payload, c.cfg.Identity.Sig, nil)
 	return env, epoch, counter, err
 }
 

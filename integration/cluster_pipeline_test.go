@@ -538,7 +538,7 @@ func (c *cluster) rekeysInterrupted(ctx context.Context, group string, n int) re
 	ks := c.containers("keyserver")[0]
 	for i := range n {
 		c.waitContainerHealthy(ks, 2*time.Minute) // an operator's next command comes after the last one returned
-		seq := c.lastSeq(ctx, js, streams.Events)
+		seq := c.lastSeq(ctx, js, streams.Events, 30*time.Second)
 		cmd := exec.CommandContext(ctx, filepath.Join(c.root, "deploy", ".build", "ksctl"),
 			"--nats", c.urls(), "--nats-ca", c.caFile(), "--nats-creds", filepath.Join(c.secrets, "nats", "admin.nk"),
 			"--operator-key", filepath.Join(c.secrets, "keys", "operator.key"),
@@ -549,7 +549,10 @@ func (c *cluster) rekeysInterrupted(ctx context.Context, group string, n int) re
 		if err := cmd.Start(); err != nil {
 			c.t.Fatal(err)
 		}
-		for deadline := time.Now().Add(30 * time.Second); c.lastSeq(ctx, js, streams.Events) == seq; {
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			if last, ok := c.tryLastSeq(ctx, js, streams.Events); ok && last != seq {
+				break
+			}
 			if time.Now().After(deadline) {
 				c.t.Fatalf("rekey %d: no event within 30 s\n%s", i+1, out.String())
 			}
@@ -586,16 +589,33 @@ func (c *cluster) waitContainerHealthy(id string, within time.Duration) {
 	}
 }
 
-func (c *cluster) lastSeq(ctx context.Context, js jetstream.JetStream, stream string) uint64 {
+// lastSeq is a stream's last sequence, read again for up to within while
+// the cluster does not answer.
+func (c *cluster) lastSeq(ctx context.Context, js jetstream.JetStream, stream string, within time.Duration) uint64 {
+	c.t.Helper()
+	for deadline := time.Now().Add(within); ; {
+		if seq, ok := c.tryLastSeq(ctx, js, stream); ok {
+			return seq
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("stream %s: no answer to INFO within %v", stream, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// tryLastSeq is a stream's last sequence, and false when the cluster did
+// not answer: a read that failed is not a sequence number.
+func (c *cluster) tryLastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, bool) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return info.State.LastSeq
+	return info.State.LastSeq, true
 }
 
 // epochOf is a group's current epoch, from the log.

@@ -559,37 +559,71 @@ func (c *cluster) checkNoCounterTwice(ctx context.Context) {
 }
 
 // eachAccepted calls fn with the header of every envelope in
-// COMM_ACCEPTED, in order.
+// COMM_ACCEPTED, in order. Right after faults the cluster may still be
+// electing the stream's leader or placing the reader's consumer
+// ("no responders", a fetch that times out): a failed read is logged and
+// the whole read starts again, for up to two minutes.
 func (c *cluster) eachAccepted(ctx context.Context, fn func(envelope.Header)) {
 	c.t.Helper()
-	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
-	cons, err := js.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		c.t.Fatal(err)
+	nc := c.mustConnect("comm-keyserver", "keyserver")
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(2 * time.Minute)
+	for attempt := 1; ; attempt++ {
+		headers, err := readAccepted(ctx, js)
+		if err == nil {
+			for _, h := range headers {
+				fn(h)
+			}
+			return
+		}
+		var bad badEnvelopeError
+		if errors.As(err, &bad) || time.Now().After(deadline) {
+			c.t.Fatalf("reading %s (attempt %d): %v", streams.AcceptedStream, attempt, err)
+		}
+		c.t.Logf("reading %s (attempt %d): %v; reading again", streams.AcceptedStream, attempt, err)
+		time.Sleep(2 * time.Second)
 	}
+}
+
+// badEnvelopeError is a stored message that is not an envelope: a
+// finding, not a transient failure.
+type badEnvelopeError struct{ err error }
+
+func (e badEnvelopeError) Error() string {
+	return "stored message is not an envelope: " + e.err.Error()
+}
+
+// readAccepted reads the header of every envelope in COMM_ACCEPTED once.
+func readAccepted(ctx context.Context, js jetstream.JetStream) ([]envelope.Header, error) {
 	s, err := js.Stream(ctx, streams.AcceptedStream)
 	if err != nil {
-		c.t.Fatal(err)
+		return nil, fmt.Errorf("stream: %w", err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		c.t.Fatal(err)
+		return nil, fmt.Errorf("stream info: %w", err)
 	}
-	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := cons.Fetch(int(min(info.State.Msgs-n, 10000)), jetstream.FetchMaxWait(10*time.Second))
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	headers := make([]envelope.Header, 0, info.State.Msgs)
+	for uint64(len(headers)) < info.State.Msgs {
+		batch, err := cons.Fetch(int(min(info.State.Msgs-uint64(len(headers)), 10000)), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
-			c.t.Fatal(err)
+			return nil, fmt.Errorf("fetch after %d of %d: %w", len(headers), info.State.Msgs, err)
 		}
 		for m := range batch.Messages() {
-			n++
 			h, err := envelope.ParseHeader(m.Data())
 			if err != nil {
-				c.t.Fatal(err)
+				return nil, badEnvelopeError{err}
 			}
-			fn(h)
+			headers = append(headers, h)
 		}
 		if err := batch.Error(); err != nil {
-			c.t.Fatal(err)
+			return nil, fmt.Errorf("fetch after %d of %d: %w", len(headers), info.State.Msgs, err)
 		}
 	}
+	return headers, nil
 }

@@ -110,7 +110,7 @@ func (f *fixture) wrap(signer *keys.SigningKey, to *keys.ClientIdentity, e proto
 
 func (f *fixture) envelope(t *testing.T, counter uint64) ([]byte, envelope.Header) {
 	h := envelope.Header{Group: f.group, Epoch: 2, Sender: f.alice.ID(), Counter: counter}
-	return must(envelope.Seal(nil, h, &f.groupKey, []byte("hello"), nil)), h
+	return must(envelope.Seal(nil, h, &f.groupKey, []byte("hello"), f.alice.Sig, nil)), h
 }
 
 func (f *fixture) openEnvelope(env []byte) error {
@@ -156,7 +156,7 @@ func TestAdversarial(t *testing.T) {
 		{"malformed share", protocol.ErrNonCanonicalPoint, func() error {
 			return f.serverM1(withShare(f.m1, bytes.Repeat([]byte{0xff}, 32)))
 		}},
-		{"unknown suite", protocol.ErrUnsupportedSuite, func() error { return f.serverM1(withHdr(f.m1, 1, 1, 9)) }},
+		{"unknown suite", protocol.ErrUnsupportedSuite, func() error { return f.serverM1(withHdr(f.m1, protocol.Version, 1, 9)) }},
 		{"unknown version", protocol.ErrUnsupportedVersion, func() error { return f.serverM1(withHdr(f.m1, 7, 1, 1)) }},
 		{"M4 before M3", protocol.ErrOutOfOrder, func() error {
 			s := handshake.NewServerHandshake(f.server, nil)
@@ -186,11 +186,27 @@ func TestAdversarial(t *testing.T) {
 			mustOK(t, st.InstallKey(f.group, 1, &f.groupKey))
 			return st.InstallKey(f.group, 1, &[32]byte{1})
 		}},
-		{"envelope with altered group", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 1)) }},
-		{"envelope with altered epoch", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 20)) }},
-		{"envelope with altered sender", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 30)) }},
-		{"envelope with altered counter", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, 60)) }},
-		{"envelope with altered ciphertext", protocol.ErrDecrypt, func() error { return f.openEnvelope(flipBit(env, len(env)-1)) }},
+		{"envelope with altered group", protocol.ErrBadEnvelopeSignature, func() error { return f.openEnvelope(flipBit(env, 1)) }},
+		{"envelope with altered epoch", protocol.ErrBadEnvelopeSignature, func() error { return f.openEnvelope(flipBit(env, 20)) }},
+		{"envelope with altered sender", protocol.ErrBadEnvelopeSignature, func() error { return f.openEnvelope(flipBit(env, 30)) }},
+		{"envelope with altered counter", protocol.ErrBadEnvelopeSignature, func() error { return f.openEnvelope(flipBit(env, 60)) }},
+		{"envelope with altered ciphertext", protocol.ErrBadEnvelopeSignature, func() error {
+			return f.openEnvelope(flipBit(env, len(env)-envelope.SignatureSize-1))
+		}},
+		{"envelope with altered signature", protocol.ErrBadEnvelopeSignature, func() error { return f.openEnvelope(flipBit(env, len(env)-1)) }},
+		{"envelope in alice's name signed by bob, a member", protocol.ErrBadEnvelopeSignature, func() error {
+			sig := f.bob.Sig.Sign(envelope.SignatureInput(env))
+			return f.openEnvelope(append(bytes.Clone(env[:len(env)-envelope.SignatureSize]), sig[:]...))
+		}},
+		{"envelope sealed by bob naming alice", protocol.ErrWrongSigner, func() error {
+			h, _ := envelope.ParseHeader(env)
+			_, err := envelope.Seal(nil, h, &f.groupKey, []byte("hello"), f.bob.Sig, nil)
+			return err
+		}},
+		{"envelope under another group key, signed by its sender", protocol.ErrDecrypt, func() error {
+			h, _ := envelope.ParseHeader(env)
+			return f.openEnvelope(must(envelope.Seal(nil, h, &[32]byte{9}, []byte("hello"), f.alice.Sig, nil)))
+		}},
 		{"envelope for epoch 0", protocol.ErrBadEpoch, func() error {
 			zero := append([]byte(nil), env...)
 			binary.BigEndian.PutUint32(zero[17:], 0)

@@ -121,6 +121,12 @@ var (
 	ErrPayloadTooLarge = newError("payload_too_large", CodeProtocol, "payload over the limit")
 	ErrZeroCounter     = newError("zero_counter", CodeProtocol, "message counter is zero")
 	ErrBadEpoch        = newError("bad_epoch", CodeProtocol, "epoch 0 or 2^32-1 (epochs run from 1 to 2^32-2)")
+	// ErrBadEnvelopeSignature: the envelope's signature does not verify
+	// under the ClientID it names as sender (PROTOCOL.md §6.4).
+	ErrBadEnvelopeSignature = newError("bad_envelope_signature", CodeProtocol, "envelope not signed by its sender")
+	// ErrWrongSigner: sealing with a signing key that is not the header's
+	// sender (local).
+	ErrWrongSigner = newError("wrong_signer", CodeProtocol, "signing key is not the envelope's sender")
 )
 
 // Key bundle errors.
@@ -141,6 +147,9 @@ var (
 	// last one accepted from its sender in its group (PROTOCOL.md §8.1, §8.2).
 	ErrCounterJump  = newError("counter_jump", CodeProtocol, "message counter too far above the last one accepted")
 	ErrUnknownEpoch = newError("unknown_epoch", CodeProtocol, "no key for this epoch")
+	// ErrRetiredEpoch: a message of an epoch the client retired for its
+	// sender or its group (PROTOCOL.md §8.3).
+	ErrRetiredEpoch = newError("retired_epoch", CodeProtocol, "message of a retired epoch")
 	ErrUnknownGroup = newError("unknown_group", CodeProtocol, "no key for this group")
 	ErrStateCorrupt = newError("state_corrupt", CodeProtocol, "stored client state is corrupt")
 )

@@ -12,7 +12,7 @@ import (
 func TestLabelsPrefixFree(t *testing.T) {
 	labels := []string{protocol.LabelServerSig, protocol.LabelClientSig, protocol.LabelKeyC2S, protocol.LabelKeyS2C,
 		protocol.LabelBundleSig, protocol.LabelBundleWrap, protocol.LabelMemberDigest, protocol.LabelEvent,
-		protocol.LabelAdmin, protocol.LabelCheckpoint, protocol.LabelEscrowKey}
+		protocol.LabelAdmin, protocol.LabelCheckpoint, protocol.LabelEscrowKey, protocol.LabelEnvelopeSig}
 	for i, a := range labels {
 		for j, b := range labels {
 			if i != j && strings.HasPrefix(b, a) {

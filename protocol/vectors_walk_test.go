@@ -148,7 +148,8 @@ func walkEnvelope(t *testing.T, r *vectorReader) error {
 		if uint64(h.Epoch) != r.uint("epoch") || h.Counter != r.uint("counter") {
 			t.Fatalf("opened epoch %d counter %d, file says %s %s", h.Epoch, h.Counter, r.v.Get("epoch"), r.v.Get("counter"))
 		}
-		resealed := must(envelope.Seal(nil, h, &key, payload, bytes.NewReader(r.bytes("nonce"))))
+		r.equal("signed", envelope.SignatureInput(env))
+		resealed := must(envelope.Seal(nil, h, &key, payload, signingKey(r, "sender_seed"), bytes.NewReader(r.bytes("nonce"))))
 		r.equal("envelope", resealed)
 	}
 	return nil

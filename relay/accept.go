@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/commsec/communicator/events"
+	"github.com/commsec/communicator/internal/benchhook"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -35,6 +36,7 @@ type job struct {
 	// waitUntil ends the envelope's wait for its epoch (zero: it has not
 	// waited); see epochwait.go.
 	waitUntil time.Time
+	verified  bool // the sender's signature was checked (a job may be decided twice)
 }
 
 // accept's answers that are no verdict: an envelope parked in the wait
@@ -190,12 +192,17 @@ func (r *Relay) screen(ctx context.Context, j *job) (streams.Verdict, streams.Re
 }
 
 // accept applies the acceptance rules and stores an acceptable envelope.
+// The sender's signature is checked after the rules that need only the
+// projection and before anything is read from or written to the store.
 func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Reason) {
 	if !r.holds(j.header.Group) { // it may have queued past the lease
 		return Retry, streams.ReasonLeaseLapsed
 	}
 	if verdict, reason := r.screen(ctx, j); verdict != "" {
 		return verdict, reason
+	}
+	if !r.verify(j) {
+		return Refused, streams.ReasonBadSignature
 	}
 	key := streams.AcceptedKey(j.header.Group, j.header.Sender)
 	for range 3 {
@@ -214,12 +221,18 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 		case replay.Exhausted:
 			return Refused, streams.ReasonCounterExhausted
 		}
+		if j.header.Epoch < prev.epoch {
+			return Refused, streams.ReasonOldEpoch // the sender has moved on to a newer epoch (§8.3)
+		}
 		next := prev.window
 		next.Accept(j.header.Counter)
 		if !r.holds(j.header.Group) {
 			return Retry, streams.ReasonLeaseLapsed // another relay may own it now
 		}
-		_, err = r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
+		reason, err := r.storeCounted(ctx, j, prev, next)
+		if reason != "" {
+			return r.verdictOf(reason), reason
+		}
 		if err == errConflict {
 			r.Metrics.conflicts.Inc()
 			continue
@@ -236,6 +249,77 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 	// Never stored, and storable: another relay kept winning the
 	// compare-and-swap, which only happens while partitions move.
 	return Retry, streams.ReasonCounterContended
+}
+
+func (r *Relay) verdictOf(reason streams.Reason) streams.Verdict {
+	if reason == streams.ReasonEpochPending {
+		return Retry
+	}
+	return Refused
+}
+
+// verify checks j's signature by the sender it names, once per job. A
+// refusal is logged as a warning: a gateway passed on a message its
+// client did not sign (or a client is broken).
+func (r *Relay) verify(j *job) bool {
+	if j.verified || benchhook.EnvelopeSignaturesSkipped() {
+		return true
+	}
+	if _, err := envelope.Verify(j.msg.Data); err != nil {
+		r.log.Warn().Err(err).Str("reason", string(streams.ReasonBadSignature)).Str("group", j.header.Group.String()).
+			Str("sender", j.header.Sender.Short()).Uint64("counter", j.header.Counter).Msg("message not signed by its sender refused")
+		return false
+	}
+	j.verified = true
+	return true
+}
+
+// storeCounted stores j under the grace rule (grace.go): a message of the
+// previous epoch only while the group's count of the current epoch is
+// open, excluding the group's other stores meanwhile; one of the current
+// epoch counted while the count matters. A reason means not stored.
+func (r *Relay) storeCounted(ctx context.Context, j *job, prev last, next replay.Window) (streams.Reason, error) {
+	g := j.header.Group
+	current := r.currentEpoch(g)
+	count, pending := r.grace.count(g, current)
+	switch {
+	case j.header.Epoch < current && count == nil:
+		if pending {
+			return streams.ReasonEpochPending, nil // the book has not seen the change yet
+		}
+		return streams.ReasonOldEpoch, nil // this relay cannot vouch for the count: the grace is over
+	case j.header.Epoch < current:
+		count.lock.Lock()
+		defer count.lock.Unlock()
+		if !count.open() {
+			return streams.ReasonOldEpoch, nil
+		}
+		_, err := r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
+		if err != errConflict && count.n.Load() > 0 {
+			count.n.Add(1) // an unknown outcome counts: counting too many only ends the grace sooner
+		}
+		return "", err
+	case count != nil && count.open():
+		count.lock.RLock()
+		defer count.lock.RUnlock()
+		_, err := r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
+		if err != errConflict {
+			count.n.Add(1)
+		}
+		return "", err
+	}
+	_, err := r.accepted.store(ctx, j.header, j.msg.Data, prev, next)
+	return "", err
+}
+
+// currentEpoch is g's current epoch in the relay's view of the log.
+func (r *Relay) currentEpoch(g protocol.GroupID) (e protocol.Epoch) {
+	r.proj.Read(func(s *events.State) {
+		if gr := s.Groups[g]; gr != nil {
+			e = gr.Epoch
+		}
+	})
+	return e
 }
 
 // holds reports whether the relay may decide for group g now: it holds
@@ -281,6 +365,7 @@ func (r *Relay) release(g protocol.GroupID) {
 // eventApplied follows the log for the wait room: any event of a group
 // may be the epoch change its waiting envelopes wait for.
 func (r *Relay) eventApplied(e *events.Event) {
+	r.grace.eventApplied(e, r.proj.LastSeq()) // the follower applies one event, then calls this
 	switch {
 	case e.Members != nil:
 		r.release(e.Members.Group)

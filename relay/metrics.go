@@ -24,6 +24,7 @@ type Metrics struct {
 	refusedEvents prometheus.Counter
 	trims         prometheus.Counter
 	badReplies    prometheus.Counter
+	forgedRecords prometheus.Counter
 	partitions    atomic.Int64
 
 	decisionTime *prometheus.HistogramVec // by verdict
@@ -55,6 +56,8 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"(group, sender) histories trimmed to the retention period (their last envelope is always kept)."),
 		badReplies: counter(f, "comm_relay_foreign_replies_total",
 			"Requests dropped undecided because their reply subject was neither a cross-account response nor a gateway inbox."),
+		forgedRecords: counter(f, "comm_relay_forged_records_total",
+			"Last messages of a (group, sender) in the accepted stream that no relay can have written (not signed by their sender), skipped when reading its record."),
 		decisionTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_relay_decision_seconds",
 			Help:    "Time from a message's arrival at the relay to its verdict, by verdict; waits for a worker and for the event log included.",
 			Buckets: metrics.LatencyBuckets}, []string{"verdict"}),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -121,11 +122,13 @@ func (p *partitions) tick(ctx context.Context) {
 			p.release(ctx, order[i])
 		}
 	}
+	var claimed []int
 	for _, n := range order {
-		if _, held := p.held[n]; !held && len(p.held) < share {
-			p.claim(ctx, n)
+		if _, held := p.held[n]; !held && len(p.held) < share && p.claim(ctx, n) {
+			claimed = append(claimed, n)
 		}
 	}
+	p.sinceClaimed(ctx, claimed)
 	p.r.Metrics.partitions.Store(int64(len(p.held)))
 }
 
@@ -197,6 +200,7 @@ func (p *partitions) renew(ctx context.Context) {
 			p.r.log.Warn().Err(res.err).Int("partition", res.n).Msg("lease lost")
 			p.r.Metrics.leases.Inc(leaseLost, "")
 			p.until[res.n].Store(nil)
+			p.r.grace.released(res.n)
 			l.sub.Unsubscribe()
 			delete(p.held, res.n)
 			continue
@@ -206,27 +210,47 @@ func (p *partitions) renew(ctx context.Context) {
 	}
 }
 
-func (p *partitions) claim(ctx context.Context, n int) {
+// sinceClaimed tells the grace book where the log ended once the
+// partitions just claimed were held: epochs that begin later are counted
+// by this relay alone (grace.go).
+func (p *partitions) sinceClaimed(ctx context.Context, claimed []int) {
+	if len(claimed) == 0 {
+		return
+	}
+	end, err := p.r.events.LastSeq(ctx)
+	if err != nil {
+		p.r.log.Warn().Err(err).Msg("event log end unknown: the previous epochs of the claimed partitions get no grace")
+		return
+	}
+	for _, n := range claimed {
+		p.r.grace.since[n].Store(end)
+	}
+}
+
+func (p *partitions) claim(ctx context.Context, n int) bool {
 	before := p.r.cfg.Now()
 	rev, err := p.kv.Create(ctx, leaseKey(n), []byte(p.r.cfg.ID))
 	if err != nil {
 		if !isCASFailure(err) { // taken by another relay: 10071, or 10164 on replicated buckets
 			p.r.log.Warn().Err(err).Int("partition", n).Msg("claim failed")
 		}
-		return
+		return false
 	}
 	p.r.accepted.forgetPartition(n)
+	p.r.grace.claimed(n, math.MaxUint64) // sinceClaimed sets the log's end
+
 	p.extend(n, before)
 	sub, err := p.r.nc.Subscribe(streams.PartitionSubject(n), p.r.dispatch)
 	if err != nil {
 		p.until[n].Store(nil)
 		p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(rev))
-		return
+		return false
 	}
 	sub.SetPendingLimits(1<<16, 256<<20)
 	p.held[n] = &lease{revision: rev, sub: sub}
 	p.r.Metrics.leases.Inc(leaseClaimed, "")
 	p.r.log.Info().Int("partition", n).Msg("partition claimed")
+	return true
 }
 
 // release stops serving n, then frees its lease for another relay.
@@ -235,6 +259,7 @@ func (p *partitions) release(ctx context.Context, n int) {
 	l.sub.Drain()
 	delete(p.held, n)
 	p.until[n].Store(nil)
+	p.r.grace.released(n)
 	p.kv.Delete(ctx, leaseKey(n), jetstream.LastRevision(l.revision))
 	p.r.Metrics.leases.Inc(leaseReleased, "")
 	p.r.log.Info().Int("partition", n).Msg("partition released")

@@ -5,10 +5,14 @@
 //
 // Acceptance rules (docs/PROTOCOL.md, "Relay acceptance"): the envelope's
 // sender is the identity the gateway authenticated; the sender is
-// registered, not revoked, and a member of the group's current epoch; the
-// envelope's epoch is the current one, or the previous one within Grace
-// of the epoch change; its counter is fresh in the (group, sender)'s
-// replay window (protocol/replay): never accepted, not below the window.
+// registered, not revoked, and a member of the group's current epoch;
+// the envelope is signed by its sender (checked before anything is
+// read or written in the store: a gateway's word is a first filter, not
+// the proof); the envelope's epoch is the current one, or the previous
+// one while the sender has sent nothing newer and the group's grace lasts
+// (grace.go: the clients' retirement rule, and Grace after the epoch
+// change); its counter is fresh in the (group, sender)'s replay window
+// (protocol/replay): never accepted, not below the window.
 //
 // Accepted envelopes live in the COMM_ACCEPTED stream, one subject per
 // (group, sender), each message carrying the window once its counter was
@@ -55,8 +59,10 @@ import (
 type Config struct {
 	KeyserverKey [32]byte // Pk_Ks: the events the relay trusts
 	Streams      streams.Config
-	// Grace is how long after an epoch change the previous epoch is still
-	// accepted (default 30 s): messages sealed just before a rekey.
+	// Grace is how long after an epoch change the previous epoch may still
+	// be accepted (default 30 s): messages sealed just before a rekey. It
+	// only shortens the grace of PROTOCOL.md §8.1 rule 4, which ends by
+	// message count as the clients' does (grace.go).
 	Grace time.Duration
 	// Workers decide messages in parallel, each (group, sender) always on
 	// the same worker (default 256).
@@ -131,6 +137,7 @@ type Relay struct {
 	proj        *events.Projection
 	events      *events.Store
 	room        *waitRoom
+	grace       *graceBook
 	accepted    *accepted
 	stream      jetstream.Stream // COMM_ACCEPTED's, for the janitor
 	stopJanitor func()
@@ -201,6 +208,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.proj, err = events.Load(ctx, store, r.cfg.KeyserverKey, nil, r.refusedEvent); err != nil {
 		return err
 	}
+	r.proj.Read(func(s *events.State) { r.grace = newGraceBook(s) })
 	r.Metrics.registerState(r.proj, r.room)
 	stop, err := events.Follow(context.Background(), store, r.proj, r.eventApplied, r.refusedEvent)
 	if err != nil {
@@ -210,7 +218,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
 		return err
 	}
-	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime)
+	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime, r.Metrics.forgedRecords)
 	return nil
 }
 

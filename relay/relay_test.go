@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,12 +38,17 @@ type world struct {
 	alice, bob, carol *keys.ClientIdentity
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldTTL(t, time.Second) }
+
+// newWorldTTL is newWorld with the relays' partition leases lasting ttl:
+// tests that send many messages in a row on a loaded machine take a
+// longer one, so that a late renewal does not move their partition.
+func newWorldTTL(t *testing.T, ttl time.Duration) *world {
 	srv := natstest.Start(t)
 	nc := srv.Conn(t, natsauth.Keyserver)
 	js, _ := jetstream.New(nc)
 	ks, _ := keys.GenerateSigningKey(nil)
-	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
+	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: ttl}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +83,15 @@ func (w *world) relay(cfg Config) *Relay {
 	return r
 }
 
-// env seals a message; the key does not matter to the relay.
+// env seals a message signed by its sender; the key does not matter to
+// the relay.
 func env(from *keys.ClientIdentity, g protocol.GroupID, epoch protocol.Epoch, counter uint64) []byte {
+	return envWith(from, g, epoch, counter, fmt.Sprint("message ", counter))
+}
+
+func envWith(from *keys.ClientIdentity, g protocol.GroupID, epoch protocol.Epoch, counter uint64, payload string) []byte {
 	h := envelope.Header{Group: g, Epoch: epoch, Sender: from.ID(), Counter: counter}
-	e, _ := envelope.Seal(nil, h, &[32]byte{1}, []byte(fmt.Sprint("message ", counter)), nil)
+	e, _ := envelope.Seal(nil, h, &[32]byte{1}, []byte(payload), from.Sig, nil)
 	return e
 }
 
@@ -93,7 +104,7 @@ func (w *world) send(as *keys.ClientIdentity, e []byte) (Verdict, string) {
 func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (Verdict, string) {
 	h, err := envelope.ParseHeader(e)
 	if err != nil {
-		w.t.Fatal(err)
+		h.Group = w.group // a malformed envelope, sent to ops's partition
 	}
 	m := nats.NewMsg(streams.InboundSubject(h.Group))
 	m.Data = e
@@ -156,11 +167,17 @@ func TestEpochGraceAndRemoval(t *testing.T) {
 	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 1)); v != Accepted {
 		t.Fatalf("previous epoch within the grace: %s %s", v, r)
 	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 2, 2)); v != Accepted {
+		t.Fatalf("current epoch: %s %s", v, r)
+	}
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 3)); v != Refused || r != "old_epoch" {
+		t.Fatalf("previous epoch after the sender's own newer one: %s %s", v, r)
+	}
 	if v, r := w.send(w.bob, env(w.bob, w.group, 2, 1)); v != Refused || r != "not_member" {
 		t.Fatalf("removed member: %s %s", v, r)
 	}
 	w.k.Rekey(ctx, keyserver.Actor{}, "ops", "")
-	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 2)); v != Refused || r != "old_epoch" {
+	if v, r := w.send(w.alice, env(w.alice, w.group, 1, 4)); v != Refused || r != "old_epoch" {
 		t.Fatalf("two epochs back: %s %s", v, r)
 	}
 	w.k.RevokeClient(ctx, keyserver.Actor{}, "alice", "stolen")
@@ -595,5 +612,95 @@ func TestRelayStopsAfterLeaseLapse(t *testing.T) {
 	}
 	if got := r.Metrics.Verdicts()["retry/lease_lapsed"]; got == 0 {
 		t.Fatalf("no retry/lease_lapsed counted: %v", r.Metrics.Verdicts())
+	}
+}
+
+// TestRelayRefusesUnsignedOrMissigned: a gateway attests alice as the
+// sender (as a compromised gateway would) of envelopes in alice's name
+// that alice did not sign: signed by bob, a member; her signature flipped
+// or taken from another header; no signature at all. The relay refuses
+// each as bad_signature (or malformed, when too short to be an
+// envelope), counts and logs the reason, stores nothing, and leaves
+// alice's replay window alone: her real message with the same counter
+// is accepted after them.
+func TestRelayRefusesUnsignedOrMissigned(t *testing.T) {
+	w := newWorldTTL(t, 10*time.Second)
+	r := w.relay(Config{})
+	real := envWith(w.alice, w.group, 1, 7, "alice's real message")
+	other := envWith(w.alice, w.group, 1, 8, "alice's next message, long enough to parse without its signature: 64 bytes and more")
+	unsigned := func(e []byte) []byte { return bytes.Clone(e[:len(e)-envelope.SignatureSize]) }
+	resigned := func(e []byte, sig []byte) []byte { return append(unsigned(e), sig...) }
+	bobSig := w.bob.Sig.Sign(envelope.SignatureInput(envWith(w.alice, w.group, 1, 7, "wire 1M to bob -- alice")))
+	otherHeader := bytes.Clone(other)
+	otherHeader[60] = 7 // counter 8 -> 7, her signature over counter 8
+	flipped := bytes.Clone(real)
+	flipped[len(flipped)-1] ^= 1
+	cases := []struct {
+		name   string
+		env    []byte
+		reason string
+	}{
+		{"signed by bob, a member", resigned(envWith(w.alice, w.group, 1, 7, "wire 1M to bob -- alice"), bobSig[:]), "bad_signature"},
+		{"her signature, one bit off", flipped, "bad_signature"},
+		{"her signature over another header", otherHeader, "bad_signature"},
+		{"stripped signature", unsigned(real), "malformed_envelope"},
+		{"no signature, long enough to parse", unsigned(other), "bad_signature"},
+	}
+	for _, c := range cases {
+		if v, reason := w.send(w.alice, c.env); v != Refused || reason != c.reason {
+			t.Errorf("%s: %s %s, want refused %s", c.name, v, reason, c.reason)
+		}
+	}
+	if n := w.stored(); n != 0 {
+		t.Fatalf("%d forged messages stored", n)
+	}
+	if got := r.Metrics.Verdicts()["refused/bad_signature"]; got != 4 {
+		t.Errorf("refused/bad_signature counted %d times, want 4", got)
+	}
+	if v, reason := w.send(w.alice, real); v != Accepted {
+		t.Fatalf("alice's real message after the forgeries: %s %s", v, reason)
+	}
+}
+
+// TestGraceEndsByCount: the previous epoch's grace ends after
+// protocol.RetireAfter messages of the group stored from the first of
+// the current epoch on, as clients retire the key (PROTOCOL.md §8.1 rule
+// 4, §8.3), however long the time grace.
+func TestGraceEndsByCount(t *testing.T) {
+	w := newWorldTTL(t, 10*time.Second)
+	w.relay(Config{Grace: time.Hour})
+	if _, err := w.k.Rekey(t.Context(), keyserver.Actor{}, "ops", ""); err != nil {
+		t.Fatal(err)
+	}
+	if v, r := w.send(w.bob, env(w.bob, w.group, 1, 1)); v != Accepted {
+		t.Fatalf("previous epoch before any message of the current one: %s %s", v, r)
+	}
+	for c := uint64(1); c < protocol.RetireAfter; c++ {
+		if v, r := w.send(w.alice, env(w.alice, w.group, 2, c)); v != Accepted {
+			t.Fatalf("current epoch, counter %d: %s %s", c, v, r)
+		}
+	}
+	if v, r := w.send(w.bob, env(w.bob, w.group, 1, 2)); v != Accepted { // the RetireAfter-th from the first of epoch 2
+		t.Fatalf("previous epoch, last message of the grace: %s %s", v, r)
+	}
+	if v, r := w.send(w.bob, env(w.bob, w.group, 1, 3)); v != Refused || r != "old_epoch" {
+		t.Fatalf("previous epoch after %d messages: %s %s", protocol.RetireAfter, v, r)
+	}
+}
+
+// TestGraceNeedsACount: a relay started after the epoch change cannot
+// know how many messages of the current epoch another relay stored, so
+// it gives the previous epoch no grace (the sender seals again).
+func TestGraceNeedsACount(t *testing.T) {
+	w := newWorldTTL(t, 10*time.Second)
+	if _, err := w.k.Rekey(t.Context(), keyserver.Actor{}, "ops", ""); err != nil {
+		t.Fatal(err)
+	}
+	w.relay(Config{Grace: time.Hour})
+	if v, r := w.send(w.bob, env(w.bob, w.group, 1, 1)); v != Refused || r != "old_epoch" {
+		t.Fatalf("previous epoch at a relay that did not count: %s %s", v, r)
+	}
+	if v, r := w.send(w.bob, env(w.bob, w.group, 2, 2)); v != Accepted {
+		t.Fatalf("current epoch: %s %s", v, r)
 	}
 }

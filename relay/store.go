@@ -22,7 +22,8 @@ import (
 // last envelope stored, and that envelope's stream sequence.
 type last struct {
 	window   replay.Window
-	revision uint64 // the compare-and-swap fence (0: nothing stored yet)
+	epoch    protocol.Epoch // the last envelope's, the sender's newest (0: nothing stored yet)
+	revision uint64         // the compare-and-swap fence (0: nothing stored yet)
 }
 
 // errConflict means another relay stored an envelope for the same (group,
@@ -33,6 +34,7 @@ var errConflict = errors.New("relay: (group, sender) changed concurrently")
 // this relay read or stored per key. The cache is a hint: the revision
 // fence makes a stale entry fail its compare-and-swap, which drops it.
 type accepted struct {
+	forged prometheus.Counter // last messages skipped as no relay's
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	writes prometheus.Observer // each write's time, until its acknowledgement or failure
@@ -40,11 +42,16 @@ type accepted struct {
 	cache  map[string]last
 }
 
-func newAccepted(js jetstream.JetStream, stream jetstream.Stream, writes prometheus.Observer) *accepted {
-	return &accepted{js: js, stream: stream, writes: writes, cache: map[string]last{}}
+func newAccepted(js jetstream.JetStream, stream jetstream.Stream, writes prometheus.Observer, forged prometheus.Counter) *accepted {
+	return &accepted{js: js, stream: stream, writes: writes, forged: forged, cache: map[string]last{}}
 }
 
-// get returns the record of key: its window and last revision.
+// get returns the record of key: its window, its sender's newest epoch
+// and last revision. A last message that no relay can have written (its
+// envelope is not signed by its sender, or its window does not hold its
+// counter: a forger with write access to the stream) is skipped: the
+// record is the last one that is genuine, with the forged message's
+// sequence as the fence, so that the next store lands after it.
 func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	a.mu.Lock()
 	l, ok := a.cache[key]
@@ -52,20 +59,70 @@ func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	if ok {
 		return l, nil
 	}
-	msg, err := a.stream.GetLastMsgForSubject(ctx, streams.AcceptedPrefix+key)
+	subject := streams.AcceptedPrefix + key
+	msg, err := a.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return last{}, nil
 	}
 	if err != nil {
 		return last{}, fmt.Errorf("relay: reading %s: %w", key, err)
 	}
-	w, err := windowOf(msg)
+	l, err = recordOf(msg)
 	if err != nil {
-		return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
+		a.forged.Inc()
+		if l, err = a.lastGenuine(ctx, subject, msg.Sequence); err != nil {
+			return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
+		}
+		l.revision = msg.Sequence
 	}
-	l = last{window: w, revision: msg.Sequence}
 	a.put(key, l)
 	return l, nil
+}
+
+// maxForgedScan bounds the messages lastGenuine reads: a subject holds
+// its retention period's messages.
+const maxForgedScan = 1 << 16
+
+// lastGenuine reads subject's messages below seq in order and returns
+// the record of the last genuine one (none: an empty record).
+func (a *accepted) lastGenuine(ctx context.Context, subject string, seq uint64) (last, error) {
+	var good last
+	next := uint64(1)
+	for range maxForgedScan {
+		msg, err := a.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Sequence >= seq) {
+			return good, nil
+		}
+		if err != nil {
+			return last{}, err
+		}
+		if l, err := recordOf(msg); err == nil {
+			good = l
+		}
+		next = msg.Sequence + 1
+	}
+	return last{}, errors.New("too many messages to find the last genuine one")
+}
+
+// recordOf reads a stored message as a record, if a relay can have
+// written it: its envelope is signed by its sender and stored on that
+// sender's subject, and its window holds its counter within the window.
+func recordOf(msg *jetstream.RawStreamMsg) (last, error) {
+	h, err := envelope.Verify(msg.Data)
+	if err != nil {
+		return last{}, err
+	}
+	if msg.Subject != streams.AcceptedSubject(h.Group, h.Sender) {
+		return last{}, errors.New("envelope stored on another sender's subject")
+	}
+	w, err := windowOf(msg)
+	if err != nil {
+		return last{}, err
+	}
+	if w.Check(h.Counter) != replay.Duplicate {
+		return last{}, errors.New("window does not hold the envelope's counter")
+	}
+	return last{window: w, epoch: h.Epoch, revision: msg.Sequence}, nil
 }
 
 // windowOf reads the replay window a stored record carries. A record
@@ -103,7 +160,7 @@ func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, pre
 		}
 		return last{}, fmt.Errorf("relay: storing %s: %w", key, err)
 	}
-	stored := last{window: next, revision: ack.Sequence}
+	stored := last{window: next, epoch: h.Epoch, revision: ack.Sequence}
 	a.put(key, stored)
 	return stored, nil
 }

@@ -31,13 +31,15 @@ const (
 	ReasonMalformedEnvelope     Reason = "malformed_envelope"      // the clear header does not parse
 	ReasonNoAuthenticatedSender Reason = "no_authenticated_sender" // no Comm-Sender from the gateway
 	ReasonSenderMismatch        Reason = "sender_mismatch"         // the envelope names another sender than the authenticated one
+	ReasonBadSignature          Reason = "bad_signature"           // the envelope is not signed by the sender it names
 	ReasonUnknownSender         Reason = "unknown_sender"
 	ReasonSenderRevoked         Reason = "sender_revoked"
 	ReasonUnknownGroup          Reason = "unknown_group"
 	ReasonGroupDeleted          Reason = "group_deleted"
 	ReasonNotMember             Reason = "not_member"
 	ReasonFutureEpoch           Reason = "future_epoch"      // an epoch the relay's view of the log has not reached
-	ReasonOldEpoch              Reason = "old_epoch"         // an epoch before the current one, past the grace
+	ReasonOldEpoch              Reason = "old_epoch"         // an epoch before the current one, past the grace, or before the sender's last
+	ReasonEpochPending          Reason = "epoch_pending"     // the relay is applying the epoch change that decides the grace (retry)
 	ReasonReplayedCounter       Reason = "replayed_counter"  // a counter not above the last accepted
 	ReasonCounterJump           Reason = "counter_jump"      // a counter more than protocol.MaxCounterJump above the last accepted
 	ReasonCounterExhausted      Reason = "counter_exhausted" // counter 2^64-1, which no sender may use

@@ -36,7 +36,9 @@ Figures (names for --only):
              addresses, beside the same client's handshakes alone; goal
              p99 ≤ 2 s
   sat2       accepted messages/s at saturation, groups of 2, 256-byte
-             payloads, beside raw JetStream async publish
+             payloads, beside raw JetStream async publish; then the same
+             load with the relay's check of the senders' signatures left
+             out (sat2-nosig), beside sat2
   latency    latency send → delivery at half the sat2 rate, beside raw
              JetStream publish → consume at the same rate (runs sat2 too)
   sat8       delivered copies/s at saturation, groups of 8

@@ -70,7 +70,7 @@ func newWorld(t *testing.T, s *natstest.Server, ks *keys.SigningKey) world {
 func (w world) send(t *testing.T, nc *nats.Conn, counter uint64) string {
 	t.Helper()
 	h := envelope.Header{Group: w.group, Epoch: 1, Sender: w.alice.ID(), Counter: counter}
-	e, _ := envelope.Seal(nil, h, &[32]byte{1}, []byte("hello"), nil)
+	e, _ := envelope.Seal(nil, h, &[32]byte{1}, []byte("hello"), w.alice.Sig, nil)
 	m := nats.NewMsg(streams.InboundSubject(w.group))
 	m.Data = e
 	m.Header.Set(streams.HeaderSender, w.alice.ID().String())

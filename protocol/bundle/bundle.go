@@ -34,11 +34,11 @@ import (
 
 // Sizes.
 const (
-	Version     byte = 1
-	EncSize          = 32
-	WrappedSize      = protocol.GroupKeySize + 16
-	signedSize       = 1 + protocol.GroupIDSize + 4 + protocol.PublicKeySize + protocol.HashSize + EncSize + WrappedSize
-	Size             = signedSize + protocol.SignatureSize
+	Version     = protocol.Version
+	EncSize     = 32
+	WrappedSize = protocol.GroupKeySize + 16
+	signedSize  = 1 + protocol.GroupIDSize + 4 + protocol.PublicKeySize + protocol.HashSize + EncSize + WrappedSize
+	Size        = signedSize + protocol.SignatureSize
 )
 
 // Bundle is one member's signed, wrapped group key for one epoch.

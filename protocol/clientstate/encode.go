@@ -12,10 +12,11 @@ import (
 
 // The stored form, compact because a client's flash is small:
 //
-//	magic "CMST" | version 2 | groups uvarint | group... | check 4
+//	magic "CMST" | version 3 | groups uvarint | group... | check 4
 //	group:  id(16) | floor uvarint | reserved uvarint |
+//	        newest uvarint | since uvarint |
 //	        keys(1) | (epoch uvarint | key(32))... |
-//	        seen uvarint | (tag(8) | window)...
+//	        seen uvarint | (tag(8) | epoch uvarint | window)...
 //	window: replay.Window's binary form (top counter, and which of the
 //	        128 below it were accepted; 3 bytes when all were)
 //
@@ -25,7 +26,7 @@ import (
 // corrupt file, not a forged one (the file is as trusted as the device).
 const (
 	stateMagic   = "CMST"
-	stateVersion = 2 // 2: replay windows instead of last counters
+	stateVersion = 3 // 2: replay windows instead of last counters; 3: epochs retired by rule
 	checkSize    = 4
 )
 
@@ -48,6 +49,8 @@ func (gr *group) append(b []byte, id protocol.GroupID) []byte {
 	b = append(b, id[:]...)
 	b = binary.AppendUvarint(b, uint64(gr.floor))
 	b = binary.AppendUvarint(b, gr.reserved)
+	b = binary.AppendUvarint(b, uint64(gr.newest))
+	b = binary.AppendUvarint(b, uint64(gr.since))
 	b = append(b, byte(len(gr.keys)))
 	for _, k := range gr.keys {
 		b = binary.AppendUvarint(b, uint64(k.epoch))
@@ -61,8 +64,9 @@ func (gr *group) append(b []byte, id protocol.GroupID) []byte {
 	b = binary.AppendUvarint(b, uint64(len(tags)))
 	for _, t := range tags {
 		b = append(b, t[:]...)
-		w := gr.seen[t]
-		b = w.AppendBinary(b)
+		snd := gr.seen[t]
+		b = binary.AppendUvarint(b, uint64(snd.epoch))
+		b = snd.window.AppendBinary(b)
 	}
 	return b
 }
@@ -117,6 +121,12 @@ func (r *reader) group() *group {
 		r.err = protocol.ErrStateCorrupt // counters start at 1
 	}
 	gr.next = gr.reserved
+	gr.newest = protocol.Epoch(r.uint32())
+	since := r.uvarint()
+	if since > protocol.RetireAfter || (since == 0) != (gr.newest == 0) {
+		r.err = protocol.ErrStateCorrupt
+	}
+	gr.since = uint32(since)
 	nkeys := int(r.byte())
 	for i := 0; i < nkeys && r.err == nil; i++ {
 		var k epochKey
@@ -131,7 +141,12 @@ func (r *reader) group() *group {
 	for i := uint64(0); i < nseen && r.err == nil; i++ {
 		var t senderTag
 		r.bytes(t[:])
-		gr.seen[t] = r.window()
+		snd := sender{epoch: protocol.Epoch(r.uint32())}
+		snd.window = r.window()
+		if snd.epoch == 0 || snd.epoch > gr.newest {
+			r.err = protocol.ErrStateCorrupt // every accepted message counted in newest
+		}
+		gr.seen[t] = snd
 	}
 	return gr
 }

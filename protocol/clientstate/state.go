@@ -1,6 +1,13 @@
 // Package clientstate is what a client remembers between runs besides its
 // identity: per group the keys of its recent epochs, the next counter it
-// may send with, and per sender the last counter it accepted.
+// may send with, how far the group has moved into its newest epoch, and
+// per sender the replay window and the newest epoch it accepted.
+//
+// Epoch keys are retired by rule, not by clock (PROTOCOL.md §8.3): once a
+// sender's message of epoch E is accepted, that sender's messages of
+// older epochs are refused; once protocol.RetireAfter messages of a group
+// were accepted from its first message of the newest epoch on, the keys
+// of older epochs are dropped.
 //
 // Counters follow the design decisions: per (group, sender), strictly
 // increasing, gaps allowed. The send counter uses block reservation: the
@@ -62,14 +69,22 @@ type epochKey struct {
 }
 
 type group struct {
-	floor    protocol.Epoch // bundles for lower epochs are refused
+	floor    protocol.Epoch // bundles for lower epochs are refused, messages of them too
 	keys     []epochKey     // ascending by epoch
 	reserved uint64         // counters below it may have been sent
 	next     uint64         // the next counter to send (not persisted)
-	seen     map[senderTag]replay.Window
+	newest   protocol.Epoch // the newest epoch of a message accepted (0: none)
+	since    uint32         // messages accepted from the first of newest on, at most RetireAfter
+	seen     map[senderTag]sender
 }
 
-func newGroup() *group { return &group{reserved: 1, next: 1, seen: map[senderTag]replay.Window{}} }
+// sender is what a group remembers of one sender.
+type sender struct {
+	window replay.Window
+	epoch  protocol.Epoch // the newest epoch of a message accepted from it
+}
+
+func newGroup() *group { return &group{reserved: 1, next: 1, seen: map[senderTag]sender{}} }
 
 // State is a client's persisted state. It is safe for concurrent use.
 type State struct {
@@ -171,6 +186,9 @@ func (s *State) Key(g protocol.GroupID, e protocol.Epoch) ([protocol.GroupKeySiz
 			return k.key, nil
 		}
 	}
+	if e < gr.floor {
+		return [protocol.GroupKeySize]byte{}, protocol.ErrRetiredEpoch // dropped: it will not come back
+	}
 	return [protocol.GroupKeySize]byte{}, protocol.ErrUnknownEpoch
 }
 
@@ -236,9 +254,23 @@ func checkCounter(w *replay.Window, counter uint64) error {
 	return nil
 }
 
-// Check reports whether a message with header h would be accepted, without
-// changing anything: ErrReplayedMessage if its counter is not above the
-// last one accepted from that sender in that group.
+// check applies PROTOCOL.md §8.3's retirement and §8.2 step 4 to h.
+func (gr *group) check(h envelope.Header) error {
+	if h.Epoch < gr.floor {
+		return protocol.ErrRetiredEpoch
+	}
+	snd := gr.seen[tagOf(h.Sender)]
+	if h.Epoch < snd.epoch {
+		return protocol.ErrRetiredEpoch // the sender has moved on to a newer epoch
+	}
+	return checkCounter(&snd.window, h.Counter)
+}
+
+// Check reports whether a message with header h would be accepted,
+// without changing anything: ErrRetiredEpoch if its epoch is retired for
+// its group or its sender, ErrReplayedMessage if its counter was seen or
+// is below its sender's window, ErrCounterJump if it is too far above.
+// A client calls it after the signature verified and before it opens.
 func (s *State) Check(h envelope.Header) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,15 +278,16 @@ func (s *State) Check(h envelope.Header) error {
 	if gr == nil {
 		return protocol.ErrUnknownGroup
 	}
-	w := gr.seen[tagOf(h.Sender)]
-	return checkCounter(&w, h.Counter)
+	return gr.check(h)
 }
 
-// Accept records a message whose envelope opened under its epoch's key:
-// its counter becomes the sender's last, and keys of epochs before the
-// message's previous one are dropped (that history is drained). The state
-// is persisted before Accept returns; only then may the caller hand the
-// message on.
+// Accept records a message whose envelope was verified and opened under
+// its epoch's key: its counter joins its sender's window, its epoch
+// becomes the sender's newest, and keys are retired (PROTOCOL.md §8.3):
+// those below the previous epoch at once, and the previous one too once
+// RetireAfter messages were accepted from the first of the newest epoch
+// on. The state is persisted before Accept returns; only then may the
+// caller hand the message on.
 func (s *State) Accept(h envelope.Header) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,18 +295,45 @@ func (s *State) Accept(h envelope.Header) error {
 	if gr == nil {
 		return protocol.ErrUnknownGroup
 	}
-	tag := tagOf(h.Sender)
-	w := gr.seen[tag]
-	if err := checkCounter(&w, h.Counter); err != nil {
+	if err := gr.check(h); err != nil {
 		return err
 	}
 	before := s.snapshot(h.Group)
-	w.Accept(h.Counter)
-	gr.seen[tag] = w
-	for len(gr.keys) > 0 && gr.keys[0].epoch < h.Epoch-1 {
+	tag := tagOf(h.Sender)
+	snd := gr.seen[tag]
+	snd.window.Accept(h.Counter)
+	snd.epoch = max(snd.epoch, h.Epoch)
+	gr.seen[tag] = snd
+	gr.count(h.Epoch)
+	gr.retire()
+	return s.saveOrRestore(h.Group, before)
+}
+
+// count moves the group's position in its newest epoch on by one
+// accepted message of epoch e.
+func (gr *group) count(e protocol.Epoch) {
+	switch {
+	case e > gr.newest:
+		gr.newest, gr.since = e, 1
+	case gr.since < protocol.RetireAfter:
+		gr.since++
+	}
+}
+
+// retire drops the keys the rule of PROTOCOL.md §8.3 retires and raises
+// the floor to the oldest epoch still accepted.
+func (gr *group) retire() {
+	if gr.newest == 0 {
+		return
+	}
+	keep := gr.newest - 1
+	if gr.since >= protocol.RetireAfter {
+		keep = gr.newest
+	}
+	for len(gr.keys) > 0 && gr.keys[0].epoch < keep {
 		gr.dropOldest()
 	}
-	return s.saveOrRestore(h.Group, before)
+	gr.floor = max(gr.floor, keep)
 }
 
 // snapshot copies a group's state so a failed save can be undone.
@@ -281,7 +341,7 @@ func (s *State) snapshot(g protocol.GroupID) *group {
 	gr := s.groups[g]
 	c := *gr
 	c.keys = slices.Clone(gr.keys)
-	c.seen = make(map[senderTag]replay.Window, len(gr.seen))
+	c.seen = make(map[senderTag]sender, len(gr.seen))
 	for k, v := range gr.seen {
 		c.seen[k] = v
 	}

@@ -117,8 +117,8 @@ func TestDrainDropsOldEpochs(t *testing.T) {
 	if err := st.Accept(header(1, 4, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Key(g1, 2); !errors.Is(err, protocol.ErrUnknownEpoch) {
-		t.Fatalf("epoch 2 after a message of epoch 4: got %v, want it dropped", err)
+	if _, err := st.Key(g1, 2); !errors.Is(err, protocol.ErrRetiredEpoch) {
+		t.Fatalf("epoch 2 after a message of epoch 4: got %v, want it dropped (retired)", err)
 	}
 	if _, err := st.Key(g1, 3); err != nil {
 		t.Fatalf("previous epoch 3 must stay: %v", err)
@@ -254,5 +254,74 @@ func TestCounterBounds(t *testing.T) {
 		if err := s.Accept(h); !errors.Is(err, c.want) {
 			t.Errorf("counter %d: %v, want %v", c.counter, err, c.want)
 		}
+	}
+}
+
+// TestRetireBySender: once a sender's message of a newer epoch is
+// accepted, its messages of older epochs are refused, while the other
+// senders' are still taken; the rule survives a restart.
+func TestRetireBySender(t *testing.T) {
+	store := &clientstate.MemStore{}
+	st := load(t, store, clientstate.Options{})
+	for e := protocol.Epoch(1); e <= 2; e++ {
+		if err := st.InstallKey(g1, e, &[32]byte{byte(e)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		h    envelope.Header
+		want error
+	}{
+		{header(0xc0, 1, 1), nil},                      // carol, epoch 1
+		{header(0xc0, 2, 2), nil},                      // carol moves to epoch 2
+		{header(0xc0, 1, 3), protocol.ErrRetiredEpoch}, // carol in epoch 1 again: retired for her
+		{header(0xb0, 1, 1), nil},                      // bob still in epoch 1: within the group's grace
+	}
+	for i, c := range steps {
+		if err := st.Accept(c.h); !errors.Is(err, c.want) {
+			t.Fatalf("step %d: %v, want %v", i, err, c.want)
+		}
+	}
+	st = load(t, store, clientstate.Options{})
+	if err := st.Check(header(0xc0, 1, 9)); !errors.Is(err, protocol.ErrRetiredEpoch) {
+		t.Fatalf("after a restart: %v, want retired_epoch", err)
+	}
+}
+
+// TestRetireAfterMessages: the previous epoch's key is dropped once
+// RetireAfter messages were accepted from the first of the newer epoch
+// on, previous-epoch ones included; before that it still opens.
+func TestRetireAfterMessages(t *testing.T) {
+	st := load(t, &clientstate.MemStore{}, clientstate.Options{})
+	for e := protocol.Epoch(1); e <= 2; e++ {
+		if err := st.InstallKey(g1, e, &[32]byte{byte(e)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Accept(header(0xaa, 2, 1)); err != nil { // the first of epoch 2: 1 counted
+		t.Fatal(err)
+	}
+	if err := st.Accept(header(0xbb, 1, 1)); err != nil { // a late epoch-1 message: 2 counted
+		t.Fatal(err)
+	}
+	for c := uint64(2); c < protocol.RetireAfter-1; c++ { // up to RetireAfter-1 counted
+		if err := st.Accept(header(0xaa, 2, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Key(g1, 1); err != nil {
+		t.Fatalf("epoch 1 retired early: %v", err)
+	}
+	if err := st.Accept(header(0xbb, 1, 2)); err != nil { // the RetireAfter-th message
+		t.Fatalf("the last message of the grace: %v", err)
+	}
+	if _, err := st.Key(g1, 1); !errors.Is(err, protocol.ErrRetiredEpoch) {
+		t.Fatalf("epoch 1 after %d messages: %v, want retired", protocol.RetireAfter, err)
+	}
+	if err := st.Check(header(0xdd, 1, 1)); !errors.Is(err, protocol.ErrRetiredEpoch) {
+		t.Fatalf("a sender never seen, in epoch 1: %v, want retired", err)
+	}
+	if err := st.InstallKey(g1, 1, &[32]byte{1}); !errors.Is(err, protocol.ErrStaleEpoch) {
+		t.Fatalf("re-installing a retired epoch: %v, want stale_epoch", err)
 	}
 }

@@ -27,7 +27,7 @@ import (
 
 const (
 	fileMagic   = "CMKY"
-	fileVersion = 1
+	fileVersion = protocol.Version
 	fileHeader  = 6
 	fileCheck   = 4
 )

@@ -80,10 +80,10 @@ func (g *gen) clientSideBad(c, s, other party, t transcript) {
 		"low_order_point", c, sp, t, withEphemeral(t.m2, order8Point), t.m3)
 	g.clientBad("high-bit-share", "M2's share has bit 255 set: not a canonical encoding.",
 		"noncanonical_point", c, sp, t, withEphemeral(t.m2, highBitPoint), t.m3)
-	g.clientBad("version", "M2 says protocol version 2.",
-		"unsupported_version", c, sp, t, withHeader(t.m2, 2, handshake.TypeM2, 1), t.m3)
+	g.clientBad("version", "M2 says protocol version 1, the unreleased version.",
+		"unsupported_version", c, sp, t, withHeader(t.m2, 1, handshake.TypeM2, 1), t.m3)
 	g.clientBad("suite", "M2 says suite 2.",
-		"unsupported_suite", c, sp, t, withHeader(t.m2, 1, handshake.TypeM2, 2), t.m3)
+		"unsupported_suite", c, sp, t, withHeader(t.m2, protocol.Version, handshake.TypeM2, 2), t.m3)
 	g.clientBad("m3-first", "The server sends M3 where M2 belongs.",
 		"unexpected_message", c, sp, t, t.m3, t.m2)
 	g.clientBad("m2-truncated", "M2 is one byte short.",
@@ -116,10 +116,10 @@ func (g *gen) serverSideBad(c, s, other party, t transcript) {
 	g.serverBad("client-sig-wrong-label", "M4 signs the right transcript under the server's label.",
 		"bad_client_signature", s, t.m1, serverLabel)
 	g.serverBad("version", "M1 says protocol version 0.", "unsupported_version", s, withHeader(t.m1, 0, handshake.TypeM1, 1), t.m4)
-	g.serverBad("suite", "M1 says suite 3.", "unsupported_suite", s, withHeader(t.m1, 1, handshake.TypeM1, 3), t.m4)
+	g.serverBad("suite", "M1 says suite 3.", "unsupported_suite", s, withHeader(t.m1, protocol.Version, handshake.TypeM1, 3), t.m4)
 	g.serverBad("p-share", "M1's share is u = 2^255-19: not canonical.", "noncanonical_point", s, withEphemeral(t.m1, uEqualsP), t.m4)
 	g.serverBad("zero-share", "M1's share is all zero: the X25519 result is all zero.", "low_order_point", s, withEphemeral(t.m1, zeroPoint), t.m4)
-	g.serverBad("type", "M1 says type 2 (M2).", "unexpected_message", s, withHeader(t.m1, 1, handshake.TypeM2, 1), t.m4)
+	g.serverBad("type", "M1 says type 2 (M2).", "unexpected_message", s, withHeader(t.m1, protocol.Version, handshake.TypeM2, 1), t.m4)
 	g.serverBad("m1-long", "M1 has one byte too many.", "message_length", s, append(t.m1[:len(t.m1):len(t.m1)], 0), t.m4)
 	g.serverBad("m4-truncated", "M4 is one byte short.", "message_length", s, t.m1, t.m4[:len(t.m4)-1])
 }

@@ -19,34 +19,44 @@ func (g *gen) envelopeCase(name, comment, expect string, key [32]byte, env []byt
 
 func (g *gen) envelopes() {
 	key, nonce := g.b32(), g.bytes(envelope.NonceSize)
-	h := envelope.Header{Group: protocol.GroupID(g.bytes(16)), Epoch: 3, Sender: protocol.ClientID(g.b32()), Counter: 42}
+	senderSeed, otherSeed := g.b32(), g.b32()
+	sender, other := keys.NewSigningKey(&senderSeed), keys.NewSigningKey(&otherSeed)
+	h := envelope.Header{Group: protocol.GroupID(g.bytes(16)), Epoch: 3, Sender: sender.Public(), Counter: 42}
 	payload := []byte("meet at the north gate at 0600")
-	env, err := envelope.Seal(nil, h, &key, payload, bytes.NewReader(nonce))
-	g.check(err)
-	v := g.envelopeCase("ok", "An envelope sealed with a fixed nonce; sealing the header and payload with this nonce and key gives these bytes.", "ok", key, env)
+	seal := func(h envelope.Header, key [32]byte, payload []byte, signer envelope.Signer) []byte {
+		env, err := envelope.Seal(nil, h, &key, payload, signer, bytes.NewReader(nonce))
+		g.check(err)
+		return env
+	}
+	env := seal(h, key, payload, sender)
+	v := g.envelopeCase("ok", "An envelope sealed with a fixed nonce and signed by its sender (the Ed25519 key of sender_seed); "+
+		"sealing the header and payload with this nonce and key, and signing, gives these bytes. signed is the signature input.", "ok", key, env)
 	v.add("group", h.Group[:])
 	v.add("epoch", uint32(h.Epoch))
 	v.add("sender", h.Sender[:])
+	v.add("sender_seed", senderSeed[:])
 	v.add("counter", h.Counter)
 	v.add("nonce", nonce)
+	v.add("signed", envelope.SignatureInput(env))
 	v.add("payload", payload)
 
-	empty, err := envelope.Seal(nil, h, &key, nil, bytes.NewReader(nonce))
-	g.check(err)
-	v = g.envelopeCase("ok-empty", "An envelope with an empty payload.", "ok", key, empty)
+	v = g.envelopeCase("ok-empty", "An envelope with an empty payload.", "ok", key, seal(h, key, nil, sender))
 	v.add("payload", []byte{})
 
 	fields := []struct {
 		name string
 		at   int
 	}{{"group", 1}, {"epoch", 1 + 16 + 3}, {"sender", 1 + 16 + 4}, {"counter", 1 + 16 + 4 + 32 + 7},
-		{"nonce", envelope.HeaderSize}, {"ciphertext", envelope.HeaderSize + envelope.NonceSize}, {"tag", len(env) - 1}}
+		{"nonce", envelope.HeaderSize}, {"ciphertext", envelope.HeaderSize + envelope.NonceSize},
+		{"tag", len(env) - envelope.SignatureSize - 1}, {"signature", len(env) - 1}}
 	for _, f := range fields {
-		g.envelopeCase("altered-"+f.name, "The ok envelope with a bit of its "+f.name+" flipped.", "decrypt", key, flip(env, f.at))
+		g.envelopeCase("altered-"+f.name, "The ok envelope with a bit of its "+f.name+
+			" flipped: the signature no longer verifies, and nothing is opened.", "bad_envelope_signature", key, flip(env, f.at))
 	}
-	g.envelopeCase("wrong-key", "The ok envelope opened with another key.", "decrypt", g.b32(), env)
-	g.envelopeCase("short", "One byte shorter than the smallest envelope (101 bytes).", "envelope_length", key, env[:envelope.Overhead-1])
-	g.envelopeCase("version", "The ok envelope with version 2.", "envelope_version", key, withByte(env, 0, 2))
+	g.signatureCases(h, key, payload, env, sender, other, seal)
+	g.envelopeCase("wrong-key", "The ok envelope opened with another key: the signature verifies, the AEAD does not open.", "decrypt", g.b32(), env)
+	g.envelopeCase("short", "One byte shorter than the smallest envelope (165 bytes).", "envelope_length", key, env[:envelope.Overhead-1])
+	g.envelopeCase("version", "The ok envelope with version 1, the unreleased version without signatures.", "envelope_version", key, withByte(env, 0, 1))
 	zero := h
 	zero.Counter = 0
 	zeroEnv := zero.Append(nil)
@@ -56,6 +66,35 @@ func (g *gen) envelopes() {
 	zeroEpoch.Epoch = 0
 	zeroEnv = append(zeroEpoch.Append(nil), env[envelope.HeaderSize:]...)
 	g.envelopeCase("zero-epoch", "Epoch 0 never has a key: epochs start at 1.", "bad_epoch", key, zeroEnv)
+}
+
+// signatureCases are the envelopes whose signature is not their sender's
+// over these very bytes (PROTOCOL.md §6.4).
+func (g *gen) signatureCases(h envelope.Header, key [32]byte, payload, env []byte, sender, other *keys.SigningKey,
+	seal func(envelope.Header, [32]byte, []byte, envelope.Signer) []byte) {
+	sig := env[len(env)-envelope.SignatureSize:]
+	next := h
+	next.Counter++
+	nextEnv := seal(next, key, payload, sender)
+	g.envelopeCase("signature-other-header", "The ok envelope's header with counter 43, carrying the signature of the ok envelope "+
+		"(counter 42): a signature covers one header.", "bad_envelope_signature", key,
+		append(nextEnv[:len(nextEnv)-envelope.SignatureSize:len(nextEnv)-envelope.SignatureSize], sig...))
+	forged := envelope.SignatureInput(env)
+	otherSig := other.Sign(forged)
+	g.envelopeCase("other-signer", "The ok envelope (naming the ok sender) signed instead by another key, as a member or a removed "+
+		"member holding the group key would sign a message in the sender's name.", "bad_envelope_signature", key,
+		append(bytes.Clone(env[:len(env)-envelope.SignatureSize]), otherSig[:]...))
+	outsider := h
+	outsider.Sender = other.Public()
+	g.envelopeCase("non-member", "An envelope correctly signed by a key that is not a member's, naming itself, sealed under a key "+
+		"it made up: the signature verifies, the AEAD does not open under the group's key.", "decrypt", key,
+		seal(outsider, g.b32(), payload, other))
+	g.envelopeCase("stripped-signature", "The ok envelope without its 64-byte signature: shorter than any envelope.", "envelope_length", key,
+		env[:len(env)-envelope.SignatureSize])
+	long := seal(h, key, bytes.Repeat([]byte("long payload "), 10), sender)
+	g.envelopeCase("stripped-signature-long", "An envelope with a 130-byte payload without its signature: long enough to parse, so "+
+		"its last 64 ciphertext bytes are read as the signature, which does not verify.", "bad_envelope_signature", key,
+		long[:len(long)-envelope.SignatureSize])
 }
 
 func withByte(b []byte, i int, v byte) []byte {
@@ -122,7 +161,7 @@ func (g *gen) bundles() {
 	misdirected := bundle.Recipient{ID: alice.id.ID(), Wrap: bob.id.Wrap.Public()}
 	g.bundleCase("wrapped-to-bob", "Signed and addressed to Alice, but the key is wrapped to Bob's key-wrap key.", "unwrap", ks.Public(), alice, wrap(ks, misdirected))
 	g.bundleCase("truncated", "Alice's bundle without its last byte.", "bundle_length", ks.Public(), alice, ok[:len(ok)-1])
-	g.bundleCase("version", "Alice's bundle with version 2.", "bundle_version", ks.Public(), alice, withByte(ok, 0, 2))
+	g.bundleCase("version", "Alice's bundle with version 1, the unreleased version.", "bundle_version", ks.Public(), alice, withByte(ok, 0, 1))
 }
 
 func (g *gen) keyfiles() {
@@ -150,7 +189,7 @@ func (g *gen) keyfiles() {
 	kf("foreign", "An OpenSSH public key line is not a key file.", "keyfile_foreign", []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"))
 	kf("truncated", "The client identity without its last byte.", "keyfile_truncated", priv[:len(priv)-1])
 	kf("checksum", "The client identity with a bit of the body flipped.", "keyfile_checksum", flip(priv, 10))
-	kf("version", "The client identity with file version 2.", "keyfile_version", withByte(priv, 4, 2))
+	kf("version", "The client identity with file version 1, the unreleased version.", "keyfile_version", withByte(priv, 4, 1))
 	unknown := keys.Encode(keys.Kind(9), make([]byte, 32))
 	kf("unknown-kind", "A well-formed file of kind 9, which does not exist.", "keyfile_kind", unknown)
 }
