@@ -260,7 +260,7 @@ static int deliver(comm_client *c, uint8_t *env, size_t n)
 	const uint8_t *key = NULL;
 	uint8_t *payload;
 	size_t plen;
-	/* the fields and (version 2) the sender's signature, before anything else */
+	/* the fields and the sender's signature, before anything else (8.2) */
 	int err = comm_env_verify(c->cfg.be, env, n, &h);
 	if (!err) {
 		err = comm_state_key(c->cfg.state, h.group, h.epoch, &key);

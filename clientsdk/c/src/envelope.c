@@ -1,7 +1,7 @@
 /*
  * envelope.c - group messages (PROTOCOL.md 6).
  *
- *   | version (1) | group (16) | epoch (4) | sender (32) | counter (8) | nonce (24) | ciphertext | tag (16) | signature (64, version 2) |
+ *   | version (1) | group (16) | epoch (4) | sender (32) | counter (8) | nonce (24) | ciphertext | tag (16) | signature (64) |
  *   AD = bytes 0..60; XChaCha20-Poly1305 under the group key of (group, epoch)
  *   signature = Ed25519(sender's identity key, LabelEnvelopeSig | version | suite | bytes 0 .. before the signature)
  *
@@ -31,7 +31,6 @@ int comm_env_parse(const uint8_t *env, size_t n, comm_env_header *h)
 	return COMM_OK;
 }
 
-#if COMM_ENV_SIG_SIZE > 0
 /* sig_parts: LabelEnvelopeSig | version | suite | env[0 .. n - 65]. */
 static void sig_parts(comm_part p[3], uint8_t vs[3], const uint8_t *env, size_t n)
 {
@@ -41,12 +40,10 @@ static void sig_parts(comm_part p[3], uint8_t vs[3], const uint8_t *env, size_t 
 	p[1] = (comm_part)PART(vs, 3);
 	p[2] = (comm_part)PART(env, n - COMM_ENV_SIG_SIZE);
 }
-#endif
 
 int comm_env_verify(const comm_backend *be, const uint8_t *env, size_t n, comm_env_header *h)
 {
 	int err = comm_env_parse(env, n, h);
-#if COMM_ENV_SIG_SIZE > 0
 	if (!err) {
 		uint8_t vs[3];
 		comm_part p[3];
@@ -56,9 +53,6 @@ int comm_env_verify(const comm_backend *be, const uint8_t *env, size_t n, comm_e
 			err = COMM_E_BAD_ENVELOPE_SIGNATURE;
 		}
 	}
-#else
-	(void)be;
-#endif
 	return err;
 }
 
@@ -74,12 +68,8 @@ int comm_env_seal(const comm_backend *be, uint8_t *out, size_t cap, const comm_e
 		return COMM_E_COUNTER_EXHAUSTED;
 	if (h->epoch == 0 || h->epoch == 0xffffffffu)
 		return COMM_E_BAD_EPOCH;
-#if COMM_ENV_SIG_SIZE > 0
 	if (signer == NULL || !comm_ct_equal(signer->id, h->sender, 32))
 		return COMM_E_WRONG_SIGNER;
-#else
-	(void)signer;
-#endif
 	if (cap < len)
 		return COMM_E_BUFFER;
 	if (n > 0 && pt != out + COMM_ENV_OFF_CT)
@@ -95,7 +85,6 @@ int comm_env_seal(const comm_backend *be, uint8_t *out, size_t cap, const comm_e
 		comm_wipe(out, len);
 		return COMM_E_CRYPTO;
 	}
-#if COMM_ENV_SIG_SIZE > 0
 	{
 		uint8_t vs[3];
 		comm_part p[3];
@@ -105,7 +94,6 @@ int comm_env_seal(const comm_backend *be, uint8_t *out, size_t cap, const comm_e
 			return COMM_E_CRYPTO;
 		}
 	}
-#endif
 	*outlen = len;
 	return COMM_OK;
 }

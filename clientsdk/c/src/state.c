@@ -402,10 +402,8 @@ int comm_state_key(const comm_state *st, const uint8_t group[16], uint32_t epoch
 	*key = NULL;
 	if (g == NULL || g->nkeys == 0)
 		return COMM_E_UNKNOWN_GROUP;
-#if COMM_VERSION >= 2
 	if (epoch < g->floor)
 		return COMM_E_RETIRED_EPOCH; /* dropped: it will not come back */
-#endif
 	for (int i = 0; i < g->nkeys; i++) {
 		if (g->keys[i].epoch == epoch) {
 			*key = g->keys[i].key;
@@ -449,17 +447,15 @@ static int find_sender(const comm_group_state *g, const uint8_t sender[32])
 	return -1;
 }
 
-/* check applies 8.3's retirement (version 2) and 8.2 step 4 to h. */
+/* check applies 8.3's retirement and 8.2 step 4 to h. */
 static int check(const comm_group_state *g, const comm_env_header *h)
 {
 	comm_window empty;
 	int s = find_sender(g, h->sender);
-#if COMM_VERSION >= 2
 	if (h->epoch < g->floor)
 		return COMM_E_RETIRED_EPOCH;
 	if (s >= 0 && h->epoch < g->senders[s].epoch)
 		return COMM_E_RETIRED_EPOCH; /* the sender has moved on to a newer epoch */
-#endif
 	memset(&empty, 0, sizeof empty);
 	return verdict_err(comm_window_check(s >= 0 ? &g->senders[s].w : &empty, h->counter));
 }
@@ -472,11 +468,11 @@ int comm_state_check(const comm_state *st, const comm_env_header *h)
 	return check(g, h);
 }
 
-/* retire drops the keys 8.3 retires and raises the floor. Version 1: the
- * keys below the previous epoch of the message accepted. Version 2: those
- * below the previous epoch of the newest message accepted, and the
+/* retire counts a message of epoch e and drops the keys 8.3 retires:
+ * those below the previous epoch of the newest message accepted, and the
  * previous one too once COMM_RETIRE_AFTER messages were accepted from the
- * first of the newest epoch on. */
+ * first of the newest epoch on; the floor rises to the oldest epoch still
+ * accepted. */
 static void retire(comm_group_state *g, uint32_t e)
 {
 	uint32_t keep;
@@ -486,17 +482,11 @@ static void retire(comm_group_state *g, uint32_t e)
 	} else if (g->since < COMM_RETIRE_AFTER) {
 		g->since++;
 	}
-#if COMM_VERSION >= 2
 	keep = g->since >= COMM_RETIRE_AFTER ? g->newest : g->newest - 1;
-#else
-	keep = e > 1 ? e - 1 : 0;
-#endif
 	while (g->nkeys > 0 && g->keys[0].epoch < keep)
 		drop_oldest(g);
-#if COMM_VERSION >= 2
 	if (keep > g->floor)
 		g->floor = keep;
-#endif
 }
 
 int comm_state_accept(comm_state *st, const comm_store *store, const comm_env_header *h)

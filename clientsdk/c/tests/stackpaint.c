@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 	    {"key bundle (poll: verify, HPKE open, install, store)", do_poll, COMM_FRAME_KEY_BUNDLE},
 	    {"groups (poll)", do_poll, COMM_FRAME_GROUPS},
 	    {"receive (poll: Deliver, open, window, store, DeliverAck)", do_poll, COMM_FRAME_DELIVER},
-	    {"receive a replay (poll: Deliver, refused before opening)", do_poll, COMM_FRAME_DELIVER},
+	    {"receive a replay (poll: Deliver, verified, refused before opening)", do_poll, COMM_FRAME_DELIVER},
 	    {"send (comm_client_send: counter, seal, Send)", do_send, 0},
 	    {"send ack (poll)", do_poll, COMM_FRAME_SEND_ACK},
 	};

@@ -1,7 +1,7 @@
 /*
  * state.c - the client state's rules (PROTOCOL.md 8.2-8.4) and its blob:
  * key installation (stale, conflict, the same key again, MaxEpochs, the
- * floor), drained epochs dropped on accept, replays refused across a
+ * floor), retirement by sender and by count (8.3), replays refused across a
  * reload, block reservation across a reload, a failed store undone, and a
  * corrupt or truncated blob refused whole.
  */
@@ -67,8 +67,7 @@ int main(void)
 	CHECK(comm_state_install(&st, &store, g, 7, k1) == 0, "a fifth drops the oldest");
 	CHECK(st.groups[0].floor == 4 && st.groups[0].nkeys == COMM_MAX_EPOCHS, "floor above the dropped epoch");
 	CHECK(comm_state_install(&st, &store, g, 3, k1) == COMM_E_STALE_EPOCH, "below the floor");
-	CHECK(comm_state_key(&st, g, 3, &key) == (COMM_VERSION >= 2 ? COMM_E_RETIRED_EPOCH : COMM_E_UNKNOWN_EPOCH),
-	      "3 is gone");
+	CHECK(comm_state_key(&st, g, 3, &key) == COMM_E_RETIRED_EPOCH, "3 is gone, retired");
 	CHECK(comm_state_key(&st, sender, 3, &key) == COMM_E_UNKNOWN_GROUP, "unknown group");
 
 	memset(&h, 0, sizeof h);
@@ -84,9 +83,8 @@ int main(void)
 	CHECK(comm_state_accept(&st, &store, &h) == 0, "9 after 10: inside the window");
 	h.counter = 10 + COMM_MAX_COUNTER_JUMP + 1;
 	CHECK(comm_state_accept(&st, &store, &h) == COMM_E_COUNTER_JUMP, "a jump");
-#if COMM_VERSION >= 2
 	{
-		/* 8.3 in version 2: a sender that moved on cannot go back; the
+		/* 8.3: a sender that moved on cannot go back; the
 		 * previous epoch's key retires after COMM_RETIRE_AFTER messages */
 		comm_env_header t = h;
 		h.epoch = 6;
@@ -111,7 +109,6 @@ int main(void)
 		CHECK(comm_state_check(&st, &t) == COMM_E_RETIRED_EPOCH, "a new sender's epoch 6 too");
 		h.epoch = 7;
 	}
-#endif
 
 	CHECK(comm_state_next_counter(&st, &store, g, &c) == 0 && c == 1, "first counter 1");
 	CHECK(st.groups[0].reserved == 1 + COMM_RESERVE, "a block reserved");

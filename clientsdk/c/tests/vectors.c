@@ -355,7 +355,7 @@ static int run_envelope(struct vec *v)
 		must_equal(v, "sender", h.sender, s, 32);
 		if (h.epoch != num(v, "epoch") || h.counter != num(v, "counter"))
 			v->mismatch = strdup("epoch/counter");
-		if (get(v, "sender_seed")) { /* version 2: the sender signs */
+		if (get(v, "sender_seed")) { /* the sender signs (6.3) */
 			uint8_t *seed = field(v, "sender_seed", 32, NULL), wrap[32] = {0};
 			comm_identity_init(&be, &signer, seed, wrap);
 			sp = &signer;

@@ -171,12 +171,12 @@ typedef struct comm_env_header {
 
 /* 6.4: the fields, without cryptography. */
 int comm_env_parse(const uint8_t *env, size_t n, comm_env_header *h);
-/* 6.4: the fields, then (version 2) the sender's signature under the
+/* 6.4: the fields, then the sender's signature under the
  * ClientID the envelope names. No key needed: check it before anything
  * else is done with the envelope. */
 int comm_env_verify(const comm_backend *be, const uint8_t *env, size_t n, comm_env_header *h);
 /* comm_env_seal writes the envelope (n + COMM_ENV_OVERHEAD bytes) into out,
- * signed (version 2) by signer, which must be h->sender (wrong_signer). pt
+ * signed by signer, which must be h->sender (wrong_signer). pt
  * may be at out + COMM_ENV_OFF_CT already. */
 int comm_env_seal(const comm_backend *be, uint8_t *out, size_t cap, const comm_env_header *h,
                   const uint8_t key[32], const uint8_t nonce[24], const uint8_t *pt, size_t n,
@@ -250,7 +250,7 @@ typedef struct comm_epoch_key {
  * accept a replay). */
 typedef struct comm_sender {
 	uint8_t tag[8];
-	uint32_t epoch; /* the newest epoch of a message accepted from it (version 2, 8.3) */
+	uint32_t epoch; /* the newest epoch of a message accepted from it (8.3) */
 	comm_window w;
 } comm_sender;
 
@@ -259,8 +259,8 @@ typedef struct comm_group_state {
 	uint8_t nkeys;
 	uint16_t nsenders;
 	uint8_t id[COMM_GROUP_ID_SIZE];
-	uint32_t floor;                       /* bundles below it are stale (8.3), messages retired (version 2) */
-	uint32_t newest;                      /* the newest epoch of a message accepted (version 2) */
+	uint32_t floor;                       /* bundles below it are stale, messages retired (8.3) */
+	uint32_t newest;                      /* the newest epoch of a message accepted */
 	uint32_t since;                       /* messages accepted from the first of newest on, at most 256 */
 	comm_epoch_key keys[COMM_MAX_EPOCHS]; /* ascending by epoch */
 	uint64_t reserved;                    /* counters below it may have been sent (8.4) */
@@ -299,12 +299,12 @@ int comm_state_decode(comm_state *st, const uint8_t *blob, size_t n);
 /* 8.3: install a verified key. */
 int comm_state_install(comm_state *st, const comm_store *store, const uint8_t group[16], uint32_t epoch,
                        const uint8_t key[32]);
-/* The key of (group, epoch): unknown_group, unknown_epoch, or (version
- * 2) retired_epoch for an epoch below the floor, whose key never comes back. */
+/* The key of (group, epoch): unknown_group, unknown_epoch, or
+ * retired_epoch for an epoch below the floor, whose key never comes back. */
 int comm_state_key(const comm_state *st, const uint8_t group[16], uint32_t epoch, const uint8_t **key);
 /* The newest epoch of a group and its key. */
 int comm_state_current(const comm_state *st, const uint8_t group[16], uint32_t *epoch, const uint8_t **key);
-/* 8.2 step 4 (and version 2's retirement, 8.3) without changes. */
+/* 8.2 step 4 with 8.3's retirement, without changes. */
 int comm_state_check(const comm_state *st, const comm_env_header *h);
 /* 8.2 step 5: record the counter, retire keys (8.3), persist. */
 int comm_state_accept(comm_state *st, const comm_store *store, const comm_env_header *h);

@@ -48,8 +48,8 @@ typedef enum comm_err {
 	COMM_E_PAYLOAD_TOO_LARGE = -43,
 	COMM_E_ZERO_COUNTER = -44,
 	COMM_E_BAD_EPOCH = -45,
-	COMM_E_BAD_ENVELOPE_SIGNATURE = -46, /* version 2 */
-	COMM_E_WRONG_SIGNER = -47,           /* version 2, local */
+	COMM_E_BAD_ENVELOPE_SIGNATURE = -46,
+	COMM_E_WRONG_SIGNER = -47, /* local */
 	/* key bundles */
 	COMM_E_BUNDLE_LENGTH = -50,
 	COMM_E_BUNDLE_VERSION = -51,
@@ -64,7 +64,7 @@ typedef enum comm_err {
 	COMM_E_UNKNOWN_EPOCH = -62,
 	COMM_E_UNKNOWN_GROUP = -63,
 	COMM_E_STATE_CORRUPT = -64,
-	COMM_E_RETIRED_EPOCH = -65, /* version 2 */
+	COMM_E_RETIRED_EPOCH = -65,
 	/* key files */
 	COMM_E_KEYFILE_FOREIGN = -70,
 	COMM_E_KEYFILE_VERSION = -71,

@@ -8,23 +8,14 @@
 #define COMM_PROTO_H
 
 /* 1.5: the protocol version. It is the version byte of handshake
- * messages, envelopes, key bundles and key files, and the "/N" of every
+ * messages, envelopes, key bundles and key files, and the "/2" of every
  * label. Version 2 signs every envelope by its sender (6) and retires
- * previous epochs' keys by message counts (8.3); -DCOMM_VERSION=1 builds
- * the previous version. */
-#ifndef COMM_VERSION
-#define COMM_VERSION 1
-#endif
+ * previous epochs' keys by message counts (8.3). */
+#define COMM_VERSION 2
 #define COMM_SUITE 1 /* 2.2: X25519, Ed25519, SHA-256, HMAC-SHA256, HKDF-SHA256 */
 
 /* 3: labels, ASCII without terminator (use COMM_LABEL_LEN for the length). */
-#if COMM_VERSION == 1
-#define COMM_LABEL_PREFIX "communicator/1 "
-#elif COMM_VERSION == 2
 #define COMM_LABEL_PREFIX "communicator/2 "
-#else
-#error "COMM_VERSION must be 1 or 2"
-#endif
 #define COMM_LABEL_SERVER_SIG COMM_LABEL_PREFIX "handshake server signature"
 #define COMM_LABEL_CLIENT_SIG COMM_LABEL_PREFIX "handshake client signature"
 #define COMM_LABEL_KEY_C2S COMM_LABEL_PREFIX "channel key client to server"
@@ -32,7 +23,7 @@
 #define COMM_LABEL_BUNDLE_SIG COMM_LABEL_PREFIX "key bundle signature"
 #define COMM_LABEL_BUNDLE_WRAP COMM_LABEL_PREFIX "key bundle wrap"
 #define COMM_LABEL_MEMBER_DIGEST COMM_LABEL_PREFIX "epoch member list"
-#define COMM_LABEL_ENVELOPE_SIG COMM_LABEL_PREFIX "group message signature" /* version 2 */
+#define COMM_LABEL_ENVELOPE_SIG COMM_LABEL_PREFIX "group message signature"
 #define COMM_LABEL_LEN(l) (sizeof(l) - 1)
 
 /* 2.3, 2.4: sizes. */
@@ -49,7 +40,7 @@
 #define COMM_MAX_COUNTER_JUMP 4294967296ull /* 2^32 */
 #define COMM_EXHAUSTED_COUNTER 0xffffffffffffffffull
 #define COMM_WINDOW_SIZE 256
-#define COMM_RETIRE_AFTER 256 /* 8.3, version 2: messages before older epochs' keys retire */
+#define COMM_RETIRE_AFTER 256 /* 8.3: messages of the newest epoch before the previous one retires */
 #define COMM_MAX_INFLIGHT 128
 
 /* 4.1: handshake messages. */
@@ -97,8 +88,8 @@
 #define COMM_ACK_FUTURE_EPOCH 8
 
 /* 6.1: envelopes. The header (version .. counter) is the AEAD's
- * associated data. Version 2 appends the sender's Ed25519 signature over
- * LabelEnvelopeSig | version | suite | header | nonce | ciphertext. */
+ * associated data; the sender's Ed25519 signature over LabelEnvelopeSig |
+ * version | suite | header | nonce | ciphertext follows the ciphertext. */
 #define COMM_ENV_VERSION COMM_VERSION
 #define COMM_ENV_OFF_GROUP 1
 #define COMM_ENV_OFF_EPOCH 17
@@ -109,11 +100,7 @@
 #define COMM_ENV_HEADER_SIZE 61
 #define COMM_ENV_NONCE_SIZE 24
 #define COMM_ENV_TAG_SIZE 16
-#if COMM_VERSION >= 2
 #define COMM_ENV_SIG_SIZE 64
-#else
-#define COMM_ENV_SIG_SIZE 0
-#endif
 #define COMM_ENV_OVERHEAD (101 + COMM_ENV_SIG_SIZE)
 #define COMM_ENV_MAX_SIZE (COMM_ENV_OVERHEAD + COMM_MAX_PAYLOAD)
 
