@@ -14,6 +14,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 cflags="-std=c99 -Os -DCOMM_CLIENT_ONLY -ffunction-sections -fdata-sections -I$here/include"
 
 cat > "$out/sizes.c" <<'C'
