@@ -2,7 +2,8 @@
  * session.c - a client session against the scripted gateway (testbed.c):
  * handshake, bundle, Groups, deliveries (and a replayed one), DeliverAck,
  * Send/SendAck, Ping/Pong, the state persisted and read back, and the
- * failures a client must see: wrong server key, denied, a tampered frame.
+ * failures a client must see: a delivery with a forged signature, wrong
+ * server key, denied, a tampered frame.
  *
  *   session_test [VECTORS_DIR]
  */
@@ -32,7 +33,7 @@ static struct testbed tb;
 static comm_state state;
 static comm_client client;
 static uint8_t rx[COMM_RX_BUFFER_SIZE], tx[COMM_TX_BUFFER_SIZE(1024)];
-static int messages, drops, bundles, groups;
+static int messages, drops, forged, bundles, groups;
 static uint16_t ack_status = 0xffff;
 static char last_text[256];
 
@@ -47,6 +48,7 @@ static void on_drop(void *ctx, const comm_env_header *h, int err)
 {
 	(void)ctx, (void)h;
 	drops += err == COMM_E_REPLAYED_MESSAGE;
+	forged += err == COMM_E_BAD_ENVELOPE_SIGNATURE;
 }
 static void on_bundle(void *ctx, const uint8_t g[16], uint32_t e, int err)
 {
@@ -126,8 +128,15 @@ static void happy(const char *dir)
 	CHECK(back.groups[0].reserved == 1 + COMM_RESERVE && back.groups[0].next == back.groups[0].reserved,
 	      "reserved mark %llu", (unsigned long long)back.groups[0].reserved);
 	CHECK(back.groups[0].nsenders == 1 && back.groups[0].senders[0].w.top == 5, "window of the other sender");
+	/* a delivery whose signature does not verify is dropped, not counted */
+	tb.forge = 1;
+	tb_deliver(&tb, 12, 7, "forged");
+	CHECK(comm_client_poll(&client) == COMM_FRAME_DELIVER, "a forged delivery does not end the channel");
+	CHECK(forged == 1 && messages == 1, "dropped as bad_envelope_signature: %d", forged);
+	CHECK(state.groups[0].senders[0].w.top == 5, "its counter is not recorded");
+	CHECK(tb.last_ack == 12, "and acknowledged as processed: %llu", (unsigned long long)tb.last_ack);
 	/* a tampered frame ends the channel */
-	tb_deliver(&tb, 12, 6, "tampered");
+	tb_deliver(&tb, 13, 6, "tampered");
 	tb.out[tb.nout - 1] ^= 1;
 	CHECK(comm_client_poll(&client) == COMM_E_BAD_MAC, "tampered frame");
 	CHECK(comm_client_poll(&client) == COMM_E_CHANNEL_CLOSED, "closed after it");

@@ -23,6 +23,7 @@ struct testbed {
 	comm_hs hs;
 	comm_channel ch;
 	int established, deny, ping_after_ready;
+	int forge; /* tb_deliver flips a bit of the next envelope's signature */
 	uint8_t in[70000];
 	size_t nin;
 	uint8_t out[TB_OUT_MAX];
