@@ -116,13 +116,41 @@ static int ed25519_sign(void *ctx, uint8_t sig[64], const uint8_t seed[32], cons
 	return err ? -1 : 0;
 }
 
-/* ed25519_verify checks S < L and the cofactorless equation by comparing
- * the encoding of [S]B - [k]A with R, as Go's crypto/ed25519 does; unlike
- * Go it refuses a public key of small order or outside the main subgroup
- * (libsodium's scalar multiplication does), which no honest key is. */
+/* scalarmult_any: q = [k]A for any point A, k < L. libsodium's
+ * crypto_scalarmult_ed25519_noclamp refuses a point outside the main
+ * subgroup, and a result or a k of 0; such a key (not of small order, but
+ * with a small-order component) is valid by PROTOCOL.md 2.2, as
+ * crypto_sign_verify_detached has it, so it takes a plain double-and-add
+ * on crypto_core_ed25519_add (variable time: A and k are public). */
+static int scalarmult_any(uint8_t q[32], const uint8_t k[32], const uint8_t a[32])
+{
+	static const uint8_t identity[32] = {1};
+	if (sodium_is_zero(k, 32)) {
+		memcpy(q, identity, 32);
+		return 0;
+	}
+	if (crypto_core_ed25519_is_valid_point(a))
+		return crypto_scalarmult_ed25519_noclamp(q, k, a);
+	memcpy(q, identity, 32);
+	for (int i = 255; i >= 0; i--) {
+		if (crypto_core_ed25519_add(q, q, q) != 0)
+			return -1;
+		if ((k[i / 8] >> (i % 8)) & 1)
+			if (crypto_core_ed25519_add(q, q, a) != 0)
+				return -1; /* A is no point */
+	}
+	return 0;
+}
+
+/* ed25519_verify is rule 4 of PROTOCOL.md 2.2 (the core checked rules
+ * 1-3, comm_ed25519_verify): the encoding of [S]B - [k]A, with k =
+ * SHA-512(R | A | message) mod L, equals R, as in libsodium's
+ * crypto_sign_verify_detached (and Go's crypto/ed25519). S < L is checked
+ * again here, so that the equation is never computed on a wider S. */
 static int ed25519_verify(void *ctx, const uint8_t sig[64], const uint8_t pk[32], const comm_part *parts,
                           size_t nparts)
 {
+	static const uint8_t identity[32] = {1};
 	uint8_t s[64], k[32], sb[32], ka[32], check[32];
 	(void)ctx;
 	memset(s, 0, sizeof s);
@@ -131,8 +159,11 @@ static int ed25519_verify(void *ctx, const uint8_t sig[64], const uint8_t pk[32]
 	if (sodium_memcmp(s, sig + 32, 32) != 0)
 		return -1; /* S >= L */
 	sha512_reduce(k, sig, 32, pk, 32, parts, nparts);
-	if (crypto_scalarmult_ed25519_base_noclamp(sb, sig + 32) != 0 ||
-	    crypto_scalarmult_ed25519_noclamp(ka, k, pk) != 0 || crypto_core_ed25519_sub(check, sb, ka) != 0)
+	if (sodium_is_zero(sig + 32, 32))
+		memcpy(sb, identity, 32); /* [0]B: libsodium's base multiplication refuses a zero scalar */
+	else if (crypto_scalarmult_ed25519_base_noclamp(sb, sig + 32) != 0)
+		return -1;
+	if (scalarmult_any(ka, k, pk) != 0 || crypto_core_ed25519_sub(check, sb, ka) != 0)
 		return -1;
 	return sodium_memcmp(check, sig, 32) == 0 ? 0 : -1;
 }

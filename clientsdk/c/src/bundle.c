@@ -54,7 +54,7 @@ int comm_bundle_open(const comm_backend *be, const comm_bundle *b, const uint8_t
 	{
 		comm_part p[] = {PART(COMM_LABEL_BUNDLE_SIG, COMM_LABEL_LEN(COMM_LABEL_BUNDLE_SIG)),
 		                 PART(enc, COMM_BUNDLE_SIGNED_SIZE)};
-		if (be->ed25519_verify(be->ctx, b->sig, ks_pk, p, NPARTS(p)))
+		if (comm_ed25519_verify(be, b->sig, ks_pk, p, NPARTS(p)))
 			return COMM_E_BAD_BUNDLE_SIGNATURE;
 	}
 	if (!comm_ct_equal(b->member, id->id, 32))

@@ -48,7 +48,7 @@ int comm_env_verify(const comm_backend *be, const uint8_t *env, size_t n, comm_e
 		uint8_t vs[3];
 		comm_part p[3];
 		sig_parts(p, vs, env, n);
-		if (be->ed25519_verify(be->ctx, env + n - COMM_ENV_SIG_SIZE, h->sender, p, 3) != 0) {
+		if (comm_ed25519_verify(be, env + n - COMM_ENV_SIG_SIZE, h->sender, p, 3) != 0) {
 			memset(h, 0, sizeof *h);
 			err = COMM_E_BAD_ENVELOPE_SIGNATURE;
 		}

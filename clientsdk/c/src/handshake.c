@@ -132,7 +132,7 @@ static int verify(comm_hs *hs, const uint8_t *m, const char *label, size_t label
 	if (err)
 		return err;
 	sig_parts(p, vs, label, labellen, h);
-	return hs->be->ed25519_verify(hs->be->ctx, m + 4, pk, p, 3) ? bad : COMM_OK;
+	return comm_ed25519_verify(hs->be, m + 4, pk, p, 3) ? bad : COMM_OK;
 }
 
 /* derive computes K_c2s and K_s2c from z and th4 (4.6), then wipes z. */

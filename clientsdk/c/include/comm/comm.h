@@ -69,6 +69,18 @@ typedef struct comm_identity {
 int comm_identity_init(const comm_backend *be, comm_identity *id, const uint8_t seed[32],
                        const uint8_t wrap_sk[32]);
 
+/* comm_ed25519_verify is the strict Ed25519 verification of PROTOCOL.md
+ * 2.2, through which every signature the library checks goes: it refuses
+ * a public key that is not canonical or of small order, an R of small
+ * order and S >= L, then asks the backend for the equation. 0 if sig is
+ * valid (what libsodium's crypto_sign_verify_detached accepts). */
+int comm_ed25519_verify(const comm_backend *be, const uint8_t sig[64], const uint8_t pk[32],
+                        const comm_part *parts, size_t nparts);
+/* 1 if the 32 bytes encode a point of small order (the x sign bit ignored). */
+int comm_ed25519_small_order(const uint8_t p[32]);
+/* 1 if the encoded y (sign bit masked) is below 2^255 - 19. */
+int comm_ed25519_canonical(const uint8_t p[32]);
+
 /* ---- handshake (4) ---- */
 
 enum comm_hs_state {

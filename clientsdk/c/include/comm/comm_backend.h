@@ -45,7 +45,11 @@ typedef struct comm_backend {
 	/* Pure Ed25519 (RFC 8032) signature of the parts' concatenation. */
 	int (*ed25519_sign)(void *ctx, uint8_t sig[64], const uint8_t seed[32],
 	                    const comm_part *parts, size_t nparts);
-	/* 0 if sig is a valid signature of the parts under pk. */
+	/* 0 if the cofactorless equation of PROTOCOL.md 2.2 (rule 4) holds:
+	 * the encoding of [S]B - [k]A equals R. The core calls it only after
+	 * comm_ed25519_verify checked rules 1-3 (A canonical and not of small
+	 * order, R not of small order, S < L); A may have a component of small
+	 * order besides (libsodium accepts such keys, so the rule does). */
 	int (*ed25519_verify)(void *ctx, const uint8_t sig[64], const uint8_t pk[32],
 	                      const comm_part *parts, size_t nparts);
 	/* AEAD seal: out (n + 16 bytes) = ciphertext | tag. out may equal pt. */
