@@ -7,7 +7,8 @@
  * A case passes if the name of its outcome (9.2) equals its expect: line.
  * A file of an unknown kind, an expect: that is not a known name, a field
  * that does not match a computed value, or fewer than 50 files fail the
- * run. Test code: it allocates freely.
+ * run. Kinds event and checkpoint run as 15.9 says. Test code: it
+ * allocates freely.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "comm/comm.h"
+#include "comm/comm_event.h"
 #include "comm/comm_sodium.h"
 
 static comm_backend be;
@@ -484,6 +486,191 @@ static int run_window(struct vec *v)
 	return COMM_OK;
 }
 
+/* ---- event and checkpoint (15.9) ---- */
+
+static int64_t snum(struct vec *v, const char *name)
+{
+	const char *s = get(v, name);
+	if (s == NULL) {
+		fprintf(stderr, "%s: no field %s\n", v->file, name);
+		exit(2);
+	}
+	return strtoll(s, NULL, 10);
+}
+
+/* copy_field copies a hex field of exactly n bytes into out. */
+static void copy_field(struct vec *v, const char *name, uint8_t *out, size_t n)
+{
+	uint8_t *b = field(v, name, n, NULL);
+	memcpy(out, b, n);
+	free(b);
+}
+
+/* The payload fields of each type (15.3), in the file's names. */
+static const char *const payload_fields[] = {"client", "wrap", "name", "reason", "group", "max_messages",
+                                             "max_age", "epoch", "digest", "count", "clients"};
+
+static int type_has(int type, const char *f)
+{
+	static const char *const by_type[8] = {
+		"", "client wrap name", "client reason", "group max_messages max_age name",
+		"group epoch digest count clients reason", "group epoch digest count clients reason",
+		"group epoch digest count clients reason", "group",
+	};
+	const char *list = by_type[type], *at = list;
+	size_t l = strlen(f);
+	while ((at = strstr(at, f)) != NULL) {
+		if ((at == list || at[-1] == ' ') && (at[l] == ' ' || at[l] == 0))
+			return 1;
+		at += l;
+	}
+	return 0;
+}
+
+/* event_from_fields builds the event an ok case's fields describe,
+ * without the decoder; the byte strings it points to are freed by the
+ * caller (bufs). */
+static void event_from_fields(struct vec *v, comm_event *e, uint8_t *bufs[3])
+{
+	memset(e, 0, sizeof *e);
+	e->type = (uint8_t)num(v, "type");
+	e->seq = num(v, "seq");
+	copy_field(v, "prev", e->prev, 32);
+	e->time = snum(v, "time");
+	copy_field(v, "actor", e->actor, 32);
+	copy_field(v, "request", e->request, 16);
+	if (type_has(e->type, "client"))
+		copy_field(v, "client", e->client, 32);
+	if (type_has(e->type, "wrap"))
+		copy_field(v, "wrap", e->wrap, 32);
+	if (type_has(e->type, "group"))
+		copy_field(v, "group", e->group, 16);
+	if (type_has(e->type, "max_messages")) {
+		e->max_messages = num(v, "max_messages");
+		e->max_age = snum(v, "max_age");
+	}
+	if (type_has(e->type, "epoch")) {
+		size_t cl;
+		e->epoch = (uint32_t)num(v, "epoch");
+		copy_field(v, "digest", e->digest, 32);
+		e->count = (uint32_t)num(v, "count");
+		bufs[0] = field(v, "clients", 0, &cl);
+		if (cl != (size_t)e->count * 32)
+			v->mismatch = strdup("count and clients");
+		e->clients = bufs[0];
+	}
+	if (type_has(e->type, "name"))
+		e->name = bufs[1] = field(v, "name", 0, &e->name_len);
+	if (type_has(e->type, "reason"))
+		e->reason = bufs[2] = field(v, "reason", 0, &e->reason_len);
+}
+
+static int run_event(struct vec *v)
+{
+	size_t n;
+	uint8_t *ks = field(v, "keyserver_public", 32, NULL), *head = field(v, "head_hash", 32, NULL);
+	uint8_t *rec = field(v, "record", 0, &n), h[32];
+	const char *subject = get(v, "subject");
+	comm_event e, want;
+	uint8_t *bufs[3] = {NULL, NULL, NULL};
+	int err;
+	if (subject == NULL) {
+		fprintf(stderr, "%s: no field subject\n", v->file);
+		exit(2);
+	}
+	err = comm_event_read(&be, rec, n, subject, strlen(subject), num(v, "head_seq"), head, ks, &e);
+	if (!err && strcmp(get(v, "expect"), "ok") == 0) {
+		char agg[COMM_EVENT_AGGREGATE_MAX];
+		const char *tn = comm_event_type_name(e.type);
+		uint8_t *body = malloc(n);
+		size_t bl;
+		/* the decoded event equals the fields */
+		if (e.type != num(v, "type") || tn == NULL || strcmp(tn, get(v, "type_name") ? get(v, "type_name") : "") != 0)
+			v->mismatch = strdup("type / type_name");
+		comm_event_aggregate(&e, agg);
+		if (get(v, "aggregate") == NULL || strcmp(agg, get(v, "aggregate")) != 0)
+			v->mismatch = v->mismatch ? v->mismatch : strdup("aggregate");
+		if (e.seq != num(v, "seq") || e.time != snum(v, "time"))
+			v->mismatch = v->mismatch ? v->mismatch : strdup("seq / time");
+		must_equal_field(v, "prev", e.prev, 32);
+		must_equal_field(v, "actor", e.actor, 32);
+		must_equal_field(v, "request", e.request, 16);
+		for (size_t i = 0; i < sizeof payload_fields / sizeof payload_fields[0]; i++) {
+			const char *f = payload_fields[i];
+			if ((get(v, f) != NULL) != type_has(e.type, f)) {
+				char msg[64];
+				snprintf(msg, sizeof msg, "field %s for type %d", f, e.type);
+				v->mismatch = v->mismatch ? v->mismatch : strdup(msg);
+			}
+		}
+		if (type_has(e.type, "client"))
+			must_equal_field(v, "client", e.client, 32);
+		if (type_has(e.type, "wrap"))
+			must_equal_field(v, "wrap", e.wrap, 32);
+		if (type_has(e.type, "group"))
+			must_equal_field(v, "group", e.group, 16);
+		if (type_has(e.type, "name"))
+			must_equal_field(v, "name", e.name, e.name_len);
+		if (type_has(e.type, "reason"))
+			must_equal_field(v, "reason", e.reason, e.reason_len);
+		if (type_has(e.type, "max_messages") &&
+		    (e.max_messages != num(v, "max_messages") || e.max_age != snum(v, "max_age")))
+			v->mismatch = v->mismatch ? v->mismatch : strdup("max_messages / max_age");
+		if (type_has(e.type, "epoch")) {
+			if (e.epoch != num(v, "epoch") || e.count != num(v, "count"))
+				v->mismatch = v->mismatch ? v->mismatch : strdup("epoch / count");
+			must_equal_field(v, "digest", e.digest, 32);
+			must_equal_field(v, "clients", e.clients, (size_t)e.count * 32);
+		}
+		/* encoding the fields gives the body */
+		event_from_fields(v, &want, bufs);
+		if (comm_event_encode(&want, body, n, &bl) != 0 || bl != n - COMM_EVENT_SIG_SIZE)
+			v->mismatch = v->mismatch ? v->mismatch : strdup("encoding the fields (length)");
+		else
+			must_equal(v, "encoding the fields", body, rec, bl);
+		/* the hash */
+		comm_event_hash(&be, rec, n, h);
+		must_equal_field(v, "hash", h, 32);
+		free(body), free(bufs[0]), free(bufs[1]), free(bufs[2]);
+	}
+	free(ks), free(head), free(rec);
+	return err;
+}
+
+static int run_checkpoint(struct vec *v)
+{
+	size_t n;
+	uint8_t *ks = field(v, "keyserver_public", 32, NULL), *cp = field(v, "checkpoint", 0, &n);
+	uint8_t log[32] = {0};
+	int pairs = count(v, "stream_seq"), err;
+	uint64_t last = 0;
+	comm_checkpoint c;
+	if (pairs != count(v, "record_hash") || pairs == 0) {
+		fprintf(stderr, "%s: stream_seq and record_hash do not pair\n", v->file);
+		exit(2);
+	}
+	for (int i = 0; i < pairs; i++) {
+		size_t hl;
+		uint8_t *h = hex(get_nth(v, "record_hash", i), &hl);
+		if (hl != 32) {
+			fprintf(stderr, "%s: record_hash is %zu bytes\n", v->file, hl);
+			exit(2);
+		}
+		last = strtoull(get_nth(v, "stream_seq", i), NULL, 10);
+		comm_event_log_next(&be, log, last, h);
+		free(h);
+	}
+	must_equal_field(v, "log", log, 32);
+	err = comm_checkpoint_read(&be, cp, n, ks, &c);
+	if (!err) {
+		if (c.seq != last)
+			v->mismatch = v->mismatch ? v->mismatch : strdup("checkpoint seq");
+		must_equal_field(v, "log", c.log, 32);
+	}
+	free(ks), free(cp);
+	return err;
+}
+
 /* ---- the walk ---- */
 
 /* known_name: expect must be ok, a name of 9.2 or peer_<code name>. */
@@ -493,7 +680,7 @@ static int known_name(const char *s)
 	if (strcmp(s, "ok") == 0)
 		return 1;
 	for (int e = -1; e > COMM_E_LOCAL; e--)
-		if (strcmp(comm_err_name(e, buf, sizeof buf), s) == 0)
+		if (strcmp(comm_event_err_name(e, buf, sizeof buf), s) == 0)
 			return 1;
 	for (uint16_t c = 1; c <= 7; c++)
 		if (strcmp(comm_err_name(comm_err_peer(c), buf, sizeof buf), s) == 0)
@@ -524,19 +711,24 @@ static int run_file(const char *dir, const char *name)
 	text = calloc(1, (size_t)len + 1);
 	if (fread(text, 1, (size_t)len, fp) != (size_t)len) {
 		fclose(fp);
+		free(text);
 		return 0;
 	}
 	fclose(fp);
-	if (parse_file(&v, text) != 0)
+	if (parse_file(&v, text) != 0) {
+		free(text);
 		return 0;
+	}
 	kind = get(&v, "kind");
 	expect = get(&v, "expect");
 	if (kind == NULL || expect == NULL) {
 		printf("FAIL %s: no kind or expect\n", name);
+		free(text);
 		return 0;
 	}
 	if (!known_name(expect)) {
 		printf("FAIL %s: expect %s names no known error\n", name, expect);
+		free(text);
 		return 0;
 	}
 	if (strcmp(kind, "handshake") == 0)
@@ -551,11 +743,16 @@ static int run_file(const char *dir, const char *name)
 		err = run_keyfile(&v);
 	else if (strcmp(kind, "window") == 0)
 		err = run_window(&v);
+	else if (strcmp(kind, "event") == 0)
+		err = run_event(&v);
+	else if (strcmp(kind, "checkpoint") == 0)
+		err = run_checkpoint(&v);
 	else {
 		printf("FAIL %s: unknown kind %s\n", name, kind);
+		free(text);
 		return 0;
 	}
-	comm_err_name(err, got, sizeof got);
+	comm_event_err_name(err, got, sizeof got);
 	if (v.mismatch) {
 		printf("FAIL %s: computed %s differs from the file (outcome %s)\n", name, v.mismatch, got);
 		free(v.mismatch);

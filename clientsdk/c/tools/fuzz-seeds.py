@@ -8,7 +8,8 @@ here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.join(here, "..")
 vectors = os.path.join(root, "..", "..", "protocol", "testdata", "vectors")
 targets = {"frame": ["frame", "frame_s2c_0", "frame_c2s_0"], "handshake": ["m1", "m2", "m3", "m4"],
-           "envelope": ["envelope"], "bundle": ["bundle"], "keyfile": ["file"], "window": ["binary"]}
+           "envelope": ["envelope"], "bundle": ["bundle"], "keyfile": ["file"], "window": ["binary"],
+           "event": ["record"], "checkpoint": ["checkpoint"]}
 text_fields = {"window": ["text"]}
 for t in list(targets) + ["state", "client"]:
     d = os.path.join(root, "fuzz", "corpus", t)

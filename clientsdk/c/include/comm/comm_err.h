@@ -72,6 +72,15 @@ typedef enum comm_err {
 	COMM_E_KEYFILE_TRUNCATED = -73,
 	COMM_E_KEYFILE_CHECKSUM = -74,
 	COMM_E_KEYFILE_MODE = -75,
+	/* event records and checkpoints (15.7): named by comm_event_err_name
+	 * (audit/event.c), not by the core's comm_err_name */
+	COMM_E_EVENT_MALFORMED = -80,
+	COMM_E_EVENT_VERSION = -81,
+	COMM_E_EVENT_WRONG_SUBJECT = -82,
+	COMM_E_EVENT_CHAIN_BROKEN = -83,
+	COMM_E_BAD_EVENT_SIGNATURE = -84,
+	COMM_E_CHECKPOINT_MALFORMED = -85,
+	COMM_E_BAD_CHECKPOINT_SIGNATURE = -86,
 	/* this library's own (local, never sent) */
 	COMM_E_LOCAL = -100,
 	COMM_E_BUFFER = -101,        /* buffer_too_small: a caller's buffer cannot hold the result */

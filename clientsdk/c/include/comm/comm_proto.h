@@ -24,6 +24,9 @@
 #define COMM_LABEL_BUNDLE_WRAP COMM_LABEL_PREFIX "key bundle wrap"
 #define COMM_LABEL_MEMBER_DIGEST COMM_LABEL_PREFIX "epoch member list"
 #define COMM_LABEL_ENVELOPE_SIG COMM_LABEL_PREFIX "group message signature"
+/* server-side records, read only by the audit part (audit/, comm_event.h) */
+#define COMM_LABEL_EVENT COMM_LABEL_PREFIX "keyserver event"
+#define COMM_LABEL_CHECKPOINT COMM_LABEL_PREFIX "event log checkpoint"
 #define COMM_LABEL_LEN(l) (sizeof(l) - 1)
 
 /* 2.3, 2.4: sizes. */
