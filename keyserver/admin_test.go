@@ -3,11 +3,13 @@ package keyserver_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/keyserver/admin"
+	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/keys"
 )
 
@@ -41,6 +43,14 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("invalid command: got %v, want a 400 refusal", err)
 	}
 	t.Logf("invalid command refused: %v", err)
+	// A client id of small order (the identity point) is the operator's
+	// mistake, refused as such, not a server failure.
+	bad := alice.Public()
+	bad.ID = protocol.ClientID{1}
+	_, err = op.Do(e.ctx, admin.OpRegister, admin.Args{Client: keys.EncodeClientPublic(bad), Name: "nobody"})
+	if !errors.As(err, &ae) || ae.Code != "400" || !strings.Contains(err.Error(), "not a valid Ed25519 public key") {
+		t.Fatalf("identity point as client id: got %v, want a 400 that names the key", err)
+	}
 }
 
 // TestUnauthorizedAdminChangesNothing: requests from an unlisted operator,

@@ -83,7 +83,7 @@ func (k *Keyserver) execute(ctx context.Context, a Actor, build func(*fold.State
 // ErrInvalidClientID refuses a ClientID that is no valid Ed25519 public
 // key (PROTOCOL.md §2.3): under a key of small order, signatures can be
 // made without a private key, so anyone could speak as that client.
-var ErrInvalidClientID = errors.New("keyserver: the client id is not a valid Ed25519 public key (non-canonical, or of small order)")
+var ErrInvalidClientID = errors.New("the client id is not a valid Ed25519 public key (non-canonical, no point, or of small order)")
 
 // RegisterClient registers a client's public keys under an optional name.
 func (k *Keyserver) RegisterClient(ctx context.Context, a Actor, pub keys.ClientPublic, name string) error {

@@ -132,7 +132,7 @@ func isCommandError(err error) bool {
 	for _, e := range []error{fold.ErrClientExists, fold.ErrUnknownClient, fold.ErrClientRevoked,
 		fold.ErrGroupExists, fold.ErrUnknownGroup, fold.ErrGroupDeleted, fold.ErrAlreadyMember,
 		fold.ErrNotMember, fold.ErrNoClients, fold.ErrDuplicateClient, fold.ErrNoMembers,
-		fold.ErrBadName, record.ErrMalformed, errBadArgs} {
+		fold.ErrBadName, ErrInvalidClientID, record.ErrMalformed, errBadArgs} {
 		if errors.Is(err, e) {
 			return true
 		}
