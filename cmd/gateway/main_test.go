@@ -185,12 +185,7 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d", code)
-	}
-	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
-		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
-	}
+	cmdtest.CheckWaitingForNATS(t, addr)
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d after cancel while waiting for NATS", code)

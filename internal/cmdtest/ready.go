@@ -16,6 +16,19 @@ import (
 // output and standard error in; its exit code out.
 type Run func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int
 
+// CheckWaitingForNATS checks a service serving HTTP on addr that cannot
+// reach NATS: /healthz answers 200, for it is alive, and /readyz 503
+// naming NATS.
+func CheckWaitingForNATS(t *testing.T, addr string) {
+	t.Helper()
+	if code, _ := Get(t, "http://"+addr+"/healthz"); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, body := Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
+	}
+}
+
 // CheckJetStreamLoss checks a service named name, ready and serving
 // HTTP on addr, through the loss of JetStream: `health` passes before;
 // once lose has taken JetStream away, /readyz answers 503 naming
