@@ -6,19 +6,14 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
-	"net/netip"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/flood"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/handshake"
@@ -48,9 +43,9 @@ func TestHandshakeFloodFairness(t *testing.T) {
 	for _, sources := range []int{1, 16} {
 		t.Run(fmt.Sprintf("%d sources", sources), func(t *testing.T) {
 			gw := s.AddGateway(gateway.Config{}) // the default caps and deadlines
-			f := startFlood(t, gw.Addr().String(), floodConns, sources)
-			defer f.stop()
-			f.waitFull(t, gw, floodConns)
+			f := flood.Start(gw.Addr().String(), floodConns, sources)
+			defer f.Stop()
+			waitFull(t, f, gw, floodConns)
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 200)}}
 			cfg := handshake.ClientConfig{Identity: legit.ID.Sig, ServerKey: s.GW.Public()}
 			for i := range legitTries {
@@ -74,7 +69,7 @@ func TestHandshakeFloodFairness(t *testing.T) {
 				t.Logf("handshake %d under the flood: %v", i, time.Since(start).Round(time.Microsecond))
 			}
 			refused, _, _ := gw.Metrics.Snapshot()
-			t.Logf("flood connections made %d; gateway refusals by reason %v", f.dialed.Load(), refused)
+			t.Logf("flood connections made %d; gateway refusals by reason %v", f.Dialed(), refused)
 			if refused["evicted"] == 0 || refused["busy_source"] == 0 {
 				t.Errorf("refusals %v: want busy_source for the flood and evictions for the client", refused)
 			}
@@ -82,88 +77,29 @@ func TestHandshakeFloodFairness(t *testing.T) {
 	}
 }
 
-// flood keeps n connections from sources 127.0.0.1 to 127.0.0.<sources>
-// to a gateway that never finish M1: every other one sends the first two
-// bytes of a header, the others nothing. A connection the gateway closes
-// is dialled again after floodPause on average, until stop.
-type flood struct {
-	dialed atomic.Int64
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-// floodPause is how long a flood connection waits before it dials again:
-// long enough that the flood takes neither the machine's cores nor its
-// connection tracking table (a closed connection stays there 120 s).
-const floodPause = time.Second
-
-func startFlood(t *testing.T, addr string, n, sources int) *flood {
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &flood{cancel: cancel}
-	for i := range n {
-		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%sources)})
-		f.wg.Go(func() { f.conn(ctx, addr, src, i%2 == 0) })
-	}
-	return f
-}
-
-func (f *flood) conn(ctx context.Context, addr string, src netip.Addr, partial bool) {
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	for ctx.Err() == nil {
-		if nc, err := d.DialContext(ctx, "tcp", addr); err == nil {
-			f.dialed.Add(1)
-			if partial {
-				nc.Write([]byte{1, handshake.TypeM1})
-			}
-			stop := context.AfterFunc(ctx, func() { nc.Close() })
-			io.Copy(io.Discard, nc) // until the gateway closes it
-			stop()
-			// Reset, as an attacker would: no TIME_WAIT on either side,
-			// and the kernel's connection tracking forgets it in 10 s,
-			// not 120.
-			nc.(*net.TCPConn).SetLinger(0)
-			nc.Close()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(floodPause/2 + rand.N(floodPause)): // spread, so that the table refills all the time
-		}
-	}
-}
-
 // waitFull polls until every flood connection has been dialled once and
 // the gateway has turned away all but a table's worth (256) of them.
-func (f *flood) waitFull(t *testing.T, gw *gateway.Gateway, n int) {
+func waitFull(t *testing.T, f *flood.Flood, gw *gateway.Gateway, n int) {
 	t.Helper()
-	before := turnedAway(gw)
-	for start := time.Now(); f.dialed.Load() < int64(n) || turnedAway(gw)-before < uint64(n-256); {
+	before := flood.TurnedAway(gw)
+	for start := time.Now(); f.Dialed() < int64(n) || flood.TurnedAway(gw)-before < uint64(n-256); {
 		if time.Since(start) > time.Minute { // a guard, not a measure
-			t.Fatalf("after a minute, %d flood connections made, %d turned away", f.dialed.Load(), turnedAway(gw)-before)
+			t.Fatalf("after a minute, %d flood connections made, %d turned away", f.Dialed(), flood.TurnedAway(gw)-before)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func turnedAway(gw *gateway.Gateway) uint64 {
-	refused, _, _ := gw.Metrics.Snapshot()
-	return refused["busy"] + refused["busy_source"]
 }
 
 // waitTurnedAway polls until the gateway turns one more connection away:
 // then its table is full.
 func waitTurnedAway(t *testing.T, gw *gateway.Gateway) {
 	t.Helper()
-	mark := turnedAway(gw)
-	for start := time.Now(); turnedAway(gw) == mark; time.Sleep(time.Millisecond) {
+	mark := flood.TurnedAway(gw)
+	for start := time.Now(); flood.TurnedAway(gw) == mark; time.Sleep(time.Millisecond) {
 		if time.Since(start) > time.Minute { // a guard, not a measure
 			t.Fatal("the gateway turned nobody away for a minute")
 		}
 	}
-}
-
-func (f *flood) stop() {
-	f.cancel()
-	f.wg.Wait()
 }
 
 // raiseFileLimit raises the soft limit on open files to the hard one if

@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/flood"
 	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/protocol/handshake"
 )
@@ -21,13 +18,7 @@ import (
 const (
 	// floodGoal is the legitimate client's handshake timeout, and the
 	// goal for its p99: a failed handshake counts as this long.
-	floodGoal = 2 * time.Second
-	// floodRedial is how long, on average, a flood connection the gateway
-	// closed waits before it dials again: about 2,000 connections a
-	// second keep the table full. Many more fill the kernel's connection
-	// tracking table (262,144 entries on the test machine, shared by
-	// every process on it), and then it drops SYNs for all of them.
-	floodRedial = time.Second
+	floodGoal   = 2 * time.Second
 	floodWait   = time.Minute // bound on the flood's filling the gateway's table
 	floodWarmup = 3           // handshakes not recorded, before the first phase
 	// gatewayHandshakes is the stack's gateway's cap on handshakes in
@@ -66,14 +57,14 @@ func (r *runner) flood(ctx context.Context) error {
 	c.run(ctx, r.p.floodTries/2, &alone, nil)
 	gw := s.Gateway()
 	before, _, _ := gw.Metrics.Snapshot()
-	f := startFlood(s.GatewayAddr(), r.p.floodConns, r.p.floodSources)
+	f := &floodRun{Flood: flood.Start(s.GatewayAddr(), r.p.floodConns, r.p.floodSources)}
 	stop := r.progress(func() string {
-		return fmt.Sprintf("flood connections made %d, turned away %d", f.dialed.Load(), turnedAway(gw))
+		return fmt.Sprintf("flood connections made %d, turned away %d", f.Dialed(), flood.TurnedAway(gw))
 	})
 	err = r.floodPhase(ctx, c, f, gw, &flooded)
 	after, _, _ := gw.Metrics.Snapshot()
 	stop()
-	f.stop()
+	f.Stop()
 	if err != nil {
 		return err
 	}
@@ -91,12 +82,12 @@ func (r *runner) flood(ctx context.Context) error {
 // the client's handshakes, one every floodPace (so that the measurement
 // spans M1 deadlines, when the flood's slots free and it takes them
 // again), each once the table is full again.
-func (r *runner) floodPhase(ctx context.Context, c *legitClient, f *flood, gw *gateway.Gateway, h *loadgen.Histogram) error {
+func (r *runner) floodPhase(ctx context.Context, c *legitClient, f *floodRun, gw *gateway.Gateway, h *loadgen.Histogram) error {
 	start := time.Now()
-	for f.dialed.Load() < int64(r.p.floodConns) || turnedAway(gw) < uint64(r.p.floodConns-gatewayHandshakes) {
+	for f.Dialed() < int64(r.p.floodConns) || flood.TurnedAway(gw) < uint64(r.p.floodConns-gatewayHandshakes) {
 		if ctx.Err() != nil || time.Since(start) > floodWait {
 			return fmt.Errorf("the flood did not fill the gateway's table in %v: %d connections made, %d turned away",
-				floodWait, f.dialed.Load(), turnedAway(gw))
+				floodWait, f.Dialed(), flood.TurnedAway(gw))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -110,21 +101,15 @@ func (r *runner) floodPhase(ctx context.Context, c *legitClient, f *flood, gw *g
 		waitTurnedAway(ctx, gw)
 	})
 	f.cores = (loadgen.ProcessCPU() - cpu).Seconds() / time.Since(t).Seconds()
-	f.rate = float64(f.dialed.Load()) / time.Since(start).Seconds()
+	f.rate = float64(f.Dialed()) / time.Since(start).Seconds()
 	return nil
-}
-
-// turnedAway counts the connections the gateway answered busy.
-func turnedAway(gw *gateway.Gateway) uint64 {
-	refused, _, _ := gw.Metrics.Snapshot()
-	return refused["busy"] + refused["busy_source"]
 }
 
 // waitTurnedAway returns once the gateway turns one more connection
 // away, so that its table is full (or after a second).
 func waitTurnedAway(ctx context.Context, gw *gateway.Gateway) {
-	mark := turnedAway(gw)
-	for start := time.Now(); turnedAway(gw) == mark && ctx.Err() == nil && time.Since(start) < time.Second; {
+	mark := flood.TurnedAway(gw)
+	for start := time.Now(); flood.TurnedAway(gw) == mark && ctx.Err() == nil && time.Since(start) < time.Second; {
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -154,7 +139,7 @@ func (r *runner) floodFigure() string {
 		r.p.floodSources)
 }
 
-func (r *runner) reportFlood(c *legitClient, flooded, alone *loadgen.Histogram, f *flood, refused map[string]uint64) {
+func (r *runner) reportFlood(c *legitClient, flooded, alone *loadgen.Histogram, f *floodRun, refused map[string]uint64) {
 	p99, ratio, checked := flooded.Quantile(0.99), nanRatio, nanRatio
 	ours := p50p99(flooded)
 	switch {
@@ -174,7 +159,7 @@ func (r *runner) reportFlood(c *legitClient, flooded, alone *loadgen.Histogram, 
 		"(counted as %v). The flood's connections send nothing or half a header, and dial again %v on average after the gateway "+
 		"closes them: %s made (%.0f/s); the gateway's refusals meanwhile %v; CPU %.2f cores. With %d samples the p99 is "+
 		"the slowest", flooded.Count(), r.p.floodPace, alone.Count(), legitSource, floodGoal, c.failed, c.firstErrText(), floodGoal,
-		floodRedial, count(int(f.dialed.Load())), f.rate, refused, f.cores, flooded.Count())
+		flood.Redial, count(int(f.Dialed())), f.rate, refused, f.cores, flooded.Count())
 }
 
 func p50p99(h *loadgen.Histogram) string {
@@ -242,54 +227,9 @@ func (c *legitClient) firstErrText() string {
 	return fmt.Sprintf(" (first: %v)", c.firstErr)
 }
 
-// flood keeps n connections from 127.0.0.1 to 127.0.0.<sources> to the
-// gateway that never finish M1: every other one sends the first two bytes
-// of a header, the others nothing. A connection the gateway closes dials
-// again after floodRedial on average, until stop.
-type flood struct {
-	dialed atomic.Int64
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	cores  float64 // CPU the process used while the client measured
-	rate   float64 // connections made per second
-}
-
-func startFlood(addr string, n, sources int) *flood {
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &flood{cancel: cancel}
-	for i := range n {
-		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%sources)})
-		f.wg.Go(func() { f.conn(ctx, addr, src, i%2 == 0) })
-	}
-	return f
-}
-
-func (f *flood) conn(ctx context.Context, addr string, src netip.Addr, partial bool) {
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	for ctx.Err() == nil {
-		if nc, err := d.DialContext(ctx, "tcp", addr); err == nil {
-			f.dialed.Add(1)
-			if partial {
-				nc.Write([]byte{1, handshake.TypeM1})
-			}
-			stop := context.AfterFunc(ctx, func() { nc.Close() })
-			io.Copy(io.Discard, nc) // until the gateway closes it
-			stop()
-			// Reset, as an attacker would: no TIME_WAIT on either side,
-			// and the kernel's connection tracking forgets it in 10 s,
-			// not 120.
-			nc.(*net.TCPConn).SetLinger(0)
-			nc.Close()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(floodRedial/2 + rand.N(floodRedial)): // spread, so that the table refills all the time
-		}
-	}
-}
-
-// stop closes the flood's connections and waits for its goroutines.
-func (f *flood) stop() {
-	f.cancel()
-	f.wg.Wait()
+// floodRun is a flood with what the flood figure measured of it.
+type floodRun struct {
+	*flood.Flood
+	cores float64 // CPU the process used while the client measured
+	rate  float64 // connections made per second
 }

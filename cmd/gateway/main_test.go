@@ -135,7 +135,7 @@ func TestServe(t *testing.T) {
 	})
 	checkHistograms(t, addr)
 	cancel()
-	waitExit(t, done, stderr)
+	cmdtest.WaitExit(t, done, stderr)
 	stderr.Field(t, "stopped cleanly", "level")
 	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
@@ -173,18 +173,6 @@ func pollMetrics(t *testing.T, addr string, want []string) {
 	})
 }
 
-func waitExit(t *testing.T, done <-chan int, stderr *cmdtest.Log) {
-	t.Helper()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d after cancel:\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no shutdown 15 s after cancel")
-	}
-}
-
 // TestNotReadyWithoutNATS: while NATS cannot be reached the gateway is
 // alive but not ready, and says why.
 func TestNotReadyWithoutNATS(t *testing.T) {
@@ -197,12 +185,7 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d", code)
-	}
-	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
-		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
-	}
+	cmdtest.CheckWaitingForNATS(t, addr)
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d after cancel while waiting for NATS", code)
@@ -228,26 +211,9 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
 	stderr.Field(t, "gateway ready", "listen")
-	var errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 0 {
-		t.Fatalf("health of a ready gateway: exit %d, %s", code, errOut.String())
-	}
-	cmdtest.Must(t, s.DisableJetStream(streams.Events))
-	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "JetStream unreachable") {
-			return fmt.Errorf("readyz: %d %q, want 503 naming JetStream", code, body)
-		}
-		return nil
-	})
-	errOut.Reset()
-	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "JetStream") {
-		t.Errorf("health: exit %d %q", code, errOut.String())
-	}
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d: the gateway is alive", code)
-	}
+	cmdtest.CheckJetStreamLoss(t, run, "gateway", addr, func() error { return s.DisableJetStream(streams.Events) })
 	cancel()
-	waitExit(t, done, stderr)
+	cmdtest.WaitExit(t, done, stderr)
 }
 
 // TestListenInUse: a client address that is taken is an error naming

@@ -138,12 +138,7 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d", code)
-	}
-	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
-		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
-	}
+	cmdtest.CheckWaitingForNATS(t, addr)
 	var errOut bytes.Buffer
 	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
 		t.Errorf("health: exit %d %q", code, errOut.String())

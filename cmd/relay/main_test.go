@@ -134,7 +134,7 @@ func TestServe(t *testing.T) {
 	})
 	checkHistograms(t, addr)
 	cancel()
-	waitExit(t, done, stderr)
+	cmdtest.WaitExit(t, done, stderr)
 	stderr.Field(t, "stopped cleanly", "level")
 	if code := run(t.Context(), []string{"health", "--http", addr, "--timeout", "1s"}, cmdtest.Env(nil), &out, &errOut); code != 1 {
 		t.Errorf("health after shutdown: exit %d, want 1", code)
@@ -167,18 +167,6 @@ func checkMetrics(t *testing.T, addr string, want []string) {
 	}
 }
 
-func waitExit(t *testing.T, done <-chan int, stderr *cmdtest.Log) {
-	t.Helper()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d after cancel:\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no shutdown 15 s after cancel")
-	}
-}
-
 // checkReleased: a relay that stopped cleanly holds no lease.
 func checkReleased(t *testing.T, nc *nats.Conn) {
 	t.Helper()
@@ -205,12 +193,7 @@ func TestNotReadyWithoutNATS(t *testing.T) {
 			"--http", "127.0.0.1:0", "--log-format", "json"}, cmdtest.Env(nil), io.Discard, stderr)
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d", code)
-	}
-	if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "NATS") {
-		t.Errorf("readyz: %d %q, want 503 naming NATS", code, body)
-	}
+	cmdtest.CheckWaitingForNATS(t, addr)
 	var errOut bytes.Buffer
 	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "503") {
 		t.Errorf("health: exit %d %q", code, errOut.String())
@@ -239,26 +222,9 @@ func TestNotReadyWithoutJetStream(t *testing.T) {
 	}()
 	addr := stderr.Field(t, "http listening: /metrics /healthz /readyz", "addr")
 	stderr.Field(t, "relay ready", "id")
-	var errOut bytes.Buffer
-	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 0 {
-		t.Fatalf("health of a ready relay: exit %d, %s", code, errOut.String())
-	}
-	cmdtest.Must(t, s.DisableJetStream(streams.Events))
-	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if code, body := cmdtest.Get(t, "http://"+addr+"/readyz"); code != 503 || !strings.Contains(body, "JetStream unreachable") {
-			return fmt.Errorf("readyz: %d %q, want 503 naming JetStream", code, body)
-		}
-		return nil
-	})
-	errOut.Reset()
-	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), io.Discard, &errOut); code != 1 || !strings.Contains(errOut.String(), "JetStream") {
-		t.Errorf("health: exit %d %q", code, errOut.String())
-	}
-	if code, _ := cmdtest.Get(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Errorf("healthz %d: the relay is alive", code)
-	}
+	cmdtest.CheckJetStreamLoss(t, run, "relay", addr, func() error { return s.DisableJetStream(streams.Events) })
 	cancel()
-	waitExit(t, done, stderr)
+	cmdtest.WaitExit(t, done, stderr)
 }
 
 // TestKeyFileErrors: a wrong or missing key file is refused with the flag

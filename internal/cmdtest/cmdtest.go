@@ -1,5 +1,7 @@
 // Package cmdtest holds what the tests of the service binaries share:
-// a log sink they can search, an environment from a map, an HTTP GET.
+// a log sink they can search, an environment from a map, an HTTP GET,
+// the wait for a clean exit, and the checks of readiness while NATS is
+// out of reach and through the loss of JetStream.
 package cmdtest
 
 import (

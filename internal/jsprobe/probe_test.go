@@ -38,6 +38,35 @@ func next(t *testing.T, states <-chan jsprobe.State) jsprobe.State {
 	return 0
 }
 
+// startReachable starts a probe of nc with cfg, closed when the test
+// ends, and waits for its first state, reachable.
+func startReachable(t *testing.T, nc *nats.Conn, cfg jsprobe.Config, states <-chan jsprobe.State) *jsprobe.Probe {
+	t.Helper()
+	p, err := jsprobe.Start(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	if s := next(t, states); s != jsprobe.Reachable {
+		t.Fatalf("first state %v, want reachable", s)
+	}
+	return p
+}
+
+// failJetStream takes JetStream away from the probed stream's account on
+// servers, in order, and waits for the probe's next state, failing.
+func failJetStream(t *testing.T, states <-chan jsprobe.State, servers ...*natstest.Server) {
+	t.Helper()
+	for _, s := range servers {
+		if err := s.DisableJetStream(streams.Events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := next(t, states); s != jsprobe.Failing {
+		t.Fatalf("state %v, want failing", s)
+	}
+}
+
 // TestProbeMoves: against real servers, a probe is reachable, fails once
 // JetStream stops answering through its server (the account that holds
 // the probed stream loses JetStream), finds that it answers through the
@@ -49,14 +78,7 @@ func TestProbeMoves(t *testing.T) {
 	nc := dial(t, a, a.ClientURL()+","+b.ClientURL())
 	reg := metrics.NewRegistry()
 	states := make(chan jsprobe.State, 16)
-	p, err := jsprobe.Start(nc, fast(reg, states))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if s := next(t, states); s != jsprobe.Reachable {
-		t.Fatalf("first state %v, want reachable", s)
-	}
+	p := startReachable(t, nc, fast(reg, states), states)
 	if err := p.Ready(); err != nil {
 		t.Fatalf("ready: %v", err)
 	}
@@ -106,20 +128,8 @@ func TestProbeStaysWithoutAnotherNode(t *testing.T) {
 	a := natstest.Start(t)
 	nc := dial(t, a, a.ClientURL())
 	states := make(chan jsprobe.State, 16)
-	p, err := jsprobe.Start(nc, fast(nil, states))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if s := next(t, states); s != jsprobe.Reachable {
-		t.Fatalf("first state %v, want reachable", s)
-	}
-	if err := a.DisableJetStream(streams.Events); err != nil {
-		t.Fatal(err)
-	}
-	if s := next(t, states); s != jsprobe.Failing {
-		t.Fatalf("state %v, want failing", s)
-	}
+	p := startReachable(t, nc, fast(nil, states), states)
+	failJetStream(t, states, a)
 	// Well past the three failures that look elsewhere: still failing, unmoved.
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error { return unreadyAfter(p, 10) })
 	select {
@@ -140,22 +150,8 @@ func TestProbeStaysWhenNoNodeAnswers(t *testing.T) {
 	b := a.Twin(t)
 	nc := dial(t, a, a.ClientURL()+","+b.ClientURL())
 	states := make(chan jsprobe.State, 16)
-	p, err := jsprobe.Start(nc, fast(nil, states))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if s := next(t, states); s != jsprobe.Reachable {
-		t.Fatalf("first state %v, want reachable", s)
-	}
-	for _, s := range []*natstest.Server{b, a} {
-		if err := s.DisableJetStream(streams.Events); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if s := next(t, states); s != jsprobe.Failing {
-		t.Fatalf("state %v, want failing", s)
-	}
+	p := startReachable(t, nc, fast(nil, states), states)
+	failJetStream(t, states, b, a)
 	// Three looks elsewhere, all in vain.
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error { return unreadyAfter(p, 9) })
 	if p.Moves() != 0 || nc.ConnectedUrl() != a.ClientURL() || p.State() != jsprobe.Failing {
@@ -171,20 +167,8 @@ func TestReadyGrace(t *testing.T) {
 	states := make(chan jsprobe.State, 16)
 	cfg := fast(nil, states)
 	cfg.Interval = 500 * time.Millisecond // the first failure's state is read well before the second
-	p, err := jsprobe.Start(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if s := next(t, states); s != jsprobe.Reachable {
-		t.Fatalf("first state %v, want reachable", s)
-	}
-	if err := a.DisableJetStream(streams.Events); err != nil {
-		t.Fatal(err)
-	}
-	if s := next(t, states); s != jsprobe.Failing {
-		t.Fatalf("state %v, want failing", s)
-	}
+	p := startReachable(t, nc, cfg, states)
+	failJetStream(t, states, a)
 	if err := p.Ready(); err != nil {
 		t.Errorf("not ready after one failed probe: %v", err)
 	}
@@ -232,14 +216,7 @@ func TestProbeNotReadyWhileDisconnected(t *testing.T) {
 	a := natstest.Start(t)
 	nc := dial(t, a, a.ClientURL())
 	states := make(chan jsprobe.State, 16)
-	p, err := jsprobe.Start(nc, fast(nil, states))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if s := next(t, states); s != jsprobe.Reachable {
-		t.Fatalf("first state %v, want reachable", s)
-	}
+	p := startReachable(t, nc, fast(nil, states), states)
 	a.Shutdown()
 	if s := next(t, states); s != jsprobe.Unknown && s != jsprobe.Failing {
 		t.Fatalf("state %v after the server stopped", s)
