@@ -58,11 +58,11 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"),
 		sends: metrics.NewLabelled(r, "comm_gateway_sends_total",
 			"Group messages clients sent, by the relay's verdict and its reason (empty when accepted).", "verdict", "reason"),
-		handshakes:    counter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
-		framesOut:     counter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
-		bundlesOut:    counter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
-		messagesIn:    counter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the messages stream."),
-		refusedEvents: counter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		handshakes:    metrics.NewCounter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
+		framesOut:     metrics.NewCounter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
+		bundlesOut:    metrics.NewCounter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
+		messagesIn:    metrics.NewCounter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the messages stream."),
+		refusedEvents: metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		handshakeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_handshake_duration_seconds",
 			Help:    "Time from a connection's acceptance to the end of its handshake, for the clients admitted.",
 			Buckets: metrics.LatencyBuckets}),
@@ -82,10 +82,6 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 	m.refused.Init("busy", "")
 	m.dropped.Init("slow", "")
 	return m
-}
-
-func counter(f promauto.Factory, name, help string) prometheus.Counter {
-	return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // registerState adds the gauges read from the projection, once it exists.

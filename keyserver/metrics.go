@@ -33,21 +33,18 @@ type Metrics struct {
 func newMetrics(r prometheus.Registerer) *Metrics {
 	r = metrics.OrPrivate(r)
 	f := promauto.With(r)
-	counter := func(name, help string) prometheus.Counter {
-		return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	}
 	return &Metrics{
 		reg:           r,
-		events:        counter("comm_keyserver_events_appended_total", "Events the keyserver appended to the log."),
-		rekeys:        counter("comm_keyserver_epochs_opened_total", "Group epochs opened with all their bundles published."),
-		bundles:       counter("comm_keyserver_bundles_published_total", "Key bundles published (one per member per epoch)."),
-		conflicts:     counter("comm_keyserver_append_conflicts_total", "Appends that lost a race with another keyserver instance and were retried."),
-		refusedEvents: counter("comm_keyserver_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
-		adminRequests: counter("comm_keyserver_admin_requests_total", "Admin requests received."),
-		adminRefused:  counter("comm_keyserver_admin_requests_denied_total", "Admin requests refused as unauthorized."),
-		adminRetries: counter("comm_keyserver_admin_retries_total",
+		events:        metrics.NewCounter(f, "comm_keyserver_events_appended_total", "Events the keyserver appended to the log."),
+		rekeys:        metrics.NewCounter(f, "comm_keyserver_epochs_opened_total", "Group epochs opened with all their bundles published."),
+		bundles:       metrics.NewCounter(f, "comm_keyserver_bundles_published_total", "Key bundles published (one per member per epoch)."),
+		conflicts:     metrics.NewCounter(f, "comm_keyserver_append_conflicts_total", "Appends that lost a race with another keyserver instance and were retried."),
+		refusedEvents: metrics.NewCounter(f, "comm_keyserver_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		adminRequests: metrics.NewCounter(f, "comm_keyserver_admin_requests_total", "Admin requests received."),
+		adminRefused:  metrics.NewCounter(f, "comm_keyserver_admin_requests_denied_total", "Admin requests refused as unauthorized."),
+		adminRetries: metrics.NewCounter(f, "comm_keyserver_admin_retries_total",
 			"Retried admin requests (the same signed bytes again) answered from their record instead of running again."),
-		adminForeignReplies: counter("comm_keyserver_admin_foreign_replies_total",
+		adminForeignReplies: metrics.NewCounter(f, "comm_keyserver_admin_foreign_replies_total",
 			"Admin requests dropped unanswered because their reply subject was neither a cross-account response nor an admin inbox."),
 		rekeyTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_keyserver_rekey_duration_seconds",
 			Help:    "Time to open a group epoch: its key made and wrapped to every member, the bundles published and acknowledged, the epoch recorded.",

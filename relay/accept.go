@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"time"
 
@@ -208,6 +209,10 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 	key := streams.AcceptedKey(j.header.Group, j.header.Sender)
 	for range 3 {
 		prev, err := r.accepted.get(ctx, key)
+		if errors.Is(err, errNoGenuineRecord) { // reading again would not find it either
+			r.log.Error().Err(err).Str("key", key).Msg("record forged in the accepted stream: sender refused until it is repaired")
+			return Refused, streams.ReasonRecordForged
+		}
 		if err != nil {
 			r.log.Warn().Err(err).Msg("last accepted envelope unavailable")
 			return Retry, streams.ReasonStoreUnavailable

@@ -115,3 +115,63 @@ func TestCopiedRecordDoesNotSwallowSends(t *testing.T) {
 		t.Errorf("%d of alice's 3 real messages stored", n-before)
 	}
 }
+
+// forge appends n messages to alice's subject that no relay can have
+// written (her envelope with its signature broken), as a NATS user with
+// a relay's write rights can.
+func (w *world) forge(n int) {
+	w.t.Helper()
+	js, _ := jetstream.New(w.srv.Conn(w.t, natsauth.Relay))
+	for i := range n {
+		e := env(w.alice, w.group, 1, 1000+uint64(i))
+		e[len(e)-1] ^= 1
+		out := nats.NewMsg(streams.AcceptedSubject(w.group, w.alice.ID()))
+		out.Data = e
+		if _, err := js.PublishMsg(w.t.Context(), out); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+// TestForgedRecordScanIsBounded: below a forged last message the relay
+// reads back to alice's last genuine record, but at most maxForgedScan
+// messages: a short run of forgeries over a long history is skipped, a
+// run longer than the bound refuses her (record_forged, every time: not
+// "retry", which would read it all again) although a genuine record lies
+// just below it.
+func TestForgedRecordScanIsBounded(t *testing.T) {
+	w := newWorldTTL(t, 10*time.Second)
+	r := w.relay(Config{})
+	const history = 2 * maxForgedScan // an unbounded scan from the start would read it all
+	for c := uint64(1); c <= history; c++ {
+		if v, reason := w.send(w.alice, env(w.alice, w.group, 1, c)); v != Accepted {
+			t.Fatalf("counter %d: %s %s", c, v, reason)
+		}
+	}
+	w.forge(10)
+	if v, reason := w.send(w.alice, env(w.alice, w.group, 1, history)); v != Duplicate {
+		t.Errorf("her last counter again, below 10 forgeries: %s %s, want duplicate", v, reason)
+	}
+	if v, reason := w.send(w.alice, env(w.alice, w.group, 1, history+1)); v != Accepted {
+		t.Fatalf("her next counter, below 10 forgeries: %s %s", v, reason)
+	}
+
+	w.forge(maxForgedScan + 1)
+	subject := streams.AcceptedSubject(w.group, w.alice.ID())
+	m, err := r.accepted.stream.GetLastMsgForSubject(t.Context(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.accepted.lastGenuine(t.Context(), subject, m.Sequence); err != errNoGenuineRecord {
+		t.Errorf("scan below %d forgeries: %v, want errNoGenuineRecord", maxForgedScan+1, err)
+	}
+	before := w.stored()
+	for range 2 {
+		if v, reason := w.send(w.alice, env(w.alice, w.group, 1, history+2)); v != Refused || reason != string(streams.ReasonRecordForged) {
+			t.Errorf("her next counter, below %d forgeries: %s %s, want refused record_forged", maxForgedScan+1, v, reason)
+		}
+	}
+	if n := w.stored(); n != before {
+		t.Errorf("%d messages stored over an unreadable record", n-before)
+	}
+}

@@ -64,9 +64,10 @@ func newGraceBook(s *fold.State) *graceBook {
 	return b
 }
 
-// claimed records that partition p was claimed when the log ended at
-// logEnd, and forgets its counts: another relay may have stored meanwhile.
-func (b *graceBook) claimed(p int, logEnd uint64) {
+// claimed records that partition p was just claimed, and forgets its
+// counts: another relay may have stored meanwhile. Until the log's end
+// is known (since), no epoch of p counts.
+func (b *graceBook) claimed(p int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for g := range b.counts {
@@ -74,7 +75,7 @@ func (b *graceBook) claimed(p int, logEnd uint64) {
 			delete(b.counts, g)
 		}
 	}
-	b.since[p].Store(logEnd)
+	b.since[p].Store(math.MaxUint64)
 }
 
 // released records that this relay no longer holds partition p.

@@ -48,15 +48,15 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"),
 		leases: metrics.NewLabelled(r, "comm_relay_leases_total",
 			"Partition leases claimed, released (to another relay's fair share, or at shutdown) and lost (a renewal failed).", "event"),
-		conflicts: counter(f, "comm_relay_counter_conflicts_total",
+		conflicts: metrics.NewCounter(f, "comm_relay_counter_conflicts_total",
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
-		refusedEvents: counter(f, "comm_relay_events_refused_total",
+		refusedEvents: metrics.NewCounter(f, "comm_relay_events_refused_total",
 			"Events in the log that failed verification (a forged or corrupt log)."),
-		trims: counter(f, "comm_relay_trims_total",
+		trims: metrics.NewCounter(f, "comm_relay_trims_total",
 			"(group, sender) histories trimmed to the retention period (their last envelope is always kept)."),
-		badReplies: counter(f, "comm_relay_foreign_replies_total",
+		badReplies: metrics.NewCounter(f, "comm_relay_foreign_replies_total",
 			"Requests dropped undecided because their reply subject was neither a cross-account response nor a gateway inbox."),
-		forgedRecords: counter(f, "comm_relay_forged_records_total",
+		forgedRecords: metrics.NewCounter(f, "comm_relay_forged_records_total",
 			"Last messages of a (group, sender) in the accepted stream that no relay can have written (not signed by their sender), skipped when reading its record."),
 		decisionTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_relay_decision_seconds",
 			Help:    "Time from a message's arrival at the relay to its verdict, by verdict; waits for a worker and for the event log included.",
@@ -77,10 +77,6 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 		m.leases.Init(e, "")
 	}
 	return m
-}
-
-func counter(f promauto.Factory, name, help string) prometheus.Counter {
-	return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // registerState adds the gauges read from the projection, once it exists,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -68,26 +67,28 @@ func (p *partitions) holds(n int, now time.Time) bool {
 	return deadline != nil && now.Before(*deadline)
 }
 
-func startPartitions(ctx context.Context, r *Relay) (*partitions, error) {
+// startPartitions claims the relay's first share of partitions and
+// keeps its leases from then on; r.parts is set before the first claim.
+func startPartitions(ctx context.Context, r *Relay) error {
 	kv, err := streams.BindKV(ctx, r.js, streams.Relays)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	status, err := kv.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("relay: lease bucket: %w", err)
+		return fmt.Errorf("relay: lease bucket: %w", err)
 	}
 	if status.TTL() <= 0 {
-		return nil, fmt.Errorf("relay: bucket %s has no TTL: leases would never expire", streams.Relays)
+		return fmt.Errorf("relay: bucket %s has no TTL: leases would never expire", streams.Relays)
 	}
 	p := &partitions{r: r, kv: kv, ttl: status.TTL(), held: map[int]*lease{}, stopC: make(chan struct{}), done: make(chan struct{})}
 	r.parts = p // before the first claim: dispatch reads it
 	p.tick(ctx)
 	go p.loop()
 	if err := r.nc.FlushTimeout(10 * time.Second); err != nil { // the partitions' subscriptions reach the server before Start returns
-		return nil, fmt.Errorf("relay: subscribing to partitions: %w", err)
+		return fmt.Errorf("relay: subscribing to partitions: %w", err)
 	}
-	return p, nil
+	return nil
 }
 
 func (p *partitions) loop() {
@@ -237,7 +238,7 @@ func (p *partitions) claim(ctx context.Context, n int) bool {
 		return false
 	}
 	p.r.accepted.forgetPartition(n)
-	p.r.grace.claimed(n, math.MaxUint64) // sinceClaimed sets the log's end
+	p.r.grace.claimed(n) // sinceClaimed sets the log's end
 
 	p.extend(n, before)
 	sub, err := p.r.nc.Subscribe(streams.PartitionSubject(n), p.r.dispatch)

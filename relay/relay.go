@@ -170,7 +170,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Relay, error) {
 	}
 	r.startWorkers()
 	r.stop = append(r.stop, r.runWaitRoom())
-	if _, err := startPartitions(ctx, r); err != nil {
+	if err := startPartitions(ctx, r); err != nil {
 		r.Close()
 		return nil, err
 	}

@@ -79,29 +79,60 @@ func (a *accepted) get(ctx context.Context, key string) (last, error) {
 	return l, nil
 }
 
-// maxForgedScan bounds the messages lastGenuine reads: a subject holds
-// its retention period's messages.
-const maxForgedScan = 1 << 16
+// maxForgedScan bounds the reads lastGenuine makes below a forged last
+// message: a sender's record is read again on every cache miss, and a
+// subject holds its whole retention period's messages. Past it the
+// record is unreadable and the sender refused (errNoGenuineRecord).
+const maxForgedScan = 64
 
-// lastGenuine reads subject's messages below seq in order and returns
-// the record of the last genuine one (none: an empty record).
+// errNoGenuineRecord means no genuine record was found within
+// maxForgedScan reads below a forged last message: the stream needs an
+// operator, and retrying would only read it again.
+var errNoGenuineRecord = errors.New("no genuine record within reach below a forged one")
+
+// lastGenuine returns the record of subject's last genuine message below
+// seq (none: an empty record). The stream has no read of a subject's
+// previous message, so it reads the subject forward through windows of
+// stream sequences ending at seq, each further back and wider than the
+// last (8 sequences, then 4 times wider each), and stops at the first
+// window that holds a genuine message: a window without the subject's
+// messages costs one read, one with them a read each.
 func (a *accepted) lastGenuine(ctx context.Context, subject string, seq uint64) (last, error) {
-	var good last
-	next := uint64(1)
-	for range maxForgedScan {
+	reads := 0
+	for end, width := seq, uint64(8); end > 1; width = min(width, 1<<60) * 4 {
+		from := uint64(1)
+		if end > width {
+			from = end - width
+		}
+		good, found, err := a.lastGenuineIn(ctx, subject, from, end, &reads)
+		if err != nil || found {
+			return good, err
+		}
+		end = from
+	}
+	return last{}, nil
+}
+
+// lastGenuineIn reads subject's messages in [from, to) and returns the
+// record of the last genuine one, counting each read in reads.
+func (a *accepted) lastGenuineIn(ctx context.Context, subject string, from, to uint64, reads *int) (good last, found bool, err error) {
+	for next := from; next < to; {
+		if *reads++; *reads > maxForgedScan {
+			return last{}, false, errNoGenuineRecord
+		}
 		msg, err := a.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Sequence >= seq) {
-			return good, nil
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Sequence >= to) {
+			break
 		}
 		if err != nil {
-			return last{}, err
+			return last{}, false, err
 		}
 		if l, err := recordOf(msg); err == nil {
-			good = l
+			good, found = l, true
 		}
 		next = msg.Sequence + 1
 	}
-	return last{}, errors.New("too many messages to find the last genuine one")
+	return good, found, nil
 }
 
 // recordOf reads a stored message as a record, if a relay can have

@@ -46,7 +46,8 @@ const (
 	ReasonCounterContended      Reason = "counter_contended" // other relays kept storing first (retry)
 	ReasonLeaseLapsed           Reason = "lease_lapsed"      // the relay's lease of the partition may have expired (retry)
 	ReasonStoreUnavailable      Reason = "store_unavailable"
-	ReasonRelayBusy             Reason = "relay_busy" // the worker's queue or the wait for epochs is full, or the relay is closing
+	ReasonRecordForged          Reason = "record_forged" // the (group, sender)'s last stored messages are forged past what a relay reads back
+	ReasonRelayBusy             Reason = "relay_busy"    // the worker's queue or the wait for epochs is full, or the relay is closing
 )
 
 // The gateway's reasons for a retry the relay did not decide.
