@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,10 @@ type Config struct {
 	// LeaseTTL is how long a dead relay's partitions stay unowned (the
 	// COMM_RELAYS bucket's TTL; relays renew every third of it).
 	LeaseTTL time.Duration
+	// Shards is K, the number of streams the accepted envelopes are
+	// sharded over (shards.go); fixed when they are created. 0: the
+	// existing deployment's K, or DefaultShards for a new one.
+	Shards Shards
 }
 
 func (c Config) filled() Config {
@@ -81,24 +86,27 @@ func BundlesConfig(c Config) jetstream.StreamConfig {
 		// The keyserver publishes an epoch's bundles in atomic batches,
 		// which the server stores with one fsync per batch.
 		AllowAtomicPublish: true,
+		RePublish:          &jetstream.RePublish{Source: AllBundles, Destination: LiveBundlePrefix + "{{wildcard(1)}}.{{wildcard(2)}}"},
 	}
 }
 
-// AcceptedConfig is the COMM_ACCEPTED key-value bucket, configured as a
-// stream: one key per (group, sender) whose values are that sender's
-// accepted envelopes, every one kept (not only the last, as a plain bucket
-// would) so that gateways can deliver them. A relay stores an envelope by
-// compare-and-swap on its key's last revision: the stored message is the
-// counter's record, one write. Nothing expires by age: the relays trim
-// each key to the retention period but always keep its last value, the
-// sender's last accepted counter, whose loss would let an old message
-// through.
-func AcceptedConfig(c Config) jetstream.StreamConfig {
+// AcceptedConfig is shard i of K of the accepted envelopes (shards.go),
+// a key-value bucket configured as a stream: one key per (group, sender)
+// whose values are that sender's accepted envelopes, every one kept (not
+// only the last, as a plain bucket would) so that gateways can deliver
+// them. A relay stores an envelope by compare-and-swap on its key's last
+// revision: the stored message is the counter's record, one write.
+// Nothing expires by age: the relays trim each key to the retention
+// period but always keep its last value, the sender's last accepted
+// counter, whose loss would let an old message through. The leader
+// republishes every stored envelope on its live subject (LiveGroup).
+func AcceptedConfig(c Config, k Shards, i int) jetstream.StreamConfig {
 	c = c.filled()
+	prefix := AcceptedShardPrefix(i)
 	return jetstream.StreamConfig{
-		Name:              AcceptedStream,
-		Description:       "Communicator accepted group messages (end-to-end encrypted envelopes), by (group, sender)",
-		Subjects:          []string{AcceptedPrefix + ">"},
+		Name:              AcceptedShard(i),
+		Description:       fmt.Sprintf("Communicator accepted group messages (end-to-end encrypted envelopes), by (group, sender): shard %d of %d", i, k),
+		Subjects:          []string{prefix + ">"},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		MaxMsgsPerSubject: math.MaxInt32, // a key-value bucket needs a history limit; this one keeps all
@@ -107,6 +115,8 @@ func AcceptedConfig(c Config) jetstream.StreamConfig {
 		DenyDelete:        true,
 		Replicas:          c.Replicas,
 		AllowDirect:       false, // reads go to the leader: a replica that lags must not hide a bundle or a counter
+		RePublish:         &jetstream.RePublish{Source: prefix + "*.*", Destination: LiveMsgPrefix + "{{wildcard(1)}}.{{wildcard(2)}}"},
+		Metadata:          map[string]string{MetaShards: strconv.Itoa(int(k)), MetaShard: strconv.Itoa(i)},
 	}
 }
 
@@ -195,7 +205,15 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 // keyserver does this: with least-privilege credentials, relays and
 // gateways may not change stream configuration, they bind.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
-	for _, sc := range []jetstream.StreamConfig{BundlesConfig(c), AcceptedConfig(c), AdminRequestsConfig(c)} {
+	k := c.Shards
+	if k == 0 {
+		k = DefaultShards
+	}
+	all := []jetstream.StreamConfig{BundlesConfig(c), AdminRequestsConfig(c)}
+	for i := range int(k) {
+		all = append(all, AcceptedConfig(c, k, i))
+	}
+	for _, sc := range all {
 		s, err := EnsureStream(ctx, js, sc)
 		if err != nil {
 			return err
