@@ -168,3 +168,51 @@ const (
 	HeaderNatsTimeStamp    = "Nats-Time-Stamp"
 	HeaderNatsLastSequence = "Nats-Last-Sequence"
 )
+
+// ErrShardsFixed means a K was asked for that is not the deployment's.
+var ErrShardsFixed = errors.New("streams: the number of accepted-message shards is fixed when a deployment is created")
+
+// ShardsChangedError refuses a K that differs from the existing
+// deployment's: each (group, sender)'s last stored envelope is the record
+// of its counters, and must stay on the shard its group maps to.
+type ShardsChangedError struct {
+	Existing, Asked Shards
+}
+
+func (e *ShardsChangedError) Error() string {
+	return fmt.Sprintf("streams: the accepted messages are sharded over %d streams and %d were asked for; "+
+		"the number is fixed when a deployment is created (docs/SCALING.md, \"Changing the number of shards\"): "+
+		"leave it unset (0) to keep %d", e.Existing, e.Asked, e.Existing)
+}
+
+func (e *ShardsChangedError) Unwrap() error { return ErrShardsFixed }
+
+// ShardCount is the K a deployment runs with: the existing one's, read
+// from shard 0 (a stream from before sharding: 1), or, for a new
+// deployment, asked (DefaultShards if 0). An asked K that differs from
+// the existing one is a *ShardsChangedError.
+func ShardCount(ctx context.Context, js jetstream.JetStream, asked Shards) (Shards, error) {
+	if asked != 0 {
+		if err := asked.Valid(); err != nil {
+			return 0, err
+		}
+	}
+	s, err := js.Stream(ctx, AcceptedShard(0))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if asked == 0 {
+			return DefaultShards, nil
+		}
+		return asked, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("streams: %s: %w", AcceptedShard(0), err)
+	}
+	existing, err := shardsOf(s.CachedInfo().Config)
+	if err != nil {
+		return 0, err
+	}
+	if asked != 0 && asked != existing {
+		return 0, &ShardsChangedError{Existing: existing, Asked: asked}
+	}
+	return existing, nil
+}

@@ -204,13 +204,18 @@ func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 // EnsureAll creates or updates every shared stream and bucket. Only the
 // keyserver does this: with least-privilege credentials, relays and
 // gateways may not change stream configuration, they bind.
+//
+// The accepted envelopes' K is the existing deployment's (ShardCount):
+// a K asked for that differs from it is refused (*ShardsChangedError).
+// Shard 0 is created or updated last, so that relays and gateways, which
+// wait for it (LoadShards), find every shard there when they see it.
 func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
-	k := c.Shards
-	if k == 0 {
-		k = DefaultShards
+	k, err := ShardCount(ctx, js, c.Shards)
+	if err != nil {
+		return err
 	}
 	all := []jetstream.StreamConfig{BundlesConfig(c), AdminRequestsConfig(c)}
-	for i := range int(k) {
+	for i := int(k) - 1; i >= 0; i-- {
 		all = append(all, AcceptedConfig(c, k, i))
 	}
 	for _, sc := range all {
@@ -222,6 +227,9 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
 			// A server before 2.12 ignores the setting, and would store
 			// a batch's bundles one by one without acknowledging them.
 			return fmt.Errorf("streams: %s: the NATS server does not support atomic batch publish (nats-server 2.12 or later needed)", sc.Name)
+		}
+		if sc.RePublish != nil && s.CachedInfo().Config.RePublish == nil {
+			return fmt.Errorf("streams: %s: the NATS server did not keep the stream's RePublish (the live feeds need it)", sc.Name)
 		}
 	}
 	for _, kc := range []jetstream.KeyValueConfig{RelaysConfig(c), CursorsConfig(c), KeyserverKVConfig(c)} {

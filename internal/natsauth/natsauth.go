@@ -66,7 +66,7 @@ type Op uint8
 
 // The operations.
 const (
-	Manage Op = 1 << iota // create and update the stream, read its info
+	Manage Op = 1 << iota // create and update the stream, read its info, move its leader (streams.SpreadLeaders)
 	Read                  // read its info and messages, through gets and consumers
 	Write                 // publish to its subjects
 	Trim                  // purge it (by subject, to the retention period)
@@ -86,16 +86,31 @@ func Stores() []Store {
 	kv := func(bucket string, access map[Role]Op) Store {
 		return Store{streams.KVStream(bucket), []string{streams.KVPrefix(bucket) + ">"}, access}
 	}
-	return []Store{
+	out := []Store{
 		{streams.Events, []string{streams.AllEvents}, log},
 		{streams.Checkpoints, []string{streams.CheckpointSubject}, log},
 		{streams.Bundles, []string{streams.AllBundles}, map[Role]Op{Keyserver: Manage | Read | Write, Gateway: Read}},
 		{streams.AdminRequests, []string{streams.AllAdminRequests}, map[Role]Op{Keyserver: Manage | Read | Write}},
-		kv(streams.Accepted, map[Role]Op{Keyserver: Manage | Read, Relay: Read | Write | Trim, Gateway: Read}),
+	}
+	out = append(out, AcceptedShards()...)
+	return append(out,
 		kv(streams.Relays, map[Role]Op{Keyserver: Manage, Relay: Read | Write | Watch}),
 		kv(streams.Cursors, map[Role]Op{Keyserver: Manage, Gateway: Read | Write}),
 		kv(streams.KeyserverKV, map[Role]Op{Keyserver: Manage | Read | Write | Watch}),
+	)
+}
+
+// AcceptedShards are the stores of every shard the accepted envelopes may
+// have, 0 to streams.MaxShards-1, whatever a deployment's K: K is chosen
+// when the keyserver creates the streams, and is not part of the NATS
+// configuration. An account whose stream does not exist holds nothing.
+func AcceptedShards() []Store {
+	out := make([]Store, streams.MaxShards)
+	for i := range out {
+		out[i] = Store{streams.AcceptedShard(i), []string{streams.AcceptedShardPrefix(i) + ">"},
+			map[Role]Op{Keyserver: Manage | Read, Relay: Read | Write | Trim, Gateway: Read}}
 	}
+	return out
 }
 
 // Service is a request/reply subject one role answers for others.
@@ -128,7 +143,7 @@ func api(stream string, subjects []string, op Op) []Subject {
 		}
 	}
 	if op&Manage != 0 {
-		add(p+"STREAM.CREATE."+stream, p+"STREAM.UPDATE."+stream, p+"STREAM.INFO."+stream)
+		add(p+"STREAM.CREATE."+stream, p+"STREAM.UPDATE."+stream, p+"STREAM.INFO."+stream, p+"STREAM.LEADER.STEPDOWN."+stream)
 	}
 	if op&(Read|Watch) != 0 {
 		add(p+"STREAM.INFO."+stream, p+"STREAM.MSG.GET."+stream, p+"DIRECT.GET."+stream, p+"DIRECT.GET."+stream+".>",

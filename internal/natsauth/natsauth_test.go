@@ -16,6 +16,9 @@ import (
 
 var (
 	g       = protocol.GroupID{0xab}
+	k       = streams.Shards(streams.MaxShards)
+	last    = streams.MaxShards - 1                 // the last shard's index
+	gLast   = protocol.GroupID{0, 0, 0, byte(last)} // a group on the last shard of K = MaxShards
 	alice   = protocol.ClientID{0xa1}
 	ordered = "OC_abc" // an ordered consumer's name
 )
@@ -37,7 +40,13 @@ func kvGet(bucket, key string) string {
 }
 
 func manage(stream string) []string {
-	return []string{api("STREAM.CREATE." + stream), api("STREAM.UPDATE." + stream), api("STREAM.INFO." + stream)}
+	return []string{api("STREAM.CREATE." + stream), api("STREAM.UPDATE." + stream), api("STREAM.INFO." + stream),
+		api("STREAM.LEADER.STEPDOWN." + stream)}
+}
+
+// change is what manage has beyond reads.
+func change(stream string) []string {
+	return slices.DeleteFunc(manage(stream), func(s string) bool { return s == api("STREAM.INFO."+stream) })
 }
 
 // used lists, per role, subjects its code publishes to.
@@ -45,20 +54,23 @@ func used() map[natsauth.Role][]string {
 	ks := []string{streams.EventSubject(record.GroupAggregate(g)), streams.CheckpointSubject, streams.BundleSubject(g, alice),
 		streams.AdminRequestSubject("00ff"), streams.KVPrefix(streams.KeyserverKV) + "epoch." + g.String(), api("INFO")}
 	for _, s := range []string{streams.Events, streams.Checkpoints, streams.Bundles, streams.AdminRequests, streams.AcceptedStream,
-		streams.KVStream(streams.Relays), streams.KVStream(streams.Cursors), streams.KVStream(streams.KeyserverKV)} {
+		streams.AcceptedShard(last), streams.KVStream(streams.Relays), streams.KVStream(streams.Cursors), streams.KVStream(streams.KeyserverKV)} {
 		ks = append(ks, manage(s)...)
 	}
 	ks = append(ks, reads(streams.Events, streams.AllEvents)...)
 	ks = append(ks, reads(streams.AcceptedStream, streams.AllAccepted)...)
+	ks = append(ks, reads(k.Stream(gLast), k.GroupFilter(gLast))...)
 	ks = append(ks, reads(streams.KVStream(streams.KeyserverKV), ">")...)
 	ks = append(ks, "$JS.FC."+streams.KVStream(streams.KeyserverKV)+".c.x")
 
 	relay := []string{streams.AcceptedSubject(g, alice), streams.KVPrefix(streams.Relays) + "part.7", streams.KVPrefix(streams.Relays) + "member.r1",
 		api("STREAM.PURGE." + streams.AcceptedStream), kvGet(streams.Accepted, streams.AcceptedKey(g, alice)),
+		k.Subject(gLast, alice), api("STREAM.PURGE." + k.Stream(gLast)),
 		kvGet(streams.Relays, "part.7"), "$JS.FC." + streams.KVStream(streams.Relays) + ".c.x"}
 	relay = append(relay, reads(streams.Events, streams.AllEvents)...)
 	relay = append(relay, reads(streams.Checkpoints, streams.CheckpointSubject)...)
 	relay = append(relay, reads(streams.AcceptedStream, streams.AcceptedSubject(g, alice))...)
+	relay = append(relay, reads(k.Stream(gLast), k.Subject(gLast, alice))...)
 	relay = append(relay, reads(streams.KVStream(streams.Relays), ">")...)
 
 	gw := []string{streams.PartitionSubject(63), streams.InboundSubject(g), streams.KVPrefix(streams.Cursors) + alice.String(),
@@ -67,6 +79,7 @@ func used() map[natsauth.Role][]string {
 	gw = append(gw, reads(streams.Checkpoints, streams.CheckpointSubject)...)
 	gw = append(gw, reads(streams.Bundles, streams.AllBundles)...)
 	gw = append(gw, reads(streams.AcceptedStream, streams.AllAccepted)...)
+	gw = append(gw, reads(k.Stream(gLast), k.GroupFilter(gLast))...)
 	gw = append(gw, reads(streams.KVStream(streams.Cursors), ">")...)
 
 	aud := append(reads(streams.Events, streams.AllEvents), reads(streams.Checkpoints, streams.CheckpointSubject)...)
@@ -84,13 +97,13 @@ func forbidden() map[natsauth.Role][]string {
 	}
 	var everyDestroy []string
 	for _, st := range natsauth.Stores() {
-		if st.Stream != streams.AcceptedStream {
+		if !strings.HasPrefix(st.Stream, streams.AcceptedStream) {
 			everyDestroy = append(everyDestroy, destroy(st.Stream)...)
 		}
 	}
 	writesOf := map[string]string{
 		"events": streams.EventSubject("group.x"), "checkpoints": streams.CheckpointSubject, "bundles": streams.BundleSubject(g, alice),
-		"requests": streams.AdminRequestSubject("00"), "accepted": streams.AcceptedSubject(g, alice),
+		"requests": streams.AdminRequestSubject("00"), "accepted": streams.AcceptedSubject(g, alice), "accepted-last": k.Subject(gLast, alice),
 		"relays": streams.KVPrefix(streams.Relays) + "part.1", "cursors": streams.KVPrefix(streams.Cursors) + "x",
 		"kskv": streams.KVPrefix(streams.KeyserverKV) + "x",
 	}
@@ -106,10 +119,12 @@ func forbidden() map[natsauth.Role][]string {
 	common := append(slices.Clone(everyDestroy), api("STREAM.CREATE.X"), api("STREAM.LIST"), api("ACCOUNT.PURGE.X"), api("META.LEADER.STEPDOWN"),
 		"$JS.ACK.COMM_EVENTS.c.1.1.1.1.1", "_R_.abc.def", "$SYS.REQ.SERVER.PING")
 	return map[natsauth.Role][]string{
-		natsauth.Keyserver: slices.Concat(common, []string{writesOf["accepted"], writesOf["relays"], writesOf["cursors"],
-			api("STREAM.PURGE." + streams.AcceptedStream), streams.PartitionSubject(1)}),
-		natsauth.Relay: slices.Concat(common, except("accepted", "relays"), manage(streams.AcceptedStream)[:2]),
-		natsauth.Gateway: slices.Concat(common, except("cursors"), []string{api("STREAM.PURGE." + streams.AcceptedStream),
+		natsauth.Keyserver: slices.Concat(common, []string{writesOf["accepted"], writesOf["accepted-last"], writesOf["relays"], writesOf["cursors"],
+			api("STREAM.PURGE." + streams.AcceptedStream), api("STREAM.PURGE." + k.Stream(gLast)), streams.PartitionSubject(1)}),
+		natsauth.Relay: slices.Concat(common, except("accepted", "accepted-last", "relays"), change(streams.AcceptedStream),
+			change(k.Stream(gLast))),
+		natsauth.Gateway: slices.Concat(common, except("cursors"), change(k.Stream(gLast)), []string{api("STREAM.PURGE." + streams.AcceptedStream),
+			api("STREAM.PURGE." + k.Stream(gLast)),
 			api("STREAM.UPDATE." + streams.KVStream(streams.Cursors)), streams.AdminSubject("list")}),
 		natsauth.Admin: slices.Concat(common, except(), reads(streams.Events, streams.AllEvents)),
 		natsauth.Auditor: slices.Concat(common, except(), reads(streams.Bundles, streams.AllBundles),
@@ -183,10 +198,12 @@ func TestStoresMatchStreams(t *testing.T) {
 		streams.Checkpoints:                   events.CheckpointConfig(events.StoreConfig{}).Subjects,
 		streams.Bundles:                       streams.BundlesConfig(c).Subjects,
 		streams.AdminRequests:                 streams.AdminRequestsConfig(c).Subjects,
-		streams.AcceptedStream:                streams.AcceptedConfig(c).Subjects,
 		streams.KVStream(streams.Relays):      {streams.KVPrefix(streams.Relays) + ">"},
 		streams.KVStream(streams.Cursors):     {streams.KVPrefix(streams.Cursors) + ">"},
 		streams.KVStream(streams.KeyserverKV): {streams.KVPrefix(streams.KeyserverKV) + ">"},
+	}
+	for i := range streams.MaxShards {
+		configured[streams.AcceptedShard(i)] = streams.AcceptedConfig(c, k, i).Subjects
 	}
 	if len(natsauth.Stores()) != len(configured) {
 		t.Fatalf("%d stores, %d streams", len(natsauth.Stores()), len(configured))
