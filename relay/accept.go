@@ -208,7 +208,7 @@ func (r *Relay) accept(ctx context.Context, j *job) (streams.Verdict, streams.Re
 	}
 	key := streams.AcceptedKey(j.header.Group, j.header.Sender)
 	for range 3 {
-		prev, err := r.accepted.get(ctx, key)
+		prev, err := r.accepted.get(ctx, j.header.Group, j.header.Sender)
 		if errors.Is(err, errNoGenuineRecord) { // reading again would not find it either
 			r.log.Error().Err(err).Str("key", key).Msg("record forged in the accepted stream: sender refused until it is repaired")
 			return Refused, streams.ReasonRecordForged

@@ -21,11 +21,11 @@ func (w *world) republish(c uint64, window string) {
 	w.t.Helper()
 	rc := w.srv.Conn(w.t, natsauth.Relay)
 	js, _ := jetstream.New(rc)
-	s, err := js.Stream(w.t.Context(), streams.AcceptedStream)
+	s, err := js.Stream(w.t.Context(), w.shards.Stream(w.group))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	subject := streams.AcceptedSubject(w.group, w.alice.ID())
+	subject := w.shards.Subject(w.group, w.alice.ID())
 	for seq := uint64(1); ; {
 		m, err := s.GetMsg(w.t.Context(), seq, jetstream.WithGetMsgSubject(subject))
 		if err != nil {
@@ -125,7 +125,7 @@ func (w *world) forge(n int) {
 	for i := range n {
 		e := env(w.alice, w.group, 1, 1000+uint64(i))
 		e[len(e)-1] ^= 1
-		out := nats.NewMsg(streams.AcceptedSubject(w.group, w.alice.ID()))
+		out := nats.NewMsg(w.shards.Subject(w.group, w.alice.ID()))
 		out.Data = e
 		if _, err := js.PublishMsg(w.t.Context(), out); err != nil {
 			w.t.Fatal(err)
@@ -157,12 +157,12 @@ func TestForgedRecordScanIsBounded(t *testing.T) {
 	}
 
 	w.forge(maxForgedScan + 1)
-	subject := streams.AcceptedSubject(w.group, w.alice.ID())
-	m, err := r.accepted.stream.GetLastMsgForSubject(t.Context(), subject)
+	subject, stream := w.shards.Subject(w.group, w.alice.ID()), r.accepted.shard(w.group)
+	m, err := stream.GetLastMsgForSubject(t.Context(), subject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.accepted.lastGenuine(t.Context(), subject, m.Sequence); err != errNoGenuineRecord {
+	if _, err := r.accepted.lastGenuine(t.Context(), stream, subject, m.Sequence); err != errNoGenuineRecord {
 		t.Errorf("scan below %d forgeries: %v, want errNoGenuineRecord", maxForgedScan+1, err)
 	}
 	before := w.stored()

@@ -12,8 +12,9 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// The janitor keeps COMM_ACCEPTED to the retention period: for each
-// (group, sender) of the partitions this relay owns, it removes the
+// The janitor keeps the accepted envelopes to the retention period: for
+// each (group, sender) of the partitions this relay owns, on the shard of
+// its group, it removes the
 // envelopes older than the retention period but always keeps the last
 // one, which records the sender's last accepted counter. (An age limit on
 // the stream would let that record expire, and with it the protection
@@ -47,7 +48,8 @@ func (r *Relay) runJanitor(interval time.Duration) func() {
 func (r *Relay) Trim(ctx context.Context) error {
 	cutoff := r.cfg.Now().Add(-r.retention())
 	for _, g := range r.ownedGroups() {
-		info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(streams.GroupAccepted(g)))
+		stream := r.accepted.shard(g)
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(r.accepted.k.GroupFilter(g)))
 		if err != nil {
 			return fmt.Errorf("relay: trim %s: %w", g, err)
 		}
@@ -55,7 +57,7 @@ func (r *Relay) Trim(ctx context.Context) error {
 			if n < 2 {
 				continue
 			}
-			if err := r.trim(ctx, subject, cutoff); err != nil {
+			if err := r.trim(ctx, stream, subject, cutoff); err != nil {
 				return err
 			}
 		}
@@ -87,9 +89,10 @@ func (r *Relay) ownedGroups() []protocol.GroupID {
 	return out
 }
 
-// trim purges a subject's envelopes older than cutoff, keeping its last.
-func (r *Relay) trim(ctx context.Context, subject string, cutoff time.Time) error {
-	first, found, err := streams.FirstSince(ctx, r.js, streams.AcceptedStream, subject, cutoff)
+// trim purges a subject's envelopes older than cutoff from its shard,
+// keeping its last.
+func (r *Relay) trim(ctx context.Context, stream jetstream.Stream, subject string, cutoff time.Time) error {
+	first, found, err := streams.FirstSince(ctx, r.js, stream.CachedInfo().Config.Name, subject, cutoff)
 	if err != nil {
 		return fmt.Errorf("relay: trim %s: %w", subject, err)
 	}
@@ -97,7 +100,7 @@ func (r *Relay) trim(ctx context.Context, subject string, cutoff time.Time) erro
 	if found {
 		keep = jetstream.WithPurgeSequence(first) // purges below it
 	}
-	if err := r.stream.Purge(ctx, jetstream.WithPurgeSubject(subject), keep); err != nil {
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject), keep); err != nil {
 		return fmt.Errorf("relay: trim %s: %w", subject, err)
 	}
 	r.Metrics.trims.Inc()

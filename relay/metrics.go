@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,8 @@ type Metrics struct {
 
 	decisionTime *prometheus.HistogramVec // by verdict
 	decisionBy   map[streams.Verdict]prometheus.Observer
-	storeTime    prometheus.Histogram
+	storeTime    *prometheus.HistogramVec // by shard
+	shards       atomic.Int64
 }
 
 // The lease events counted by comm_relay_leases_total.
@@ -61,9 +63,9 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 		decisionTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_relay_decision_seconds",
 			Help:    "Time from a message's arrival at the relay to its verdict, by verdict; waits for a worker and for the event log included.",
 			Buckets: metrics.LatencyBuckets}, []string{"verdict"}),
-		storeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_relay_store_write_seconds",
-			Help:    "Time of the JetStream write that stores an accepted message, until its acknowledgement or failure.",
-			Buckets: metrics.LatencyBuckets}),
+		storeTime: f.NewHistogramVec(prometheus.HistogramOpts{Name: "comm_relay_store_write_seconds",
+			Help:    "Time of the JetStream write that stores an accepted message, until its acknowledgement or failure, by shard of the accepted messages (a slow shard leader shows).",
+			Buckets: metrics.LatencyBuckets}, []string{"shard"}),
 		decisionBy: map[streams.Verdict]prometheus.Observer{},
 	}
 	for _, v := range []streams.Verdict{Accepted, Duplicate, Refused, Retry} {
@@ -71,12 +73,24 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_relay_partitions_owned", Help: "Relay partitions this relay owns now."},
 		func() float64 { return float64(m.partitions.Load()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "comm_relay_accepted_shards", Help: "K, the shards of the accepted messages, read at start (0: not yet)."},
+		func() float64 { return float64(m.shards.Load()) })
 	// What the alerts watch exists from the start, at zero.
 	m.verdicts.Init(string(Retry), string(streams.ReasonStoreUnavailable))
 	for _, e := range []string{leaseClaimed, leaseReleased, leaseLost} {
 		m.leases.Init(e, "")
 	}
 	return m
+}
+
+// storeTimes are the store-write histograms of k's shards, by index.
+func (m *Metrics) storeTimes(k streams.Shards) []prometheus.Observer {
+	m.shards.Store(int64(k))
+	out := make([]prometheus.Observer, k)
+	for i := range out {
+		out[i] = m.storeTime.WithLabelValues(strconv.Itoa(i))
+	}
+	return out
 }
 
 // registerState adds the gauges read from the projection, once it exists,

@@ -25,7 +25,7 @@ func TestMetrics(t *testing.T) {
 	m.partitions.Store(3)
 	m.leases.Inc(leaseClaimed, "")
 	m.decided(Accepted, time.Now())
-	m.storeTime.Observe(0.002)
+	m.storeTimes(4)[2].Observe(0.002)
 	text, err := metrics.Text(reg)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,8 @@ func TestMetrics(t *testing.T) {
 		`comm_relay_leases_total{event="claimed"} 1`, `comm_relay_leases_total{event="lost"} 0`, `comm_relay_leases_total{event="released"} 0`,
 		"\ncomm_relay_partitions_owned 3", "\ncomm_relay_counter_conflicts_total 1", "\ncomm_relay_events_refused_total 0",
 		`comm_relay_decision_seconds_count{verdict="accepted"} 1`, `comm_relay_decision_seconds_count{verdict="retry"} 0`,
-		`comm_relay_store_write_seconds_bucket{le="0.001"} 0`, `comm_relay_store_write_seconds_bucket{le="0.0025"} 1`,
+		`comm_relay_store_write_seconds_bucket{shard="2",le="0.001"} 0`, `comm_relay_store_write_seconds_bucket{shard="2",le="0.0025"} 1`,
+		"\ncomm_relay_accepted_shards 4",
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, text)

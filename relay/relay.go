@@ -14,8 +14,9 @@
 // change); its counter is fresh in the (group, sender)'s replay window
 // (protocol/replay): never accepted, not below the window.
 //
-// Accepted envelopes live in the COMM_ACCEPTED stream, one subject per
-// (group, sender), each message carrying the window once its counter was
+// Accepted envelopes live in K shards (streams.Shards: K read once at
+// start from shard 0, KV_COMM_ACCEPTED), a group's on the shard of its
+// partition, one subject per (group, sender), each message carrying the window once its counter was
 // added. A relay stores an envelope by compare-and-swap on its subject's
 // last sequence, so the stored message is also the record of its counter:
 // one write, and no two relays can ever accept the same (group, sender,
@@ -140,7 +141,6 @@ type Relay struct {
 	room        *waitRoom
 	grace       *graceBook
 	accepted    *accepted
-	stream      jetstream.Stream // COMM_ACCEPTED's, for the janitor
 	stopJanitor func()
 	parts       *partitions
 	workers     []chan *job
@@ -216,10 +216,25 @@ func (r *Relay) open(ctx context.Context) error {
 		return err
 	}
 	r.stop = append(r.stop, stop)
-	if r.stream, err = streams.BindStream(ctx, js, streams.AcceptedStream); err != nil {
-		return err
+	return r.openShards(ctx)
+}
+
+// openShards reads K once, from shard 0 (it waits for the keyserver to
+// create the streams), and binds every shard: K is fixed for the life of
+// a deployment, so a relay never reads it again.
+func (r *Relay) openShards(ctx context.Context) error {
+	k, err := streams.LoadShards(ctx, r.js)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
-	r.accepted = newAccepted(js, r.stream, r.Metrics.storeTime, r.Metrics.forgedRecords)
+	shards := make([]jetstream.Stream, k)
+	for i, name := range k.All() {
+		if shards[i], err = streams.BindStream(ctx, r.js, name); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	r.accepted = newAccepted(r.js, k, shards, r.Metrics.storeTimes(k), r.Metrics.forgedRecords)
+	r.log.Info().Int("shards", int(k)).Msg("accepted messages sharded")
 	return nil
 }
 

@@ -34,6 +34,7 @@ type world struct {
 	js                jetstream.JetStream
 	ks                *keys.SigningKey
 	k                 *keyserver.Keyserver
+	shards            streams.Shards // K of the accepted envelopes
 	group             protocol.GroupID
 	alice, bob, carol *keys.ClientIdentity
 }
@@ -54,6 +55,9 @@ func newWorldTTL(t *testing.T, ttl time.Duration) *world {
 	}
 	t.Cleanup(k.Close)
 	w := &world{t: t, srv: srv, nc: nc, gw: srv.Conn(t, natsauth.Gateway), js: js, ks: ks, k: k}
+	if w.shards, err = streams.LoadShards(t.Context(), js); err != nil {
+		t.Fatal(err)
+	}
 	w.alice, w.bob, w.carol = w.register("alice"), w.register("bob"), w.register("carol")
 	if w.group, err = k.CreateGroup(t.Context(), keyserver.Actor{}, "ops", record.Policy{}); err != nil {
 		t.Fatal(err)
@@ -116,12 +120,25 @@ func (w *world) sendWithin(as *keys.ClientIdentity, e []byte, d time.Duration) (
 	return streams.Verdict(reply.Header.Get(streams.HeaderStatus)), reply.Header.Get(streams.HeaderReason)
 }
 
+// stored counts the envelopes stored on every shard.
 func (w *world) stored() int {
-	s, err := w.js.Stream(w.t.Context(), streams.AcceptedStream)
+	n := 0
+	for _, name := range w.shards.All() {
+		n += w.storedIn(name)
+	}
+	return n
+}
+
+// storedIn counts the envelopes stored on one shard's stream.
+func (w *world) storedIn(stream string) int {
+	s, err := w.js.Stream(w.t.Context(), stream)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	info, _ := s.Info(w.t.Context())
+	info, err := s.Info(w.t.Context())
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	return int(info.State.Msgs)
 }
 
@@ -397,15 +414,18 @@ func TestForeignReplyDropped(t *testing.T) {
 	if _, err := answers.NextMsg(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	send(2, "$JS.API.STREAM.PURGE."+streams.AcceptedStream)
+	shards, err := streams.LoadShards(t.Context(), mustJS(t, nc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(2, "$JS.API.STREAM.PURGE."+shards.Stream(g))
 	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if n := r.Metrics.ForeignReplies(); n != 1 {
 			return fmt.Errorf("%d foreign replies counted", n)
 		}
 		return nil
 	})
-	js, _ := jetstream.New(nc)
-	st, _ := js.Stream(t.Context(), streams.AcceptedStream)
+	st, _ := mustJS(t, nc).Stream(t.Context(), shards.Stream(g))
 	if info, _ := st.Info(t.Context()); info.State.Msgs != 1 {
 		t.Fatalf("%d messages stored, want 1: the dropped request must neither purge nor be stored", info.State.Msgs)
 	}
@@ -703,4 +723,13 @@ func TestGraceNeedsACount(t *testing.T) {
 	if v, r := w.send(w.bob, env(w.bob, w.group, 2, 2)); v != Accepted {
 		t.Fatalf("current epoch: %s %s", v, r)
 	}
+}
+
+func mustJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -30,21 +30,28 @@ type last struct {
 // sender) first.
 var errConflict = errors.New("relay: (group, sender) changed concurrently")
 
-// accepted is the COMM_ACCEPTED bucket with a cache of the last envelope
-// this relay read or stored per key. The cache is a hint: the revision
-// fence makes a stale entry fail its compare-and-swap, which drops it.
+// accepted is the K shards of the accepted envelopes (streams.Shards),
+// with a cache of the last envelope this relay read or stored per key.
+// A (group, sender)'s key lives on its group's shard only, so its record
+// and its compare-and-swap are on one stream. The cache is a hint: the
+// revision fence makes a stale entry fail its compare-and-swap, which
+// drops it.
 type accepted struct {
 	forged prometheus.Counter // last messages skipped as no relay's
 	js     jetstream.JetStream
-	stream jetstream.Stream
-	writes prometheus.Observer // each write's time, until its acknowledgement or failure
+	k      streams.Shards
+	shards []jetstream.Stream   // by shard index
+	writes []prometheus.Observer // by shard: each write's time, until its acknowledgement or failure
 	mu     sync.Mutex
 	cache  map[string]last
 }
 
-func newAccepted(js jetstream.JetStream, stream jetstream.Stream, writes prometheus.Observer, forged prometheus.Counter) *accepted {
-	return &accepted{js: js, stream: stream, writes: writes, forged: forged, cache: map[string]last{}}
+func newAccepted(js jetstream.JetStream, k streams.Shards, shards []jetstream.Stream, writes []prometheus.Observer, forged prometheus.Counter) *accepted {
+	return &accepted{js: js, k: k, shards: shards, writes: writes, forged: forged, cache: map[string]last{}}
 }
+
+// shard is the stream holding g's envelopes.
+func (a *accepted) shard(g protocol.GroupID) jetstream.Stream { return a.shards[a.k.Of(g)] }
 
 // get returns the record of key: its window, its sender's newest epoch
 // and last revision. A last message that no relay can have written (its
@@ -52,25 +59,26 @@ func newAccepted(js jetstream.JetStream, stream jetstream.Stream, writes prometh
 // counter: a forger with write access to the stream) is skipped: the
 // record is the last one that is genuine, with the forged message's
 // sequence as the fence, so that the next store lands after it.
-func (a *accepted) get(ctx context.Context, key string) (last, error) {
+func (a *accepted) get(ctx context.Context, g protocol.GroupID, sender protocol.ClientID) (last, error) {
+	key := streams.AcceptedKey(g, sender)
 	a.mu.Lock()
 	l, ok := a.cache[key]
 	a.mu.Unlock()
 	if ok {
 		return l, nil
 	}
-	subject := streams.AcceptedPrefix + key
-	msg, err := a.stream.GetLastMsgForSubject(ctx, subject)
+	subject, stream := a.k.Subject(g, sender), a.shard(g)
+	msg, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return last{}, nil
 	}
 	if err != nil {
 		return last{}, fmt.Errorf("relay: reading %s: %w", key, err)
 	}
-	l, err = recordOf(msg)
+	l, err = recordOf(a.k, msg)
 	if err != nil {
 		a.forged.Inc()
-		if l, err = a.lastGenuine(ctx, subject, msg.Sequence); err != nil {
+		if l, err = a.lastGenuine(ctx, stream, subject, msg.Sequence); err != nil {
 			return last{}, fmt.Errorf("relay: record of %s: %w", key, err)
 		}
 		l.revision = msg.Sequence
@@ -97,14 +105,14 @@ var errNoGenuineRecord = errors.New("no genuine record within reach below a forg
 // last (8 sequences, then 4 times wider each), and stops at the first
 // window that holds a genuine message: a window without the subject's
 // messages costs one read, one with them a read each.
-func (a *accepted) lastGenuine(ctx context.Context, subject string, seq uint64) (last, error) {
+func (a *accepted) lastGenuine(ctx context.Context, stream jetstream.Stream, subject string, seq uint64) (last, error) {
 	reads := 0
 	for end, width := seq, uint64(8); end > 1; width = min(width, 1<<60) * 4 {
 		from := uint64(1)
 		if end > width {
 			from = end - width
 		}
-		good, found, err := a.lastGenuineIn(ctx, subject, from, end, &reads)
+		good, found, err := a.lastGenuineIn(ctx, stream, subject, from, end, &reads)
 		if err != nil || found {
 			return good, err
 		}
@@ -115,19 +123,19 @@ func (a *accepted) lastGenuine(ctx context.Context, subject string, seq uint64) 
 
 // lastGenuineIn reads subject's messages in [from, to) and returns the
 // record of the last genuine one, counting each read in reads.
-func (a *accepted) lastGenuineIn(ctx context.Context, subject string, from, to uint64, reads *int) (good last, found bool, err error) {
+func (a *accepted) lastGenuineIn(ctx context.Context, stream jetstream.Stream, subject string, from, to uint64, reads *int) (good last, found bool, err error) {
 	for next := from; next < to; {
 		if *reads++; *reads > maxForgedScan {
 			return last{}, false, errNoGenuineRecord
 		}
-		msg, err := a.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		msg, err := stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Sequence >= to) {
 			break
 		}
 		if err != nil {
 			return last{}, false, err
 		}
-		if l, err := recordOf(msg); err == nil {
+		if l, err := recordOf(a.k, msg); err == nil {
 			good, found = l, true
 		}
 		next = msg.Sequence + 1
@@ -137,13 +145,14 @@ func (a *accepted) lastGenuineIn(ctx context.Context, subject string, from, to u
 
 // recordOf reads a stored message as a record, if a relay can have
 // written it: its envelope is signed by its sender and stored on that
-// sender's subject, and its window holds its counter within the window.
-func recordOf(msg *jetstream.RawStreamMsg) (last, error) {
+// sender's subject in its group's shard of k, and its window holds its
+// counter within the window.
+func recordOf(k streams.Shards, msg *jetstream.RawStreamMsg) (last, error) {
 	h, err := envelope.Verify(msg.Data)
 	if err != nil {
 		return last{}, err
 	}
-	if msg.Subject != streams.AcceptedSubject(h.Group, h.Sender) {
+	if msg.Subject != k.Subject(h.Group, h.Sender) {
 		return last{}, errors.New("envelope stored on another sender's subject")
 	}
 	w, err := windowOf(msg)
@@ -174,16 +183,20 @@ func windowOf(msg *jetstream.RawStreamMsg) (replay.Window, error) {
 
 // store appends env as key's next value, with next, the window once env
 // is accepted, if prev is still its last: the message and the record of
-// its counter are one write.
+// its counter are one write, on the group's shard (the expected stream
+// is checked by the server: a subject that some misconfiguration routes
+// elsewhere fails instead of storing a record where no relay reads it).
 func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, prev last, next replay.Window) (last, error) {
 	key := streams.AcceptedKey(h.Group, h.Sender)
-	m := nats.NewMsg(streams.AcceptedSubject(h.Group, h.Sender))
+	i := a.k.Of(h.Group)
+	m := nats.NewMsg(a.k.Subject(h.Group, h.Sender))
 	m.Data = env
 	m.Header.Set(streams.HeaderEpoch, strconv.FormatUint(uint64(h.Epoch), 10))
 	m.Header.Set(streams.HeaderWindow, next.String())
 	start := time.Now()
-	ack, err := a.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(prev.revision))
-	a.writes.Observe(time.Since(start).Seconds())
+	ack, err := a.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(prev.revision),
+		jetstream.WithExpectStream(streams.AcceptedShard(i)))
+	a.writes[i].Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.forget(key)
 		if isCASFailure(err) {
