@@ -40,7 +40,7 @@ type accepted struct {
 	forged prometheus.Counter // last messages skipped as no relay's
 	js     jetstream.JetStream
 	k      streams.Shards
-	shards []jetstream.Stream   // by shard index
+	shards []jetstream.Stream    // by shard index
 	writes []prometheus.Observer // by shard: each write's time, until its acknowledgement or failure
 	mu     sync.Mutex
 	cache  map[string]last
