@@ -105,7 +105,8 @@ type Keyserver struct {
 	mu       sync.Mutex // one command at a time: epochs and their bundles stay in order
 	verifier *admin.Verifier
 	requests *requests
-	escrow   [32]byte // the public half of the escrow key-wrap key
+	escrow   [32]byte       // the public half of the escrow key-wrap key
+	shards   streams.Shards // K of the accepted envelopes, fixed when they were created
 	Metrics  *Metrics
 }
 
@@ -147,7 +148,7 @@ func (k *Keyserver) open(ctx context.Context, nc *nats.Conn) error {
 	if k.store, err = events.OpenStore(ctx, js, events.StoreConfig{Replicas: k.cfg.Streams.Replicas}); err != nil {
 		return err
 	}
-	if err := streams.EnsureAll(ctx, js, k.cfg.Streams); err != nil {
+	if err := k.ensureStreams(ctx); err != nil {
 		return err
 	}
 	k.requests = &requests{js: js}

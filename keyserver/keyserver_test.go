@@ -306,7 +306,7 @@ func TestPolicyRekeyByMessages(t *testing.T) {
 	k.AddMembers(e.ctx, keyserver.Actor{}, "ops", []string{"alice"})
 	relayJS, _ := jetstream.New(e.srv.Conn(t, natsauth.Relay)) // relays store accepted messages
 	for i := range 3 {
-		msg := nats.NewMsg(streams.AcceptedSubject(g, protocol.ClientID{byte(i)}))
+		msg := nats.NewMsg(k.Shards().Subject(g, protocol.ClientID{byte(i)})) // on its group's shard
 		msg.Header.Set(streams.HeaderEpoch, "1")
 		msg.Data = []byte(fmt.Sprint(i))
 		if _, err := relayJS.PublishMsg(e.ctx, msg); err != nil {

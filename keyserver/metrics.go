@@ -28,12 +28,15 @@ type Metrics struct {
 	// rekeyTime is an epoch's opening: its key made, wrapped to every
 	// member, the bundles published and the epoch recorded.
 	rekeyTime prometheus.Histogram
+	// leaderMoves counts the accepted shards' leaders moved to spread
+	// them over the cluster's nodes (by outcome: moved, failed).
+	leaderMoves *metrics.Labelled
 }
 
 func newMetrics(r prometheus.Registerer) *Metrics {
 	r = metrics.OrPrivate(r)
 	f := promauto.With(r)
-	return &Metrics{
+	m := &Metrics{
 		reg:           r,
 		events:        metrics.NewCounter(f, "comm_keyserver_events_appended_total", "Events the keyserver appended to the log."),
 		rekeys:        metrics.NewCounter(f, "comm_keyserver_epochs_opened_total", "Group epochs opened with all their bundles published."),
@@ -49,7 +52,12 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 		rekeyTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_keyserver_rekey_duration_seconds",
 			Help:    "Time to open a group epoch: its key made and wrapped to every member, the bundles published and acknowledged, the epoch recorded.",
 			Buckets: metrics.RekeyBuckets}),
+		leaderMoves: metrics.NewLabelled(r, "comm_keyserver_shard_leader_moves_total",
+			"Step-downs the keyserver asked of an accepted shard's leader at start, to spread the shards' leaders over the cluster's nodes, by outcome (moved, failed).", "outcome"),
 	}
+	m.leaderMoves.Init("moved", "")
+	m.leaderMoves.Init("failed", "")
+	return m
 }
 
 // registerState adds gauges read from the projection at scrape time.
@@ -83,7 +91,7 @@ func (m *Metrics) registerState(p *events.Projection) {
 
 // Snapshot returns the counters by Prometheus name.
 func (m *Metrics) Snapshot() map[string]uint64 {
-	return map[string]uint64{
+	out := map[string]uint64{
 		"comm_keyserver_events_appended_total":       metrics.Count(m.events),
 		"comm_keyserver_epochs_opened_total":         metrics.Count(m.rekeys),
 		"comm_keyserver_bundles_published_total":     metrics.Count(m.bundles),
@@ -93,4 +101,8 @@ func (m *Metrics) Snapshot() map[string]uint64 {
 		"comm_keyserver_admin_requests_denied_total": metrics.Count(m.adminRefused),
 		"comm_keyserver_admin_foreign_replies_total": metrics.Count(m.adminForeignReplies),
 	}
+	for k, n := range m.leaderMoves.Snapshot() {
+		out["comm_keyserver_shard_leader_moves_total/"+k] = n
+	}
+	return out
 }

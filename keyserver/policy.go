@@ -107,23 +107,36 @@ func (k *Keyserver) agedGroups() []rekeyDue {
 }
 
 // countMessages counts accepted messages per group in its current epoch
-// (from the Comm-Epoch header; headers only, no payload) and asks for a
-// rekey when a group's policy limit is reached.
+// (from the Comm-Epoch header; headers only, no payload), reading every
+// shard of the accepted envelopes, and asks for a rekey when a group's
+// policy limit is reached.
 func (k *Keyserver) countMessages(ctx context.Context, due chan<- rekeyDue) (func(), error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AllAccepted}, HeadersOnly: true, DeliverPolicy: jetstream.DeliverNewPolicy}
-	if start, ok := k.oldestCountedEpoch(); ok {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	}
-	cons, err := k.js.OrderedConsumer(ctx, streams.AcceptedStream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("keyserver: message counter: %w", err)
-	}
 	c := &msgCounter{k: k, due: due, counts: map[protocol.GroupID]epochCount{}}
-	cc, err := cons.Consume(c.count)
-	if err != nil {
-		return nil, fmt.Errorf("keyserver: message counter: %w", err)
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	return cc.Stop, nil
+	for i := range int(k.shards) {
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.AcceptedShardPrefix(i) + "*.*"}, HeadersOnly: true,
+			DeliverPolicy: jetstream.DeliverNewPolicy}
+		if start, ok := k.oldestCountedEpoch(); ok {
+			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+		}
+		cons, err := k.js.OrderedConsumer(ctx, streams.AcceptedShard(i), cfg)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("keyserver: message counter of shard %d: %w", i, err)
+		}
+		cc, err := cons.Consume(c.count)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("keyserver: message counter of shard %d: %w", i, err)
+		}
+		stops = append(stops, cc.Stop)
+	}
+	return stop, nil
 }
 
 // oldestCountedEpoch is the start of the oldest current epoch of a group
@@ -149,11 +162,12 @@ type epochCount struct {
 type msgCounter struct {
 	k      *Keyserver
 	due    chan<- rekeyDue
-	counts map[protocol.GroupID]epochCount // one goroutine: the consumer's
+	mu     sync.Mutex // a consumer per shard; a group's messages are all on one
+	counts map[protocol.GroupID]epochCount
 }
 
 func (c *msgCounter) count(msg jetstream.Msg) {
-	g, _, ok := streams.ParseAccepted(msg.Subject())
+	_, g, _, ok := streams.ParseShardSubject(msg.Subject())
 	if !ok {
 		return
 	}
@@ -171,6 +185,8 @@ func (c *msgCounter) count(msg jetstream.Msg) {
 	if limit == 0 || protocol.Epoch(e) != current {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	ec := c.counts[g]
 	if ec.epoch != current {
 		ec = epochCount{epoch: current}

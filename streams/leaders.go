@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,7 +114,7 @@ func stepDown(ctx context.Context, js jetstream.JetStream, move LeaderMove) erro
 	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, stepDownWait)
 	defer cancel()
-	msg, err := js.Conn().RequestWithContext(ctx, js.Options().APIPrefix+"STREAM.LEADER.STEPDOWN."+move.Stream, body)
+	msg, err := js.Conn().RequestWithContext(ctx, apiPrefix(js)+"STREAM.LEADER.STEPDOWN."+move.Stream, body)
 	if err != nil {
 		return fmt.Errorf("streams: leaders: step-down of %s to %s: %w", move.Stream, move.To, err)
 	}
@@ -150,4 +151,17 @@ func waitLeader(ctx context.Context, js jetstream.JetStream, move LeaderMove) er
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// apiPrefix is js's JetStream API prefix (the default one unless js was
+// made with another prefix or a domain).
+func apiPrefix(js jetstream.JetStream) string {
+	p := js.Options().APIPrefix
+	if p == "" {
+		return jetstream.DefaultAPIPrefix
+	}
+	if !strings.HasSuffix(p, ".") {
+		p += "."
+	}
+	return p
 }
