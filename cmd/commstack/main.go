@@ -22,6 +22,7 @@ import (
 
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/internal/stack"
+	"github.com/commsec/communicator/streams"
 )
 
 const help = `commstack: the whole Communicator on one machine, in one process.
@@ -71,6 +72,12 @@ a flag wins):
                       is acknowledged) or an interval such as 1s; an
                       interval is faster but a crash loses acknowledged
                       writes [COMM_SYNC] (default always)
+  --accepted-shards K the number of streams the accepted messages are
+                      sharded over: 1, 2, 4, 8 or 16 [COMM_ACCEPTED_SHARDS]
+                      (default 0: the data directory's, or 4 for a new
+                      one). K is fixed when the streams are created: a
+                      different K on existing data refuses to start
+                      (docs/SCALING.md, "Changing the number of shards")
   --log-level LEVEL   trace, debug, info, warn or error [COMM_LOG_LEVEL]
                       (default info)
   --log-format FMT    json or console [COMM_LOG_FORMAT]
@@ -106,15 +113,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // config is the command line after flags and environment.
 type config struct {
-	stack stack.Config
-	sync  service.SyncPolicy
+	stack  stack.Config
+	sync   service.SyncPolicy
+	shards int
 	service.Logging
 }
 
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
 	"data": "COMM_DATA", "gateway": "COMM_GATEWAY", "nats-listen": "COMM_NATS_LISTEN", "http": "COMM_HTTP",
-	"sync": "COMM_SYNC", "log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
+	"sync": "COMM_SYNC", "accepted-shards": "COMM_ACCEPTED_SHARDS", "log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
 }
 
 func newFlagSet(cfg *config) *flag.FlagSet {
@@ -125,6 +133,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.stack.NATSListen, "nats-listen", stack.DefaultNATSListen, "loopback address of the embedded NATS server")
 	fs.StringVar(&cfg.stack.HTTP, "http", stack.DefaultHTTP, "HTTP listen address")
 	fs.Var(&cfg.sync, "sync", "fsync policy: always or an interval")
+	fs.IntVar(&cfg.shards, "accepted-shards", 0, "streams the accepted messages are sharded over (0: the existing, or 4)")
 	cfg.Logging.Flags(fs)
 	return fs
 }
@@ -152,6 +161,10 @@ func (c *config) validate() error {
 		c.stack.NATSListen = ""
 	}
 	c.stack.SyncInterval = c.sync.Interval()
+	if c.shards != 0 && streams.Shards(c.shards).Valid() != nil {
+		return fmt.Errorf("--accepted-shards %d: want 1, 2, 4, 8 or 16 (or 0: the data directory's)", c.shards)
+	}
+	c.stack.AcceptedShards = streams.Shards(c.shards)
 	return nil
 }
 

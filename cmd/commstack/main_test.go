@@ -114,6 +114,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--sync", "0s"}, nil, "want always or a positive interval"},
 		{nil, map[string]string{"COMM_SYNC": "never"}, "COMM_SYNC"},
 		{[]string{"--data", ""}, nil, "--data must name a directory"},
+		{[]string{"--accepted-shards", "5"}, nil, "--accepted-shards 5"},
+		{nil, map[string]string{"COMM_ACCEPTED_SHARDS": "-1"}, "--accepted-shards -1"},
 		{[]string{"--bogus"}, nil, "flag provided but not defined"},
 		{[]string{"run"}, nil, `unexpected argument "run"`},
 		{[]string{"--log-format", "xml"}, nil, "log format"},

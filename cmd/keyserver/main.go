@@ -60,6 +60,13 @@ Flags (each also read from the environment variable shown; a flag wins):
   --retention DUR     how long key bundles and messages are kept for
                       offline clients, e.g. 7d, 36h [COMM_RETENTION]
                       (default 7d); the event log is kept forever
+  --accepted-shards K the number of streams the accepted messages are
+                      sharded over: 1, 2, 4, 8 or 16 [COMM_ACCEPTED_SHARDS]
+                      (default 0: the existing deployment's, or 4 for a
+                      new one). K is fixed when the streams are created:
+                      a different K on an existing deployment refuses to
+                      start (docs/SCALING.md, "Changing the number of
+                      shards")
   --log-level LEVEL   trace, debug, info, warn or error [COMM_LOG_LEVEL]
                       (default info)
   --log-format FMT    json or console [COMM_LOG_FORMAT]
@@ -108,6 +115,7 @@ type config struct {
 	httpAddr           string
 	replicas           int
 	retention          time.Duration
+	shards             int
 	service.Logging
 }
 
@@ -115,7 +123,7 @@ type config struct {
 var envVars = map[string]string{
 	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "key": "COMM_KEY",
 	"operator": "COMM_OPERATOR", "operators": "COMM_OPERATORS", "http": "COMM_HTTP",
-	"replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION",
+	"replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION", "accepted-shards": "COMM_ACCEPTED_SHARDS",
 	"log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
 }
 
@@ -133,6 +141,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.httpAddr, "http", defaultHTTP, "HTTP listen address")
 	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas")
 	service.DurationVar(fs, &cfg.retention, "retention", streams.DefaultRetention, "retention of bundles and messages")
+	fs.IntVar(&cfg.shards, "accepted-shards", 0, "streams the accepted messages are sharded over (0: the existing, or 4)")
 	cfg.Logging.Flags(fs)
 	return fs
 }
@@ -162,6 +171,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--replicas %d: want 1 to 5", c.replicas)
 	case c.retention <= 0:
 		return errors.New("--retention must be positive")
+	case c.shards != 0 && streams.Shards(c.shards).Valid() != nil:
+		return fmt.Errorf("--accepted-shards %d: want 1, 2, 4, 8 or 16 (or 0: the existing deployment's)", c.shards)
 	}
 	if err := service.CheckNATSURL(c.natsURL); err != nil {
 		return fmt.Errorf("--nats: %w", err)

@@ -93,6 +93,9 @@ func TestServe(t *testing.T) {
 	if got := stderr.Field(t, "keyserver ready", "retention"); got != "2d" {
 		t.Errorf("retention %q, want 2d", got)
 	}
+	if got := stderr.Field(t, "keyserver ready", "accepted_shards"); got != "4" {
+		t.Errorf("accepted_shards %q, want the default 4", got)
+	}
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"health", "--http", addr}, cmdtest.Env(nil), &out, &errOut); code != 0 {
 		t.Errorf("health of a ready keyserver: exit %d, %s", code, errOut.String())
@@ -195,6 +198,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--key", kf.ksKey}, nil, "no operator keys"},
 		{[]string{"--bogus"}, nil, "flag provided but not defined"},
 		{[]string{"--key", kf.ksKey, "--operators", kf.opDir, "--replicas", "0"}, nil, "--replicas 0"},
+		{[]string{"--key", kf.ksKey, "--operators", kf.opDir, "--accepted-shards", "3"}, nil, "--accepted-shards 3"},
+		{[]string{"--key", kf.ksKey, "--operators", kf.opDir}, map[string]string{"COMM_ACCEPTED_SHARDS": "32"}, "--accepted-shards 32"},
 		{[]string{"--key", kf.ksKey, "--operators", kf.opDir}, map[string]string{"COMM_RETENTION": "a week"}, "COMM_RETENTION"},
 		{[]string{"--key", kf.ksKey, "--operators", kf.opDir, "--nats", "http://x:1"}, nil, "--nats"},
 		{[]string{"--key", kf.ksKey, "--operators", kf.opDir, "--log-format", "xml"}, nil, "log format"},

@@ -47,7 +47,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	defer service.Drain(nc, log)
 	log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 	return runKeyserver(ctx, nc, cfg, keyserver.Config{Key: key, Operators: operators, Log: log, Metrics: reg,
-		Streams: streams.Config{Replicas: cfg.replicas, Retention: cfg.retention}}, st, log)
+		Streams: streams.Config{Replicas: cfg.replicas, Retention: cfg.retention, Shards: streams.Shards(cfg.shards)}}, st, log)
 }
 
 func runKeyserver(ctx context.Context, nc *nats.Conn, cfg *config, kc keyserver.Config, st *service.Readiness, log zerolog.Logger) error {
@@ -65,7 +65,7 @@ func runKeyserver(ctx context.Context, nc *nats.Conn, cfg *config, kc keyserver.
 	}
 	st.Loaded.Store(true)
 	log.Info().Int("operators", len(kc.Operators)).Int("replicas", cfg.replicas).Str("retention", (*service.Duration)(&cfg.retention).String()).
-		Msg("keyserver ready")
+		Int("accepted_shards", int(k.Shards())).Msg("keyserver ready")
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
 	st.Loaded.Store(false)

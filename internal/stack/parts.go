@@ -17,6 +17,7 @@ import (
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // relayID names the stack's relay in partition leases: the same on every
@@ -129,7 +130,7 @@ func (s *Stack) startKeyserver(ctx context.Context) error {
 		return err
 	}
 	k, err := keyserver.Start(ctx, nc, keyserver.Config{Key: s.keys.Keyserver, Operators: [][32]byte{s.keys.Operator},
-		Log: s.log, Metrics: s.reg})
+		Streams: streams.Config{Shards: s.cfg.AcceptedShards}, Log: s.log, Metrics: s.reg})
 	if err != nil {
 		return err
 	}

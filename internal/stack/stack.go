@@ -43,6 +43,7 @@ import (
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // Defaults of the listeners.
@@ -77,7 +78,13 @@ type Config struct {
 	// tools' raw measurements on the same server (ScratchOption); no
 	// deployment has it.
 	Scratch bool
-	Log     zerolog.Logger
+	// AcceptedShards is K, the number of streams the accepted messages
+	// are sharded over (streams.Shards): 0 keeps the existing data
+	// directory's, or takes streams.DefaultShards for a new one. K is
+	// fixed when the streams are created: a different K on existing data
+	// refuses to start.
+	AcceptedShards streams.Shards
+	Log            zerolog.Logger
 }
 
 func (c *Config) fill() error {
@@ -86,6 +93,11 @@ func (c *Config) fill() error {
 	}
 	if c.SyncInterval < 0 {
 		return fmt.Errorf("stack: negative sync interval %v", c.SyncInterval)
+	}
+	if c.AcceptedShards != 0 {
+		if err := c.AcceptedShards.Valid(); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
 	}
 	if c.Gateway == "" {
 		c.Gateway = DefaultGateway

@@ -19,6 +19,7 @@ import (
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver/admin"
 	"github.com/commsec/communicator/protocol/keys"
+	"github.com/commsec/communicator/streams"
 )
 
 func start(t *testing.T, dir string) *Stack {
@@ -218,4 +219,36 @@ func TestDataDirLocked(t *testing.T) {
 		t.Errorf("the lock file outlives the stack: %v", err)
 	}
 	start(t, dir).Close()
+}
+
+// TestAcceptedShardsFixed: the stack makes the K it is given on a new
+// data directory, keeps it when restarted without one, and refuses to
+// start with another.
+func TestAcceptedShardsFixed(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Gateway: "127.0.0.1:0", HTTP: "127.0.0.1:0", AcceptedShards: 2}
+	s, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := s.Keyserver().Shards(); k != 2 {
+		t.Errorf("K = %d on a new data directory, want 2", k)
+	}
+	s.Close()
+	cfg.AcceptedShards = 8
+	if s, err = Start(t.Context(), cfg); !errors.Is(err, streams.ErrShardsFixed) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("K = 8 on a data directory of 2: %v", err)
+	}
+	cfg.AcceptedShards = 0
+	again, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	if k := again.Keyserver().Shards(); k != 2 {
+		t.Errorf("K = %d after a restart without one, want 2", k)
+	}
 }
