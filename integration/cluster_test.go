@@ -473,7 +473,11 @@ func (c *cluster) checkEventsPresent(ctx context.Context, names []string) {
 func (c *cluster) checkReplicasCurrent(ctx context.Context) {
 	c.t.Helper()
 	js, _ := jetstream.New(c.mustConnect("comm-keyserver", "keyserver"))
-	for _, name := range []string{streams.Events, streams.AcceptedStream, streams.Bundles} {
+	k, err := streams.LoadShards(ctx, js)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, name := range append([]string{streams.Events, streams.Bundles}, k.All()...) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			s, err := js.Stream(ctx, name)
@@ -559,8 +563,8 @@ func (c *cluster) checkNoCounterTwice(ctx context.Context) {
 	c.t.Logf("%d accepted messages, every (group, sender, counter) once", len(seen))
 }
 
-// eachAccepted calls fn with the header of every envelope in
-// COMM_ACCEPTED, in order. Right after faults the cluster may still be
+// eachAccepted calls fn with the header of every envelope in every shard
+// of the accepted envelopes, shard after shard, each in order. Right after faults the cluster may still be
 // electing the stream's leader or placing the reader's consumer
 // ("no responders", a fetch that times out): a failed read is logged and
 // the whole read starts again, for up to two minutes.
@@ -580,9 +584,9 @@ func (c *cluster) eachAccepted(ctx context.Context, fn func(envelope.Header)) {
 		}
 		var bad badEnvelopeError
 		if errors.As(err, &bad) || time.Now().After(deadline) {
-			c.t.Fatalf("reading %s (attempt %d): %v", streams.AcceptedStream, attempt, err)
+			c.t.Fatalf("reading the accepted shards (attempt %d): %v", attempt, err)
 		}
-		c.t.Logf("reading %s (attempt %d): %v; reading again", streams.AcceptedStream, attempt, err)
+		c.t.Logf("reading the accepted shards (attempt %d): %v; reading again", attempt, err)
 		time.Sleep(2 * time.Second)
 	}
 }
@@ -595,9 +599,26 @@ func (e badEnvelopeError) Error() string {
 	return "stored message is not an envelope: " + e.err.Error()
 }
 
-// readAccepted reads the header of every envelope in COMM_ACCEPTED once.
+// readAccepted reads the header of every envelope of every shard once.
 func readAccepted(ctx context.Context, js jetstream.JetStream) ([]envelope.Header, error) {
-	s, err := js.Stream(ctx, streams.AcceptedStream)
+	k, err := streams.LoadShards(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	var all []envelope.Header
+	for _, name := range k.All() {
+		headers, err := readShard(ctx, js, name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		all = append(all, headers...)
+	}
+	return all, nil
+}
+
+// readShard reads the header of every envelope of one shard once.
+func readShard(ctx context.Context, js jetstream.JetStream, name string) ([]envelope.Header, error) {
+	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
 	}

@@ -103,7 +103,7 @@ func TestRemovedMemberCannotForge(t *testing.T) {
 	// stream, with a window that would make it carol's counter record.
 	var w replay.Window
 	w.Accept(1 << 20)
-	direct := nats.NewMsg(streams.AcceptedSubject(g, carol.ID.ID()))
+	direct := nats.NewMsg(s.Keyserver.Shards().Subject(g, carol.ID.ID()))
 	direct.Data = forge(1<<20, "and another 1M -- carol")
 	direct.Header.Set(streams.HeaderEpoch, "1")
 	direct.Header.Set(streams.HeaderWindow, w.String())

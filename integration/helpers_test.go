@@ -13,7 +13,6 @@ import (
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
 	"github.com/commsec/communicator/protocol/handshake"
-	"github.com/commsec/communicator/streams"
 )
 
 // rawConn is a hand-driven client connection through gateway i: it sends
@@ -56,12 +55,24 @@ func sendRaw(t *testing.T, conn *channel.Conn, env []byte) channel.SendStatus {
 	}
 }
 
-// storedEnvelopes returns every accepted envelope, in stream order.
+// storedEnvelopes returns every accepted envelope, shard after shard,
+// each in stream order (a (group, sender)'s are all on one shard, in the
+// order they were accepted).
 func storedEnvelopes(t *testing.T, s *stacktest.Stack) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, name := range s.Keyserver.Shards().All() {
+		out = append(out, storedIn(t, s, name)...)
+	}
+	return out
+}
+
+// storedIn returns every envelope of one shard, in stream order.
+func storedIn(t *testing.T, s *stacktest.Stack, shard string) [][]byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := s.JS.Stream(ctx, streams.AcceptedStream)
+	stream, err := s.JS.Stream(ctx, shard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +80,7 @@ func storedEnvelopes(t *testing.T, s *stacktest.Stack) [][]byte {
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cons, err := s.JS.OrderedConsumer(ctx, streams.AcceptedStream, jetstream.OrderedConsumerConfig{})
+	cons, err := s.JS.OrderedConsumer(ctx, shard, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,9 +39,14 @@ const (
 
 var paths = []string{pathPublish, pathReply, pathDeliver, pathPullReply, pathDelete, pathPurge, pathMsgDelete, pathUpdate}
 
+// lastShard is the last accepted shard of a deployment with the default
+// K: the matrix covers shard 0 (the stream of the versions before
+// sharding) and it, each in its own account.
+var lastShard = streams.AcceptedShard(streams.DefaultShards - 1)
+
 // matrixStreams are the columns, every stream of the Communicator.
 var matrixStreams = []string{streams.Events, streams.Checkpoints, streams.Bundles, streams.AdminRequests,
-	streams.AcceptedStream, streams.KVStream(streams.Relays), streams.KVStream(streams.Cursors), streams.KVStream(streams.KeyserverKV)}
+	streams.AcceptedStream, lastShard, streams.KVStream(streams.Relays), streams.KVStream(streams.Cursors), streams.KVStream(streams.KeyserverKV)}
 
 // allowed is the matrix's every ✓: role → path → the streams it may change.
 var allowed = map[natsauth.Role]map[string][]string{
@@ -50,8 +55,8 @@ var allowed = map[natsauth.Role]map[string][]string{
 		pathUpdate:  matrixStreams,
 	},
 	natsauth.Relay: {
-		pathPublish: {streams.AcceptedStream, streams.KVStream(streams.Relays)},
-		pathPurge:   {streams.AcceptedStream},
+		pathPublish: {streams.AcceptedStream, lastShard, streams.KVStream(streams.Relays)},
+		pathPurge:   {streams.AcceptedStream, lastShard},
 	},
 	natsauth.Gateway: {
 		pathPublish: {streams.KVStream(streams.Cursors)},
@@ -99,6 +104,8 @@ func sample(stream string) string {
 		return streams.AdminRequestSubject("matrix")
 	case streams.AcceptedStream:
 		return streams.AcceptedPrefix + "matrix.matrix"
+	case lastShard:
+		return streams.AcceptedShardPrefix(streams.DefaultShards-1) + "matrix.matrix"
 	}
 	return "$KV." + strings.TrimPrefix(stream, "KV_") + ".matrix"
 }

@@ -63,6 +63,18 @@ func (v *victim) send(n int) {
 	expect(v.t, v.cb, n)
 }
 
+// store has alice send n messages, each accepted by the relay (stored on
+// ops' shard), without waiting for their delivery.
+func (v *victim) store(n int) {
+	v.t.Helper()
+	ctx := ctxFor(v.t, 30*time.Second)
+	for i := range n {
+		if err := v.ca.Send(ctx, v.g, []byte(strconv.Itoa(i))); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+}
+
 // lease is the value and revision of a partition's lease, as a relay reads it.
 func (v *victim) lease(p int) (string, uint64) {
 	v.t.Helper()
@@ -97,14 +109,21 @@ func natstestWait(t *testing.T, ok func() bool) {
 	}
 }
 
+// shard is the stream holding ops' envelopes, and subject c's records in ops.
+func (v *victim) shard() string { return v.s.Keyserver.Shards().Stream(v.g) }
+
+func (v *victim) subject(c *stacktest.Client) string {
+	return v.s.Keyserver.Shards().Subject(v.g, c.ID.ID())
+}
+
 // lastOf is the counter of the last stored envelope of alice in ops.
 func (v *victim) lastOf(c *stacktest.Client) uint64 {
 	v.t.Helper()
-	st, err := v.s.JS.Stream(context.Background(), streams.AcceptedStream)
+	st, err := v.s.JS.Stream(context.Background(), v.shard())
 	if err != nil {
 		v.t.Fatal(err)
 	}
-	m, err := st.GetLastMsgForSubject(context.Background(), streams.AcceptedSubject(v.g, c.ID.ID()))
+	m, err := st.GetLastMsgForSubject(context.Background(), v.subject(c))
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -127,8 +146,8 @@ func TestReplyCannotPurgeAccepted(t *testing.T) {
 	envs := storedEnvelopes(t, v.s)
 	owner, rev := v.lease(9)
 	gw := v.s.Conn(natsauth.Gateway)
-	replies := []string{"$JS.API.STREAM.PURGE." + streams.AcceptedStream, streams.KVPrefix(streams.Relays) + "part.9",
-		streams.AcceptedSubject(v.g, v.alice.ID.ID())}
+	replies := []string{"$JS.API.STREAM.PURGE." + v.shard(), streams.KVPrefix(streams.Relays) + "part.9",
+		v.subject(v.alice)}
 	for _, reply := range replies {
 		m := nats.NewMsg(streams.InboundSubject(v.g))
 		m.Reply, m.Data = reply, envs[1]
@@ -214,7 +233,7 @@ func TestDeliverSubjectCannotAppend(t *testing.T) {
 	v := newVictim(t)
 	v.send(1)
 	targets := []string{streams.KVPrefix(streams.Relays) + "part.9", streams.BundleSubject(v.g, v.alice.ID.ID()),
-		streams.EventSubject(record.GroupAggregate(v.g)), streams.AcceptedSubject(v.g, v.alice.ID.ID()),
+		streams.EventSubject(record.GroupAggregate(v.g)), v.subject(v.alice),
 		streams.KVPrefix(streams.Cursors) + "nobody"}
 	before := v.counts(targets)
 	type attempt struct {
@@ -227,7 +246,7 @@ func TestDeliverSubjectCannotAppend(t *testing.T) {
 		role    natsauth.Role
 		streams []string
 	}{
-		{natsauth.Gateway, []string{streams.AcceptedStream, streams.Events, streams.Bundles}},
+		{natsauth.Gateway, []string{v.shard(), streams.Events, streams.Bundles}},
 		{natsauth.Auditor, []string{streams.Events, streams.Checkpoints}},
 	} {
 		nc := v.s.Conn(who.role)
@@ -318,18 +337,18 @@ func TestPullReplyCannotRollBackCounter(t *testing.T) {
 	envs := storedEnvelopes(t, v.s)
 	last := v.lastOf(v.alice)
 	gw := v.s.Conn(natsauth.Gateway)
-	st, _ := v.s.JS.Stream(context.Background(), streams.AcceptedStream)
+	st, _ := v.s.JS.Stream(context.Background(), v.shard())
 	info, _ := st.Info(context.Background())
 	fifth := info.State.FirstSeq + 4
-	name, err := createConsumer(t, gw, streams.AcceptedStream, "", fifth, streams.AcceptedSubject(v.g, v.alice.ID.ID()))
+	name, err := createConsumer(t, gw, v.shard(), "", fifth, v.subject(v.alice))
 	if err != nil {
 		t.Fatalf("the gateway may read the accepted stream: %v", err)
 	}
-	replies := []string{streams.AcceptedSubject(v.g, v.alice.ID.ID()), streams.KVPrefix(streams.Relays) + "part.9",
+	replies := []string{v.subject(v.alice), streams.KVPrefix(streams.Relays) + "part.9",
 		streams.EventSubject(record.GroupAggregate(v.g)), streams.BundleSubject(v.g, v.alice.ID.ID())}
 	before := v.counts(replies)
 	for _, reply := range replies {
-		if err := gw.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+streams.AcceptedStream+"."+name, reply, []byte(`{"batch":1}`)); err != nil {
+		if err := gw.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+v.shard()+"."+name, reply, []byte(`{"batch":1}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -359,12 +378,12 @@ func TestPullReplyCannotRollBackCounter(t *testing.T) {
 // every stream.
 func TestPermissionMatrix(t *testing.T) {
 	v := newVictim(t)
-	v.send(1)
+	v.store(1) // a message for the readers' paths, on ops' shard
 	env := matrixEnv{
 		connect:  v.s.NATS.Dial,
 		observer: v.s.JS,
 		source: map[natsauth.Role]string{natsauth.Keyserver: streams.Events, natsauth.Relay: streams.Events,
-			natsauth.Gateway: streams.AcceptedStream, natsauth.Auditor: streams.Events},
+			natsauth.Gateway: v.shard(), natsauth.Auditor: streams.Events},
 	}
 	runMatrix(t, env)
 	t.Run("no credentials", func(t *testing.T) {
