@@ -17,7 +17,8 @@ import (
 // a group they accept from its first message of the newest epoch on, and
 // drop the previous epoch's key at protocol.RetireAfter. A relay counts
 // the messages it stores the same way, in the order they land in the
-// stream (which is the order clients receive them), and stores a message
+// group's shard, the one stream holding all of a group's messages (which
+// is the order clients receive them), and stores a message
 // of the previous epoch only while its count is below RetireAfter. A
 // client sees at most what the relay stored, so its count at that
 // message is at most the relay's: the message still opens.

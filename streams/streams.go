@@ -10,7 +10,9 @@
 //	comm.in.<partition>              (request/reply)  gateways → the relay owning the partition
 //	$KV.COMM_ACCEPTED.<group>.<sender>  KV bucket     relays → gateways: accepted envelopes, stored by
 //	                                                  compare-and-swap; the last one of each (group,
-//	                                                  sender) is its last accepted counter
+//	                                                  sender) is its last accepted counter. Shard 0
+//	                                                  of K; shard i > 0 is $KV.COMM_ACCEPTED_<i>.…
+//	                                                  (shards.go)
 //	$KV.COMM_RELAYS.*                KV bucket        relays: presence and partition leases
 //	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor
 //	$KV.COMM_KEYSERVER.*             KV bucket        keyserver: its bookkeeping

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/internal/stack"
+	"github.com/commsec/communicator/streams"
 )
 
 // usage is what the load cost the server: JetStream writes by stream and
@@ -49,17 +51,27 @@ func (u usage) writesPer(accepted uint64) string {
 	if accepted == 0 {
 		return "no message accepted"
 	}
-	names := make([]string, 0, len(u.writes))
+	byName := map[string]uint64{}
 	var total uint64
 	for name, n := range u.writes {
-		names, total = append(names, name), total+n
+		byName[acceptedShards(name)] += n
+		total += n
 	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(byName))
 	parts := make([]string, len(names))
 	for i, name := range names {
-		parts[i] = fmt.Sprintf("%s %.2f", name, float64(u.writes[name])/float64(accepted))
+		parts[i] = fmt.Sprintf("%s %.2f", name, float64(byName[name])/float64(accepted))
 	}
 	return fmt.Sprintf("%.2f (%s)", float64(total)/float64(accepted), strings.Join(parts, ", "))
+}
+
+// acceptedShards names every shard of the accepted messages as one: their
+// writes together are the accepted messages' (one each).
+func acceptedShards(stream string) string {
+	if stream == streams.AcceptedStream || strings.HasPrefix(stream, streams.AcceptedStream+"_") {
+		return streams.AcceptedStream + "[_*]"
+	}
+	return stream
 }
 
 // cores is the process's average CPU use during the load.
