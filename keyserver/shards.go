@@ -40,7 +40,10 @@ func (k *Keyserver) ensureStreams(ctx context.Context) error {
 
 // spreadLeaders moves the accepted shards' leaders apart (best effort: a
 // failure is logged and counted, the keyserver starts anyway, its only
-// cost is write capacity).
+// cost is write capacity). It moves nothing when no node leads two shards
+// while another leads none; a move on a running deployment costs the
+// shard's writes one leader election (the relays answer "retry"
+// meanwhile, which senders retry).
 func (k *Keyserver) spreadLeaders(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, spreadWithin)
 	defer cancel()
