@@ -198,6 +198,7 @@ func TestStoresMatchStreams(t *testing.T) {
 		streams.Checkpoints:                   events.CheckpointConfig(events.StoreConfig{}).Subjects,
 		streams.Bundles:                       streams.BundlesConfig(c).Subjects,
 		streams.AdminRequests:                 streams.AdminRequestsConfig(c).Subjects,
+		streams.AcceptedStream:                streams.AcceptedConfig(c, 1, 0).Subjects,
 		streams.KVStream(streams.Relays):      {streams.KVPrefix(streams.Relays) + ">"},
 		streams.KVStream(streams.Cursors):     {streams.KVPrefix(streams.Cursors) + ">"},
 		streams.KVStream(streams.KeyserverKV): {streams.KVPrefix(streams.KeyserverKV) + ">"},
