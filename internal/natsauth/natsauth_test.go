@@ -172,6 +172,14 @@ func TestSubscriptions(t *testing.T) {
 	if allows(natsauth.Of(natsauth.Gateway).SubAllow, streams.PartitionSubject(3)) {
 		t.Error("a gateway may take the relays' requests")
 	}
+	live := []string{streams.LiveMsgPrefix + g.String() + "." + alice.String(), streams.LiveBundlePrefix + alice.String() + "." + g.String()}
+	for _, r := range natsauth.Roles {
+		for _, s := range live {
+			if allows(natsauth.Of(r).SubAllow, s) != (r == natsauth.Gateway) {
+				t.Errorf("%s: may subscribe to %s: %v", r, s, !(r == natsauth.Gateway))
+			}
+		}
+	}
 }
 
 // TestStoresMatchStreams: the subjects natsauth gives each stream are the
@@ -183,7 +191,7 @@ func TestStoresMatchStreams(t *testing.T) {
 		streams.Checkpoints:                   events.CheckpointConfig(events.StoreConfig{}).Subjects,
 		streams.Bundles:                       streams.BundlesConfig(c).Subjects,
 		streams.AdminRequests:                 streams.AdminRequestsConfig(c).Subjects,
-		streams.AcceptedStream:                streams.AcceptedConfig(c).Subjects,
+		streams.AcceptedStream:                streams.AcceptedConfig(c, 1, 0).Subjects,
 		streams.KVStream(streams.Relays):      {streams.KVPrefix(streams.Relays) + ">"},
 		streams.KVStream(streams.Cursors):     {streams.KVPrefix(streams.Cursors) + ">"},
 		streams.KVStream(streams.KeyserverKV): {streams.KVPrefix(streams.KeyserverKV) + ">"},
