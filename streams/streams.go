@@ -161,7 +161,9 @@ func RelaysConfig(c Config) jetstream.KeyValueConfig {
 	}
 }
 
-// CursorsConfig holds each client's delivery cursor.
+// CursorsConfig holds each client's delivery cursor. Gateways write a
+// second's cursors as one atomic batch (EnsureAll turns AllowAtomic on
+// for its stream, which a bucket's configuration cannot say).
 func CursorsConfig(c Config) jetstream.KeyValueConfig {
 	c = c.filled()
 	return jetstream.KeyValueConfig{
@@ -229,7 +231,7 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
 			return err
 		}
 	}
-	return nil
+	return AllowAtomic(ctx, js, KVStream(Cursors))
 }
 
 // bindPoll is how often Bind* look again for a missing stream.
