@@ -17,6 +17,7 @@ import (
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/relay"
+	"github.com/commsec/communicator/streams"
 )
 
 // relayID names the stack's relay in partition leases: the same on every
@@ -128,8 +129,10 @@ func (s *Stack) startKeyserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// K = 1 until package natsauth renders an account for every shard
+	// of the accepted messages (issue 14): its accounts refuse more.
 	k, err := keyserver.Start(ctx, nc, keyserver.Config{Key: s.keys.Keyserver, Operators: [][32]byte{s.keys.Operator},
-		Log: s.log, Metrics: s.reg})
+		Log: s.log, Metrics: s.reg, Streams: streams.Config{Shards: 1}})
 	if err != nil {
 		return err
 	}
