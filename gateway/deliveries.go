@@ -31,7 +31,7 @@ type deliveries struct {
 	last   uint64      // the last number given
 	unack  []delivered // the deliveries not acknowledged yet, in order
 	bundle uint64      // the highest bundle sequence queued so far
-	skips []skipped
+	skips  []skipped
 	// confirmed is the highest bundle sequence queued before an
 	// acknowledged delivery.
 	confirmed uint64

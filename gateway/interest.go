@@ -75,7 +75,7 @@ type feed struct {
 
 // Tuning of the live feeds.
 const (
-	liveBuffer    = 1 << 16          // messages waiting for the fan-out goroutine
+	liveBuffer    = 1 << 16 // messages waiting for the fan-out goroutine
 	checkInterval = 250 * time.Millisecond
 	linger        = 2 * time.Minute // a feed without session stays this long
 )

@@ -33,7 +33,7 @@ type Metrics struct {
 	consumers      prometheus.Counter // catch-up passes: each an ordered consumer
 	cursorBatches  prometheus.Counter // atomic batches of cursors written
 	cursorsWritten prometheus.Counter // cursors written
-	connections   atomic.Int64
+	connections    atomic.Int64
 
 	handshakeTime prometheus.Histogram // admitted handshakes, first byte to the session
 	verdictTime   prometheus.Histogram // a send forwarded to the relay → its verdict
@@ -65,10 +65,10 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"),
 		sends: metrics.NewLabelled(r, "comm_gateway_sends_total",
 			"Group messages clients sent, by the relay's verdict and its reason (empty when accepted).", "verdict", "reason"),
-		handshakes:    metrics.NewCounter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
-		framesOut:     metrics.NewCounter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
-		bundlesOut:    metrics.NewCounter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
-		messagesIn:    metrics.NewCounter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the live feeds."),
+		handshakes: metrics.NewCounter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
+		framesOut:  metrics.NewCounter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
+		bundlesOut: metrics.NewCounter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
+		messagesIn: metrics.NewCounter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the live feeds."),
 		feeds: f.NewGauge(prometheus.GaugeOpts{Name: "comm_gateway_live_feeds",
 			Help: "Subscriptions to live feeds (a group's messages, a member's bundles) the gateway holds, lingering ones included."}),
 		liveLost: metrics.NewCounter(f, "comm_gateway_live_lost_total",
@@ -77,9 +77,9 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"JetStream API calls made to set up client sessions (cursor, last sequences, bundles, catch-up consumers)."),
 		consumers: metrics.NewCounter(f, "comm_gateway_consumers_created_total",
 			"Catch-up passes run, each through one ordered consumer."),
-		cursorBatches: metrics.NewCounter(f, "comm_gateway_cursor_batches_total", "Batches of delivery cursors written."),
+		cursorBatches:  metrics.NewCounter(f, "comm_gateway_cursor_batches_total", "Batches of delivery cursors written."),
 		cursorsWritten: metrics.NewCounter(f, "comm_gateway_cursors_written_total", "Delivery cursors written."),
-		refusedEvents: metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		refusedEvents:  metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		handshakeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_handshake_duration_seconds",
 			Help:    "Time from a connection's acceptance to the end of its handshake, for the clients admitted.",
 			Buckets: metrics.LatencyBuckets}),
