@@ -65,6 +65,7 @@ func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int) {
 		}
 	}
 	s.gw.Metrics.connectCalls.Add(float64(calls))
+	s.gw.Metrics.connects.Inc()
 }
 
 // passCalls is what a pass costs in JetStream API calls, its pulls left

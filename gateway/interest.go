@@ -36,9 +36,10 @@ import (
 //     sender) subject names, in Nats-Last-Sequence, a sequence not seen
 //     on that subject (for a subject not seen yet: a sequence above what
 //     the group had stored when the subscription took effect);
-//   - the gateway's channel full (a slow consumer: the subscription's
-//     Dropped count grows), and a reconnect of the NATS connection; both
-//     are checked every checkInterval.
+//   - the gateway's channel full (nats.go then drops what comes: a slow
+//     consumer), noticed by the reader at its next message, and a
+//     reconnect of the NATS connection, checked every checkInterval: all
+//     the feeds may have lost messages.
 //
 // A feed also knows the last sequence stored of its group (or the last
 // bundle of its member), learned from the live messages once its
@@ -70,7 +71,6 @@ type feed struct {
 	// effect: a subject's first live message must follow nothing newer.
 	baseline uint64
 	subjects map[string]uint64 // the last sequence seen per subject
-	dropped  int
 }
 
 // Tuning of the live feeds.
@@ -115,9 +115,15 @@ func (in *interest) run() {
 		case <-in.stopC:
 			return
 		case msg := <-in.msgs:
+			// Only this reader empties the channel: if it was ever full,
+			// it is at least this full now.
+			full := len(in.msgs) >= cap(in.msgs)-1
 			in.receive(msg)
+			if full {
+				in.check(time.Now(), true)
+			}
 		case now := <-t.C:
-			in.check(now)
+			in.check(now, false)
 		}
 	}
 }
@@ -223,7 +229,10 @@ func (in *interest) settle(ctx context.Context, cold []coldFeed, fresh bool) (ca
 	if len(cold) == 0 && !fresh {
 		return 0
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if err := in.g.nc.FlushWithContext(ctx); err != nil {
+		in.g.log.Warn().Err(err).Msg("live feeds not settled")
 		return 0
 	}
 	for _, c := range cold {
@@ -315,27 +324,31 @@ func (f *feed) observe(subject string, seq, prev uint64) (gap bool) {
 	return gap
 }
 
-// check ends the feeds that lingered long enough, and restarts the
-// sessions whose feeds lost messages: all of them after a reconnect.
-func (in *interest) check(now time.Time) {
+// check ends the feeds that lingered long enough and, after a reconnect
+// or if lost (the channel was full), restarts the sessions of every feed.
+func (in *interest) check(now time.Time, lost bool) {
 	in.mu.Lock()
 	var lostGroups []protocol.GroupID
 	var lostMembers []protocol.ClientID
-	reconnected := false
 	if r := in.g.nc.Stats().Reconnects; r != in.reconnects {
-		in.reconnects, reconnected = r, true
+		in.reconnects, lost = r, true
+	}
+	if lost {
+		in.g.Metrics.liveLost.Inc()
 	}
 	for gid, f := range in.groups {
 		if in.expired(f, now) {
 			delete(in.groups, gid)
-		} else if in.lost(f, reconnected) {
+		} else if lost {
+			f.known = false // cold until settled again
 			lostGroups = append(lostGroups, gid)
 		}
 	}
 	for id, f := range in.members {
 		if in.expired(f, now) {
 			delete(in.members, id)
-		} else if in.lost(f, reconnected) {
+		} else if lost {
+			f.known = false
 			lostMembers = append(lostMembers, id)
 		}
 	}
@@ -355,18 +368,6 @@ func (in *interest) expired(f *feed, now time.Time) bool {
 	}
 	f.sub.Unsubscribe()
 	in.g.Metrics.feeds.Dec()
-	return true
-}
-
-// lost reports (once) that a feed may have lost messages; it is then
-// cold until settled again. in.mu is held.
-func (in *interest) lost(f *feed, reconnected bool) bool {
-	d, _ := f.sub.Dropped()
-	if d == f.dropped && !reconnected {
-		return false
-	}
-	f.dropped, f.known = d, false
-	in.g.Metrics.liveLost.Inc()
 	return true
 }
 

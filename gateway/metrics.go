@@ -30,6 +30,7 @@ type Metrics struct {
 	feeds          prometheus.Gauge   // subscriptions to live feeds held, lingering ones included
 	liveLost       prometheus.Counter // live feeds found to have lost messages (a gap, drops, a reconnect)
 	connectCalls   prometheus.Counter // JetStream API calls made to set up sessions
+	connects       prometheus.Counter // sessions set up
 	consumers      prometheus.Counter // catch-up passes: each an ordered consumer
 	cursorBatches  prometheus.Counter // atomic batches of cursors written
 	cursorsWritten prometheus.Counter // cursors written
@@ -75,6 +76,8 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Times a live feed was found to have lost messages (a gap in a subject, drops, a NATS reconnect): its sessions caught up from their cursors."),
 		connectCalls: metrics.NewCounter(f, "comm_gateway_connect_api_calls_total",
 			"JetStream API calls made to set up client sessions (cursor, last sequences, bundles, catch-up consumers)."),
+		connects: metrics.NewCounter(f, "comm_gateway_sessions_set_up_total",
+			"Sessions whose connect-time delivery set-up is done (bundles pushed, every shard passed or live)."),
 		consumers: metrics.NewCounter(f, "comm_gateway_consumers_created_total",
 			"Catch-up passes run, each through one ordered consumer."),
 		cursorBatches:  metrics.NewCounter(f, "comm_gateway_cursor_batches_total", "Batches of delivery cursors written."),
@@ -134,16 +137,16 @@ func (m *Metrics) Connections() int64 { return m.connections.Load() }
 func (m *Metrics) FramesOut() uint64 { return metrics.Count(m.framesOut) }
 
 // Costs are the counters commbench reads: messages received on the live
-// feeds, live feeds found lossy, JetStream API calls made to set up
-// sessions, catch-up consumers created, cursor batches and cursors
+// feeds, live feeds found lossy, sessions set up and the JetStream API
+// calls made to set them up (ConnectAPICalls / Connects: per connect), catch-up consumers created, cursor batches and cursors
 // written.
 type Costs struct {
-	MessagesIn, LiveLost, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten uint64
+	MessagesIn, LiveLost, Connects, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten uint64
 }
 
 // Costs reads the counters of the gateway's costs.
 func (m *Metrics) Costs() Costs {
 	return Costs{MessagesIn: metrics.Count(m.messagesIn), LiveLost: metrics.Count(m.liveLost),
-		ConnectAPICalls: metrics.Count(m.connectCalls), Consumers: metrics.Count(m.consumers),
+		Connects: metrics.Count(m.connects), ConnectAPICalls: metrics.Count(m.connectCalls), Consumers: metrics.Count(m.consumers),
 		CursorBatches: metrics.Count(m.cursorBatches), CursorsWritten: metrics.Count(m.cursorsWritten)}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -46,6 +47,8 @@ type Stack struct {
 	Keyserver *keyserver.Keyserver
 	Relays    []*relay.Relay
 	Gateways  []*gateway.Gateway
+	// Open is the server of a stack made by NewOpen (NATS is nil then).
+	Open *embeddednats.Server
 }
 
 // New starts NATS and a keyserver; add relays and gateways with AddRelay
@@ -66,11 +69,45 @@ func New(t testing.TB) *Stack {
 	return &Stack{T: t, NATS: srv, NC: nc, JS: js, KS: ks, GW: gw, Keyserver: k}
 }
 
+// NewOpen is New on a server without authentication (one account for
+// every part), whose accepted messages have k shards: for tests of the
+// delivery over shards before package natsauth has an account for each.
+// Its tests may read and write any subject, e.g. store envelopes on a
+// shard as a relay would (StoreEnvelope) or watch $JS.API.> to count the
+// JetStream API calls.
+func NewOpen(t testing.TB, k streams.Shards) *Stack {
+	t.Helper()
+	srv, nc := natstest.OpenFast(t)
+	js, _ := jetstream.New(nc)
+	ks, _ := keys.GenerateSigningKey(nil)
+	gw, _ := keys.GenerateSigningKey(nil)
+	kc, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second, Shards: k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return &Stack{T: t, Open: srv, NC: nc, JS: js, KS: ks, GW: gw, Keyserver: kc}
+}
+
+// StoreEnvelope stores env, sent by sender to g in epoch e, on g's shard
+// as a relay does (without its checks), and returns its sequence.
+func (s *Stack) StoreEnvelope(k streams.Shards, g protocol.GroupID, sender protocol.ClientID, e protocol.Epoch, env []byte) uint64 {
+	s.T.Helper()
+	m := nats.NewMsg(k.Subject(g, sender))
+	m.Data = env
+	m.Header.Set(streams.HeaderEpoch, fmt.Sprint(uint64(e)))
+	ack, err := s.JS.PublishMsg(context.Background(), m)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return ack.Sequence
+}
+
 // AddRelay starts a relay on its own NATS connection.
 func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 	s.T.Helper()
 	cfg.KeyserverKey = s.KS.Public()
-	r, err := relay.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Relay), cfg)
+	r, err := relay.Start(context.Background(), s.Conn(natsauth.Relay), cfg)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -82,17 +119,7 @@ func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 // AddGateway starts a gateway on 127.0.0.1 and its own NATS connection.
 func (s *Stack) AddGateway(cfg gateway.Config) *gateway.Gateway {
 	s.T.Helper()
-	cfg.Key, cfg.KeyserverKey = s.GW, s.KS.Public()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
-	g, err := gateway.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Gateway), cfg)
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	s.T.Cleanup(g.Close)
-	s.Gateways = append(s.Gateways, g)
-	return g
+	return s.AddGatewayOn(s.Conn(natsauth.Gateway), cfg)
 }
 
 // Client is a registered identity with its own state store.
@@ -204,8 +231,19 @@ func Receive(t testing.TB, cl *clientsdk.Client, within time.Duration) (clientsd
 	}
 }
 
-// Conn opens another connection as role r.
-func (s *Stack) Conn(r natsauth.Role) *nats.Conn { return s.NATS.Conn(s.T, r) }
+// Conn opens another connection as role r (of a stack made by NewOpen:
+// a connection without a role), closed when the test ends.
+func (s *Stack) Conn(r natsauth.Role) *nats.Conn {
+	if s.Open == nil {
+		return s.NATS.Conn(s.T, r)
+	}
+	nc, err := s.Open.Connect(nats.Name(string(r)), nats.CustomInboxPrefix(natsauth.InboxPrefix(r)))
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(nc.Close)
+	return nc
+}
 
 // CreateStreams creates the event stream and every shared stream and
 // bucket, as a keyserver would (nc must be the keyserver's), for tests
