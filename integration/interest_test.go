@@ -291,6 +291,20 @@ func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 	if got := expect(t, cb, 1); got[0] != "after" {
 		t.Fatalf("bob got %q", got)
 	}
+	// The sender's cursor passed its own messages: nothing pending for
+	// alice either. (Her bundles are read again: with no delivery since
+	// they came, she never confirmed them; a duplicate is a no-op.)
+	ca.Close()
+	checkFor(t, 10*time.Second, "alice's session end", func() bool { return gw.Metrics.Connections() == 1 })
+	w := watchAPI(t, s, "gw")
+	before := gw.Metrics.Costs()
+	s.Dial(alice, 0)
+	checkFor(t, 10*time.Second, "alice's session set up", func() bool { return gw.Metrics.Costs().Connects > before.Connects })
+	w.nc.Flush()
+	t.Logf("the sender's reconnect: %d API calls, %d consumers", w.calls.Load(), w.consumers.Load())
+	if w.consumers.Load() != 0 {
+		t.Errorf("the sender's reconnect created %d consumers", w.consumers.Load())
+	}
 }
 
 // lastStored is the last sequence of a stream.
