@@ -37,9 +37,9 @@ import (
 //     on that subject (for a subject not seen yet: a sequence above what
 //     the group had stored when the subscription took effect);
 //   - the gateway's channel full (nats.go then drops what comes: a slow
-//     consumer), noticed by the reader at its next message, and a
-//     reconnect of the NATS connection, checked every checkInterval: all
-//     the feeds may have lost messages.
+//     consumer), and a reconnect of the NATS connection, both noticed by
+//     the reader before it hands over its next message (a reconnect also
+//     every checkInterval): all the feeds may have lost messages.
 //
 // A feed also knows the last sequence stored of its group (or the last
 // bundle of its member), learned from the live messages once its
@@ -116,12 +116,16 @@ func (in *interest) run() {
 			return
 		case msg := <-in.msgs:
 			// Only this reader empties the channel: if it was ever full,
-			// it is at least this full now.
+			// it is at least this full now. And nats.go counts a
+			// reconnect before it subscribes again: a message that came
+			// after one finds it counted. Either way, restart before
+			// anything later is delivered, so that no acknowledgement
+			// passes what was lost.
 			full := len(in.msgs) >= cap(in.msgs)-1
-			in.receive(msg)
-			if full {
-				in.check(time.Now(), true)
+			if full || in.g.nc.Stats().Reconnects != in.reconnectsSeen() {
+				in.check(time.Now(), full)
 			}
+			in.receive(msg)
 		case now := <-t.C:
 			in.check(now, false)
 		}
@@ -324,6 +328,12 @@ func (f *feed) observe(subject string, seq, prev uint64) (gap bool) {
 	return gap
 }
 
+func (in *interest) reconnectsSeen() uint64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.reconnects
+}
+
 // check ends the feeds that lingered long enough and, after a reconnect
 // or if lost (the channel was full), restarts the sessions of every feed.
 func (in *interest) check(now time.Time, lost bool) {
@@ -340,7 +350,9 @@ func (in *interest) check(now time.Time, lost bool) {
 		if in.expired(f, now) {
 			delete(in.groups, gid)
 		} else if lost {
-			f.known = false // cold until settled again
+			// Cold until settled again; what was seen per subject is
+			// stale: the passes read what the feed lost.
+			f.known, f.subjects = false, map[string]uint64{}
 			lostGroups = append(lostGroups, gid)
 		}
 	}
@@ -348,7 +360,7 @@ func (in *interest) check(now time.Time, lost bool) {
 		if in.expired(f, now) {
 			delete(in.members, id)
 		} else if lost {
-			f.known = false
+			f.known, f.subjects = false, map[string]uint64{}
 			lostMembers = append(lostMembers, id)
 		}
 	}

@@ -37,7 +37,8 @@ func addNamedGateway(t *testing.T, s *stacktest.Stack, name string) (*gateway.Ga
 	var nc *nats.Conn
 	if s.Open != nil {
 		var err error
-		if nc, err = s.Open.Connect(nats.Name(name), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.Gateway)+"."+name)); err != nil {
+		if nc, err = s.Open.Connect(nats.Name(name), nats.CustomInboxPrefix(natsauth.InboxPrefix(natsauth.Gateway)+"."+name),
+			nats.ReconnectWait(300*time.Millisecond), nats.MaxReconnects(-1)); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)

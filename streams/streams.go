@@ -12,7 +12,7 @@
 //	                                                  compare-and-swap; the last one of each (group,
 //	                                                  sender) is its last accepted counter
 //	$KV.COMM_RELAYS.*                KV bucket        relays: presence and partition leases
-//	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor
+//	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor, one sequence per shard
 //	$KV.COMM_KEYSERVER.*             KV bucket        keyserver: its bookkeeping
 //	comm.admin.<op>                  (request/reply)  ksctl → keyserver
 //

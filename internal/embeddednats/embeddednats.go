@@ -350,3 +350,20 @@ func (s *Server) Subscriptions(name string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Kick closes the server's side of the client connections named name, as
+// a network fault would: their clients reconnect.
+func (s *Server) Kick(name string) error {
+	cz, err := s.ns.Connz(&server.ConnzOptions{Limit: 1 << 16})
+	if err != nil {
+		return err
+	}
+	for _, c := range cz.Conns {
+		if c.Name == name {
+			if err := s.ns.DisconnectClientByID(c.Cid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
