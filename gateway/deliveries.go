@@ -115,6 +115,9 @@ func (d *deliveries) ack(c uint64, acked func(shard int, seq uint64)) bool {
 		d.confirmed = max(d.confirmed, e.bundle)
 	}
 	d.unack = append(d.unack[:0], d.unack[n:]...) // shifts at most maxUnacked entries
+	if len(d.unack) == 0 && cap(d.unack) > 64 {
+		d.unack = nil // an idle session keeps no burst's array
+	}
 	d.first = c + 1
 	k := 0
 	for k < len(d.skips) && d.skips[k].after <= c {
