@@ -292,11 +292,27 @@ func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 	if got := expect(t, cb, 1); got[0] != "after" {
 		t.Fatalf("bob got %q", got)
 	}
+	// To another gateway, where nothing is warm: the cursor's read, the
+	// group's last sequence, bob's bundles (one read each, and one
+	// finding no more); still no consumer.
+	last = lastStored(t, s, streams.AcceptedShard(0))
+	checkFor(t, 10*time.Second, "bob's cursor stored", func() bool { return storedCursor(s, bob) == fmt.Sprint(last) })
+	cb.Close()
+	gw2, _ := addNamedGateway(t, s, "gw2")
+	w2 := watchAPI(t, s, "gw2")
+	cb = s.Dial(bob, 1)
+	checkFor(t, 10*time.Second, "bob's session on gw2 set up", func() bool { return gw2.Metrics.Costs().Connects == 1 })
+	w2.nc.Flush()
+	t.Logf("reconnect to a cold gateway: %d JetStream API calls (%d by its count), %d consumers",
+		w2.calls.Load(), gw2.Metrics.Costs().ConnectAPICalls, w2.consumers.Load())
+	if w2.consumers.Load() != 0 || w2.calls.Load() > 4 {
+		t.Errorf("reconnect to a cold gateway: %d consumers, %d API calls; want none and at most 4", w2.consumers.Load(), w2.calls.Load())
+	}
 	// The sender's cursor passed its own messages: nothing pending for
 	// alice either. (Her bundles are read again: with no delivery since
 	// they came, she never confirmed them; a duplicate is a no-op.)
 	ca.Close()
-	checkFor(t, 10*time.Second, "alice's session end", func() bool { return gw.Metrics.Connections() == 1 })
+	checkFor(t, 10*time.Second, "alice's session end", func() bool { return gw.Metrics.Connections() == 0 })
 	w := watchAPI(t, s, "gw")
 	before := gw.Metrics.Costs()
 	s.Dial(alice, 0)
