@@ -5,6 +5,15 @@
 // group's partition, and delivers the accepted messages of its groups from
 // a per-client cursor.
 //
+// A gateway receives only what its clients need: it subscribes to the
+// live feeds (core NATS, republished by the streams) of the groups with a
+// member connected to it and of its connected clients (interest.go), and
+// reads the streams only to catch a client up, on the shards where its
+// cursor is behind (delivery.go). Deliveries are numbered per connection
+// and mapped back to their shard and sequence (deliveries.go); the
+// cursors, one sequence per shard, are written by one batch a second for
+// the whole gateway (cursors.go).
+//
 // Each connection has one reader goroutine and a bounded queue whose
 // writer goroutine runs only while frames wait: a client that does not
 // keep up is disconnected (and catches up from its cursor later); it
