@@ -32,7 +32,7 @@ func checkFor(t *testing.T, within time.Duration, what string, ok func() bool) {
 
 // addNamedGateway starts a gateway of stack s on a NATS connection of
 // its own, named name on the server, and returns both.
-func addNamedGateway(t *testing.T, s *stacktest.Stack, name string) (*gateway.Gateway, *nats.Conn) {
+func addNamedGateway(t *testing.T, s *stacktest.Stack, name string, cfg ...gateway.Config) (*gateway.Gateway, *nats.Conn) {
 	t.Helper()
 	var nc *nats.Conn
 	if s.Open != nil {
@@ -45,7 +45,7 @@ func addNamedGateway(t *testing.T, s *stacktest.Stack, name string) (*gateway.Ga
 	} else {
 		nc = s.NATS.Conn(t, natsauth.Gateway, nats.Name(name))
 	}
-	return s.AddGatewayOn(nc, gateway.Config{}), nc
+	return s.AddGatewayOn(nc, append(cfg, gateway.Config{})[0]), nc
 }
 
 func hasSub(subs []string, subject string) bool { return slices.Contains(subs, subject) }

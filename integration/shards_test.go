@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/commsec/communicator/events/fold"
+	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/stacktest"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
@@ -200,4 +203,52 @@ func TestLiveFeedLossCaughtUp(t *testing.T) {
 			t.Fatalf("after the catch-up: %v", envs)
 		}
 	}
+}
+
+// TestClientThatNeverAcknowledgesIsEnded: a client that reads every
+// delivery but acknowledges none is ended with slow_client once the
+// gateway holds 4096 deliveries unacknowledged (counted by reason),
+// rather than the gateway keeping them without bound.
+func TestClientThatNeverAcknowledgesIsEnded(t *testing.T) {
+	const k = streams.Shards(1)
+	s := stacktest.NewOpen(t, k)
+	gw, _ := addNamedGateway(t, s, "gw", gateway.Config{QueueSize: 8192}) // never full: only the acknowledgements lag
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	s.Sync()
+	var e protocol.Epoch
+	gw.Projection().Read(func(st *fold.State) { e = st.Groups[g].Epoch })
+	conn := rawConn(t, s, bob, 0)
+	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
+	const n = 4096 + 1
+	for i := range n {
+		m := nats.NewMsg(k.Subject(g, alice.ID.ID()))
+		m.Data = []byte(fmt.Sprint(i))
+		m.Header.Set(streams.HeaderEpoch, fmt.Sprint(uint64(e)))
+		if _, err := s.JS.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := 0
+	for {
+		f, err := conn.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d deliveries: %v", got, err)
+		}
+		if f.Type == channel.TypeDeliver {
+			got++
+		}
+		if f.Type == channel.TypeError {
+			code, _ := channel.ParseError(f.Body)
+			if code != protocol.CodeSlow || got != 4096 {
+				t.Fatalf("ended with code %d after %d deliveries, want %d after 4096", code, got, protocol.CodeSlow)
+			}
+			break
+		}
+	}
+	checkFor(t, 5*time.Second, "slow_client counted", func() bool {
+		_, dropped, _ := gw.Metrics.Snapshot()
+		return dropped["slow_client"] == 1
+	})
 }
