@@ -16,8 +16,8 @@ import (
 
 // pushBundles sends the client its stored bundles from sequence from on,
 // oldest first: the keys of every epoch whose messages it may still
-// receive, less those it confirmed on an earlier connection to this
-// gateway (from is after them). When the member's live feed knows that
+// receive, less those it confirmed on a connection to this gateway that
+// ended less than a feed's linger ago (from is after them: see start). When the member's live feed knows that
 // nothing was stored since, it reads nothing. Bundles published
 // meanwhile also arrive through the live feed; the client installs a
 // bundle it already has as a no-op. calls counts the reads.

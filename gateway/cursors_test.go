@@ -110,3 +110,38 @@ func TestCursorVector(t *testing.T) {
 		t.Errorf("trailing zeros written: %q", s)
 	}
 }
+
+// TestCursorsWithoutAtomicPublish: a bucket whose stream does not allow
+// atomic batches yet (a keyserver of a version before) still gets every
+// cursor, one by one.
+func TestCursorsWithoutAtomicPublish(t *testing.T) {
+	_, nc := natstest.Open(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	kv, err := js.CreateKeyValue(ctx, streams.CursorsConfig(streams.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{js: js, log: zerolog.Nop(), Metrics: newMetrics(nil)}
+	c, err := openCursors(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []protocol.ClientID{{0xc6, 1}, {0xc6, 2}, {0xc6, 3}}
+	for _, id := range ids {
+		c.mark(id, cursorVec{9, 4})
+	}
+	c.stop()
+	for _, id := range ids {
+		e, err := kv.Get(ctx, id.String())
+		if err != nil || string(e.Value()) != "9,4" {
+			t.Fatalf("%s: %v %v, want 9,4", id.Short(), e, err)
+		}
+	}
+	if info, err := js.Stream(ctx, streams.KVStream(streams.Cursors)); err != nil || info.CachedInfo().State.Msgs != 3 {
+		t.Fatalf("the bucket's stream holds other than the 3 cursors: %v", err)
+	}
+}

@@ -89,13 +89,19 @@ func (s *session) start() {
 	for i := range s.dl {
 		s.dl[i].init(sv.cursor.at(i))
 	}
-	s.sent.startBundles(sv.bundle)
+	_, warm := g.interest.memberLast(s.id)
 	added := g.sessions.add(s, groups)
 	cold, fresh, err := g.interest.acquire(added, &s.id)
 	if err != nil {
 		g.sessions.remove(s)
 		s.fail("feed_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
 		return
+	}
+	if warm {
+		// The client left recently (its bundle feed still lingers): the
+		// bundles it confirmed then are not pushed again. Otherwise,
+		// in doubt (its store may be new), every one is.
+		s.sent.startBundles(sv.bundle)
 	}
 	g.Metrics.connections.Add(1)
 	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Stringer("cursor", sv.cursor).Msg("client connected")
