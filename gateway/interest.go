@@ -41,6 +41,15 @@ import (
 //     the reader before it hands over its next message (a reconnect also
 //     every checkInterval): all the feeds may have lost messages.
 //
+// What is not caught: on a cluster, a new subscription's interest reaches
+// the other nodes after the gateway's server has it (settle's flush
+// waits only for the latter); a message the leader stored after settle's
+// read and before the interest arrived is noticed only when its subject's
+// next message comes (or at the client's next connect, by the pass). And
+// until then, a later message of another subject of the same shard, once
+// acknowledged, moves the client's cursor past it. The window is a route's
+// propagation delay after a group's first member connects to a gateway.
+//
 // A feed also knows the last sequence stored of its group (or the last
 // bundle of its member), learned from the live messages once its
 // subscription took effect and one read at that moment: the cheap check
