@@ -45,7 +45,7 @@ import (
 // the other nodes after the gateway's server has it (settle's flush
 // waits only for the latter); a message the leader stored after settle's
 // read and before the interest arrived is noticed only when its subject's
-// next message comes (or at the client's next connect, by the pass). And
+// next message comes (prev above the baseline). And
 // until then, a later message of another subject of the same shard, once
 // acknowledged, moves the client's cursor past it. The window is a route's
 // propagation delay after a group's first member connects to a gateway.
