@@ -241,14 +241,15 @@ func TestClientThatNeverAcknowledgesIsEnded(t *testing.T) {
 		}
 		if f.Type == channel.TypeError {
 			code, _ := channel.ParseError(f.Body)
-			if code != protocol.CodeSlow || got != 4096 {
-				t.Fatalf("ended with code %d after %d deliveries, want %d after 4096", code, got, protocol.CodeSlow)
+			// The frames still queued when the gateway ended it are dropped.
+			if code != protocol.CodeSlow || got > 4096 {
+				t.Fatalf("ended with code %d after %d deliveries, want %d after at most 4096", code, got, protocol.CodeSlow)
 			}
 			break
 		}
 	}
 	checkFor(t, 5*time.Second, "slow_client counted", func() bool {
 		_, dropped, _ := gw.Metrics.Snapshot()
-		return dropped["slow_client"] == 1
+		return dropped["slow_client"] == 1 && dropped["slow"] == 0
 	})
 }
