@@ -2,40 +2,62 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
+	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
 )
 
-// pushBundles sends the client every stored bundle of its own, oldest
-// first: the keys of every epoch whose messages it may still receive.
-// Bundles published meanwhile also arrive through the live feed; the
-// client installs a bundle it already has as a no-op.
+// pushBundles sends the client its stored bundles from sequence from on,
+// oldest first: the keys of every epoch whose messages it may still
+// receive, less those it confirmed on a connection to this gateway that
+// ended less than a feed's linger ago (from is after them: see start). When the member's live feed knows that
+// nothing was stored since, it reads nothing. Bundles published
+// meanwhile also arrive through the live feed; the client installs a
+// bundle it already has as a no-op. calls counts the reads.
 //
 // It reads them one by one from the stream's leader (nextStored), so that
 // a lagging replica cannot hide one, and makes no consumer: a consumer
 // per connection costs more than the handshake, and a burst of
 // connections would leave thousands on the server (an ordered consumer
 // outlives its reader by five minutes) until its limit refuses more.
-func (s *session) pushBundles() error {
+//
+// The session's bundle watermark (deliveries.bundle: every bundle up to
+// it was queued) follows the push, then the live feed once the push has
+// read to the end.
+func (s *session) pushBundles(from uint64) (calls int, err error) {
+	s.bundlesLive.Store(false)
+	defer s.bundlesLive.Store(true)
+	if last, ok := s.gw.interest.memberLast(s.id); ok && last < from {
+		return 0, nil
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	subject := streams.MemberBundles(s.id)
-	for from, n := uint64(1), 0; n < maxBundlesPushed; n++ {
+	for n := 0; n < maxBundlesPushed; n++ {
+		calls++
 		seq, data, found, err := s.gw.nextStored(ctx, streams.Bundles, subject, from)
-		if err != nil || !found {
-			return err
+		if err != nil {
+			return calls, err
+		}
+		if !found {
+			s.gw.interest.bundlesRead(s.id, from-1)
+			return calls, nil
 		}
 		if !s.enqueueWait(channel.Outgoing{Type: channel.TypeKeyBundle, Body: data}) {
-			return nil
+			return calls, nil
 		}
+		s.sent.bundleQueued(seq)
 		s.gw.Metrics.bundlesOut.Inc()
 		from = seq + 1
 	}
-	return nil
+	return calls, nil
 }
 
 // maxBundlesPushed bounds the bundles pushed on a connection: far more
@@ -43,14 +65,42 @@ func (s *session) pushBundles() error {
 const maxBundlesPushed = 1 << 16
 
 // liveBundle forwards a newly published bundle to its member's sessions.
-func (g *Gateway) liveBundle(msg jetstream.Msg) {
-	id, _, ok := streams.ParseBundle(msg.Subject())
-	if !ok {
+// One that follows a lost bundle of its subject pushes the member's
+// bundles again.
+func (g *Gateway) liveBundle(msg *nats.Msg) {
+	id, _, ok := streams.ParseBundle(streams.BundlePrefix + strings.TrimPrefix(msg.Subject, streams.LiveBundlePrefix))
+	if !ok || msg.Header.Get(streams.HeaderNatsStream) != streams.Bundles {
 		return
 	}
+	seq, err := strconv.ParseUint(msg.Header.Get(streams.HeaderNatsSequence), 10, 64)
+	if err != nil {
+		return
+	}
+	prev, _ := strconv.ParseUint(msg.Header.Get(streams.HeaderNatsLastSequence), 10, 64)
+	if g.interest.observeMember(id, msg.Subject, seq, prev) {
+		g.Metrics.liveLost.Inc()
+		g.repushBundles(id)
+	}
 	for _, s := range g.sessions.client(id) {
-		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data()}) {
+		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data}) {
 			g.Metrics.bundlesOut.Inc()
+			if s.bundlesLive.Load() {
+				s.sent.bundleQueued(seq)
+			}
 		}
+	}
+}
+
+// repushBundles pushes a member's sessions their bundles again, from the
+// last one each queued in order: the live feed may have lost one.
+func (g *Gateway) repushBundles(id protocol.ClientID) {
+	for _, s := range g.sessions.client(id) {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			if _, err := s.pushBundles(s.sent.queuedBundle() + 1); err != nil && s.ctx.Err() == nil {
+				s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+			}
+		}()
 	}
 }

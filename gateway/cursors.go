@@ -1,35 +1,104 @@
 package gateway
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
 )
 
-// cursorStore keeps each client's delivery cursor: the stream sequence up
-// to which it has acknowledged every delivery. Acknowledgements are
-// written to the COMM_CURSORS bucket at most once a second per client, and
-// when the client disconnects; a cursor that lags only means redelivery,
-// which the client's counters absorb.
+// cursorStore keeps each client's delivery cursor: per shard, the stream
+// sequence up to which the client has acknowledged every delivery (a
+// vector, cursorVec). What is acknowledged is written to the COMM_CURSORS
+// bucket by one atomic batch per second for the whole gateway (at most
+// streams.MaxAtomicBatch cursors a batch, each batch one synced write),
+// and at Close: the cursors cost O(gateways) writes, not O(clients). A
+// session's last cursor goes into the next batch. A cursor that lags only
+// means redelivery, which the client's counters absorb; a cursor never
+// passes what was delivered and acknowledged, since only acknowledged
+// sequences are marked.
 //
-// A second's cursors are written spread over the next second, a tenth at
-// a time: written at once, as many as there are busy clients, they held
-// the disk (each write is synced) long enough to show in the p99 latency
-// of every message stored meanwhile.
+// The cursors of recently disconnected clients stay in memory (recent, a
+// bounded LRU), with the bundle sequence each confirmed: a client that
+// reconnects to the same gateway needs no read.
 type cursorStore struct {
-	kv    jetstream.KeyValue
-	mu    sync.Mutex
-	dirty map[protocol.ClientID]uint64
-	stopC chan struct{}
-	done  chan struct{}
-	g     *Gateway
+	kv     jetstream.KeyValue
+	g      *Gateway
+	mu     sync.Mutex
+	dirty  map[protocol.ClientID]cursorVec
+	recent recentCursors
+	stopC  chan struct{}
+	done   chan struct{}
+}
+
+// cursorVec is a client's cursor per shard; shards past its length are 0.
+type cursorVec []uint64
+
+// at is shard i's cursor.
+func (v cursorVec) at(i int) uint64 {
+	if i < len(v) {
+		return v[i]
+	}
+	return 0
+}
+
+// merge raises v to w, shard by shard.
+func (v cursorVec) merge(w cursorVec) cursorVec {
+	for len(v) < len(w) {
+		v = append(v, 0)
+	}
+	for i, c := range w {
+		v[i] = max(v[i], c)
+	}
+	return v
+}
+
+// String is the stored form: the shards' cursors in decimal, separated
+// by commas, trailing zeros left out. A cursor written before sharding
+// is one number: shard 0's.
+func (v cursorVec) String() string {
+	n := len(v)
+	for n > 1 && v[n-1] == 0 {
+		n--
+	}
+	parts := make([]string, n)
+	for i := range n {
+		parts[i] = strconv.FormatUint(v[i], 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseCursor reads a stored cursor; ok is false for one that is not
+// well-formed (it is treated as nothing acknowledged: redelivery).
+func parseCursor(s string) (v cursorVec, ok bool) {
+	parts := strings.Split(s, ",")
+	if len(parts) > streams.MaxShards {
+		return nil, false
+	}
+	v = make(cursorVec, len(parts))
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, false
+		}
+		v[i] = n
+	}
+	return v, true
+}
+
+// saved is what the gateway keeps of a client that left.
+type saved struct {
+	cursor cursorVec
+	bundle uint64 // the highest bundle sequence the client confirmed
 }
 
 func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
@@ -37,107 +106,207 @@ func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cursorStore{kv: kv, dirty: map[protocol.ClientID]uint64{}, stopC: make(chan struct{}), done: make(chan struct{}), g: g}
+	c := &cursorStore{kv: kv, g: g, dirty: map[protocol.ClientID]cursorVec{}, recent: newRecent(maxRecent),
+		stopC: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
 	g.stop = append(g.stop, c.stop)
 	return c, nil
 }
 
-// load returns the client's cursor (0: nothing acknowledged yet).
-func (c *cursorStore) load(id protocol.ClientID) uint64 {
+// load returns the client's cursor and confirmed bundle sequence, from
+// memory if the client left this gateway recently, else from the bucket
+// (one JetStream API call: calls is 1).
+func (c *cursorStore) load(id protocol.ClientID) (sv saved, calls int) {
+	c.mu.Lock()
+	sv, ok := c.recent.get(id)
+	if ok {
+		sv.cursor = append(cursorVec(nil), sv.cursor...).merge(c.dirty[id])
+	}
+	c.mu.Unlock()
+	if ok {
+		return sv, 0
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	e, err := c.kv.Get(ctx, id.String())
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
 		c.g.log.Warn().Err(err).Str("client", id.Short()).Msg("cursor unavailable; delivering from the start")
-		return 0
-	}
-	n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
-	return n
-}
-
-// mark records an acknowledged cursor for the next flush.
-func (c *cursorStore) mark(id protocol.ClientID, cursor uint64) {
-	if cursor == 0 {
-		return
+	default:
+		if v, ok := parseCursor(string(e.Value())); ok {
+			sv.cursor = v
+		}
 	}
 	c.mu.Lock()
-	c.dirty[id] = max(c.dirty[id], cursor)
+	sv.cursor = sv.cursor.merge(c.dirty[id])
 	c.mu.Unlock()
+	return sv, 1
 }
 
-// Pacing of the cursor writes.
-const (
-	cursorInterval = time.Second // a client's cursor is written at most this often
-	cursorSlices   = 10          // the ticks each interval's writes are spread over
-)
+// mark records an acknowledged cursor for the next batch.
+func (c *cursorStore) mark(id protocol.ClientID, v cursorVec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.markLocked(id, v)
+}
+
+func (c *cursorStore) markLocked(id protocol.ClientID, v cursorVec) {
+	if len(v) == 0 {
+		return
+	}
+	c.dirty[id] = c.dirty[id].merge(v)
+}
+
+// ended keeps a leaving client's cursor in memory and marks it for the
+// next batch.
+func (c *cursorStore) ended(id protocol.ClientID, sv saved) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.markLocked(id, sv.cursor)
+	c.recent.put(id, sv)
+}
+
+// cursorInterval is how often a gateway writes the cursors acknowledged
+// meanwhile, as one batch.
+const cursorInterval = time.Second
 
 func (c *cursorStore) loop() {
 	defer close(c.done)
-	t := time.NewTicker(cursorInterval / cursorSlices)
+	t := time.NewTicker(cursorInterval)
 	defer t.Stop()
-	var pending []cursorEntry
-	perTick := 0
 	for {
 		select {
 		case <-c.stopC:
-			c.write(pending)
 			return
 		case <-t.C:
+			c.flush()
 		}
-		if len(pending) == 0 {
-			pending = c.take()
-			perTick = (len(pending) + cursorSlices - 1) / cursorSlices
-		}
-		n := min(perTick, len(pending))
-		c.write(pending[:n])
-		pending = pending[n:]
 	}
 }
 
 type cursorEntry struct {
 	id     protocol.ClientID
-	cursor uint64
+	cursor cursorVec
 }
 
 // take empties the cursors acknowledged since the last take.
 func (c *cursorStore) take() []cursorEntry {
 	c.mu.Lock()
 	batch := c.dirty
-	c.dirty = map[protocol.ClientID]uint64{}
+	c.dirty = map[protocol.ClientID]cursorVec{}
 	c.mu.Unlock()
 	entries := make([]cursorEntry, 0, len(batch))
-	for id, cursor := range batch {
-		entries = append(entries, cursorEntry{id, cursor})
+	for id, v := range batch {
+		entries = append(entries, cursorEntry{id, v})
 	}
 	return entries
 }
 
 // flush writes every cursor acknowledged since the last take now.
-func (c *cursorStore) flush() { c.write(c.take()) }
-
-// write saves cursors; one that fails is marked again for a later write.
-func (c *cursorStore) write(entries []cursorEntry) {
-	if len(entries) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, e := range entries {
-		if _, err := c.kv.Put(ctx, e.id.String(), []byte(strconv.FormatUint(e.cursor, 10))); err != nil {
-			c.g.log.Warn().Err(err).Str("client", e.id.Short()).Msg("cursor not saved")
-			c.mark(e.id, e.cursor)
-		}
+func (c *cursorStore) flush() {
+	entries := c.take()
+	for len(entries) > 0 {
+		n := min(len(entries), streams.MaxAtomicBatch)
+		c.write(entries[:n])
+		entries = entries[n:]
 	}
 }
 
-// stop writes the cursors still pending, then those acknowledged since:
-// a cursor is never written over by an older one.
+// write saves cursors as one atomic batch (one by one if the bucket does
+// not allow atomic publish: a deployment whose keyserver has not turned
+// it on yet); those not saved are marked again for a later write.
+func (c *cursorStore) write(entries []cursorEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.writeAtomic(ctx, entries)
+	if streams.IsAPIError(err, streams.ErrCodeAtomicDisabled) {
+		err = c.writeEach(ctx, entries)
+	}
+	if err != nil {
+		c.g.log.Warn().Err(err).Int("cursors", len(entries)).Msg("cursors not saved")
+		c.mu.Lock()
+		for _, e := range entries {
+			c.markLocked(e.id, e.cursor)
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.g.Metrics.cursorBatches.Inc()
+	c.g.Metrics.cursorsWritten.Add(float64(len(entries)))
+}
+
+func (c *cursorStore) writeAtomic(ctx context.Context, entries []cursorEntry) error {
+	msgs := make([]*nats.Msg, len(entries))
+	for i, e := range entries {
+		msgs[i] = &nats.Msg{Subject: streams.KVPrefix(streams.Cursors) + e.id.String(), Header: nats.Header{},
+			Data: []byte(e.cursor.String())}
+	}
+	f, err := streams.PublishAtomic(c.g.js, msgs)
+	if err != nil {
+		return err
+	}
+	return streams.WaitAck(ctx, f)
+}
+
+func (c *cursorStore) writeEach(ctx context.Context, entries []cursorEntry) error {
+	for _, e := range entries {
+		if _, err := c.kv.Put(ctx, e.id.String(), []byte(e.cursor.String())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop writes what is pending; the sessions have ended before.
 func (c *cursorStore) stop() {
 	close(c.stopC)
 	<-c.done
 	c.flush()
+}
+
+// maxRecent bounds the cursors kept of clients that left: a few hundred
+// bytes each.
+const maxRecent = 1 << 16
+
+// recentCursors is a least-recently-used map of the clients that left.
+type recentCursors struct {
+	max   int
+	order *list.List // of recentEntry, the most recent first
+	byID  map[protocol.ClientID]*list.Element
+}
+
+type recentEntry struct {
+	id protocol.ClientID
+	sv saved
+}
+
+func newRecent(n int) recentCursors {
+	return recentCursors{max: n, order: list.New(), byID: map[protocol.ClientID]*list.Element{}}
+}
+
+func (r *recentCursors) get(id protocol.ClientID) (saved, bool) {
+	e, ok := r.byID[id]
+	if !ok {
+		return saved{}, false
+	}
+	r.order.MoveToFront(e)
+	return e.Value.(recentEntry).sv, true
+}
+
+func (r *recentCursors) put(id protocol.ClientID, sv saved) {
+	if e, ok := r.byID[id]; ok {
+		old := e.Value.(recentEntry).sv
+		sv.cursor = append(cursorVec(nil), old.cursor...).merge(sv.cursor)
+		sv.bundle = max(sv.bundle, old.bundle)
+		e.Value = recentEntry{id, sv}
+		r.order.MoveToFront(e)
+		return
+	}
+	r.byID[id] = r.order.PushFront(recentEntry{id, sv})
+	for r.order.Len() > r.max {
+		last := r.order.Back()
+		delete(r.byID, last.Value.(recentEntry).id)
+		r.order.Remove(last)
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -18,23 +20,33 @@ import (
 
 // message is one accepted envelope with its stream position.
 type message struct {
-	seq    uint64
+	shard  int
+	seq    uint64 // in its shard's stream
 	group  protocol.GroupID
 	epoch  protocol.Epoch
 	sender protocol.ClientID
-	data   []byte
-	stored int64 // when JetStream stored it, in Unix nanoseconds
-	// deliver is the Deliver frame's body, the same for every member:
-	// the live feed makes it once and every session's writer reads it.
-	deliver []byte
+	data   []byte // the envelope: the Deliver body after the cursor, shared by every member
+	stored int64  // when JetStream stored it, in Unix nanoseconds
 }
 
-// runDelivery pushes the client's bundles, then runs passes until the
-// session is live (deliverystate.go). It is the session's delivery
-// goroutine, counted in the gateway's WaitGroup.
-func (s *session) runDelivery() {
+// runDelivery takes the session's live feeds, pushes the client the
+// bundles it lacks, then, shard by shard, runs passes where something is
+// pending or goes live at once (deliverystate.go). It is the session's
+// delivery goroutine, counted in the gateway's WaitGroup.
+//
+// The JetStream API calls of a connect (counted in the metrics): the
+// cursor's read (none if the client left this gateway recently), one
+// read per group whose feed was cold, the bundle reads (none if the
+// member's feed is warm and the client confirmed its last bundle; else
+// one plus one per bundle), and per shard with something pending one
+// pass (an ordered consumer: create, info, its pulls, delete). Nothing
+// pending on a warm gateway: none.
+func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int) {
 	defer s.gw.wg.Done()
-	if err := s.pushBundles(); err != nil {
+	calls += s.gw.interest.settle(s.ctx, cold, fresh)
+	n, err := s.pushBundles(s.sent.confirmedBundle() + 1)
+	calls += n
+	if err != nil {
 		// Without its bundles the client could not open what follows:
 		// it reconnects and gets them then.
 		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
@@ -43,7 +55,37 @@ func (s *session) runDelivery() {
 	if !s.sendGroups(true) {
 		return
 	}
-	s.passes()
+	groups := s.gw.groupsOf(s.id)
+	for shard := range s.dl {
+		if s.pending(shard, groups) {
+			calls += passCalls
+			s.passes(shard, true)
+		} else {
+			s.passes(shard, false)
+		}
+	}
+	s.gw.Metrics.connectCalls.Add(float64(calls))
+	s.gw.Metrics.connects.Inc()
+}
+
+// passCalls is what a pass costs in JetStream API calls, its pulls left
+// out: create, info and delete of its ordered consumer.
+const passCalls = 3
+
+// pending reports whether the client may have messages of the shard to
+// catch up on: a group of it whose last stored sequence is unknown or
+// after the client's cursor.
+func (s *session) pending(shard int, groups []protocol.GroupID) bool {
+	cursor := s.dl[shard].acknowledged()
+	for _, g := range groups {
+		if s.gw.shards.Of(g) != shard {
+			continue
+		}
+		if last, ok := s.gw.interest.lastOf(g); !ok || last > cursor {
+			return true
+		}
+	}
+	return false
 }
 
 // sendGroups queues a Groups frame with the client's groups now: first
@@ -75,33 +117,44 @@ func (s *session) refreshGroups() {
 	}()
 }
 
-// startPass starts a pass on a goroutine of its own: the session left live
-// for a message the gateway could not place yet.
-func (s *session) startPass() {
+// startPass starts a pass of a shard on a goroutine of its own: the
+// session left live for a message the gateway could not place yet.
+func (s *session) startPass(shard int) {
 	s.gw.wg.Add(1)
 	go func() {
 		defer s.gw.wg.Done()
-		s.passes()
+		s.passes(shard, true)
 	}()
 }
 
-// passes reads the stored messages of the client's groups from next to
-// the end of the stream, again while the state machine asks for it, and
-// hands over the live messages kept meanwhile; it returns once the session
-// is live, or ended.
-func (s *session) passes() {
+// restart sends the shard's delivery back to a pass from the cursor.
+func (s *session) restart(shard int) {
+	if s.dl[shard].restart() {
+		s.startPass(shard)
+	}
+}
+
+// passes reads the stored messages of the client's groups on a shard
+// from next to the end of the stream (at first only if read), again
+// while the state machine asks for it, and hands over the live messages
+// kept meanwhile; it returns once the shard is live, or the session ended.
+func (s *session) passes(shard int, read bool) {
+	d := &s.dl[shard]
 	for s.ctx.Err() == nil {
-		if err := s.catchUp(s.gw.groupsOf(s.id)); err != nil && s.ctx.Err() == nil {
-			s.logAt(zerolog.WarnLevel).Err(err).Msg("catch-up failed")
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(time.Second):
+		if read {
+			if err := s.catchUp(shard); err != nil && s.ctx.Err() == nil {
+				s.logAt(zerolog.WarnLevel).Err(err).Msg("catch-up failed")
+				select {
+				case <-s.ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
 			}
-			continue
 		}
+		read = true
 		for {
-			batch, isLive := s.dl.passEnd()
+			batch, isLive := d.passEnd()
 			if isLive {
 				return
 			}
@@ -117,17 +170,20 @@ func (s *session) passes() {
 	}
 }
 
-// catchUp delivers the stored messages of groups from next to the end of
-// the stream.
-func (s *session) catchUp(groups []protocol.GroupID) error {
-	if len(groups) == 0 {
+// catchUp delivers the stored messages of the client's groups on a shard
+// from next to the end of the stream.
+func (s *session) catchUp(shard int) error {
+	var subjects []string
+	for _, g := range s.gw.groupsOf(s.id) {
+		if s.gw.shards.Of(g) == shard {
+			subjects = append(subjects, s.gw.shards.GroupFilter(g))
+		}
+	}
+	if len(subjects) == 0 {
 		return nil
 	}
-	subjects := make([]string, len(groups))
-	for i, g := range groups {
-		subjects[i] = streams.GroupAccepted(g)
-	}
-	return s.gw.readStored(s.ctx, subjects, s.dl.from(), s.deliverWaiting)
+	s.gw.Metrics.consumers.Inc()
+	return s.gw.readStored(s.ctx, shard, subjects, s.dl[shard].from(), s.deliverWaiting)
 }
 
 // deliverWaiting delivers m if due, waiting for the gateway's view of the
@@ -135,15 +191,19 @@ func (s *session) catchUp(groups []protocol.GroupID) error {
 // for room in the queue; false means the session ended.
 func (s *session) deliverWaiting(m message) bool {
 	s.gw.awaitEpoch(s.ctx, m.group, m.epoch)
-	if !s.dl.take(m) || !s.due(m) {
+	if !s.dl[m.shard].take(m) {
 		return s.ctx.Err() == nil
 	}
-	if !s.enqueueWaitStamped(deliverFrame(m), stamp{stored: m.stored, path: pathCatchUp}) {
-		return false
+	if !s.due(m) {
+		s.skip(m)
+		return s.ctx.Err() == nil
 	}
-	s.dl.queued(m.seq)
-	return true
+	return s.enqueueDeliver(m, stamp{stored: m.stored, path: pathCatchUp}, true)
 }
+
+// skip acknowledges, with the deliveries before it, a message taken in
+// order that is not for the client.
+func (s *session) skip(m message) { s.sent.skip(m.shard, m.seq, s.acked) }
 
 // due reports whether m, taken in stream order, is for this client: not
 // its own, and of a group and epoch it may read.
@@ -154,28 +214,53 @@ func (s *session) due(m message) bool {
 // offer is the live feed's hand-over of m; inView says whether the
 // gateway's view of the log has reached m's epoch.
 func (s *session) offer(m message, inView bool) {
-	switch s.dl.offer(m, inView) {
+	switch s.dl[m.shard].offer(m, inView) {
 	case offerDeliver:
-		if s.due(m) && s.enqueueStamped(deliverFrame(m), stamp{stored: m.stored, path: pathLive}) {
-			s.dl.queued(m.seq)
+		if !s.due(m) {
+			s.skip(m)
+			return
 		}
+		s.enqueueDeliver(m, stamp{stored: m.stored, path: pathLive}, false)
 	case offerStartPass:
-		s.startPass()
+		s.startPass(m.shard)
 	}
 }
 
 // groupsChanged restarts a pass in progress with the client's new groups.
-func (s *session) groupsChanged() { s.dl.groupsChanged() }
-
-func deliverFrame(m message) channel.Outgoing {
-	if m.deliver == nil {
-		m.deliver = deliverBody(m)
+func (s *session) groupsChanged() {
+	for i := range s.dl {
+		s.dl[i].groupsChanged()
 	}
-	return channel.Outgoing{Type: channel.TypeDeliver, Body: m.deliver}
 }
 
-func deliverBody(m message) []byte {
-	return channel.AppendDeliver(make([]byte, 0, channel.CursorSize+len(m.data)), m.seq, m.data)
+// enqueueDeliver numbers a Deliver frame of m and queues it, waiting for
+// room if wait (catch-up) or ending a client whose queue is full (live).
+// The number and the queue's order are taken together: the cursors the
+// client sees strictly increase.
+func (s *session) enqueueDeliver(m message, st stamp, wait bool) bool {
+	o := &s.out
+	o.mu.Lock()
+	for wait && len(o.queue) >= s.gw.cfg.QueueSize && !o.closed {
+		o.room.Wait()
+	}
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	if len(o.queue) >= s.gw.cfg.QueueSize {
+		o.mu.Unlock()
+		s.fail("slow", protocol.ErrSlowClient)
+		return false
+	}
+	n, ok := s.sent.add(m.shard, m.seq)
+	if !ok {
+		o.mu.Unlock()
+		s.fail("slow_client", fmt.Errorf("%w: %d deliveries not acknowledged", protocol.ErrSlowClient, maxUnacked))
+		return false
+	}
+	o.push(channel.Outgoing{Type: channel.TypeDeliver, Body: m.data, Cursor: n, HasCursor: true}, st)
+	o.mu.Unlock()
+	return true
 }
 
 // mayRead reports whether the client may be delivered a message of group
@@ -196,78 +281,90 @@ func (g *Gateway) groupsOf(id protocol.ClientID) []protocol.GroupID {
 	return out
 }
 
-// readStored calls fn for each stored message on subjects from sequence
-// from on, up to the end of the stream, until fn returns false.
-func (g *Gateway) readStored(ctx context.Context, subjects []string, from uint64, fn func(message) bool) error {
-	return streams.ReadStored(ctx, g.js, streams.AcceptedStream, subjects, from, func(msg jetstream.Msg) bool {
-		m, _, ok := toMessage(msg)
+// readStored calls fn for each stored message of a shard on subjects
+// from sequence from on, up to the end of the stream, until fn returns
+// false.
+func (g *Gateway) readStored(ctx context.Context, shard int, subjects []string, from uint64, fn func(message) bool) error {
+	return streams.ReadStored(ctx, g.js, streams.AcceptedShard(shard), subjects, from, func(msg jetstream.Msg) bool {
+		m, ok := storedMessage(msg)
 		return !ok || fn(m)
 	})
 }
 
-func toMessage(msg jetstream.Msg) (message, *jetstream.MsgMetadata, bool) {
+func storedMessage(msg jetstream.Msg) (message, bool) {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return message{}, nil, false
+		return message{}, false
 	}
-	g, sender, ok := streams.ParseAccepted(msg.Subject())
+	shard, g, sender, ok := streams.ParseShardSubject(msg.Subject())
 	if !ok {
-		return message{}, meta, false
+		return message{}, false
 	}
 	e, err := strconv.ParseUint(msg.Headers().Get(streams.HeaderEpoch), 10, 32)
 	if err != nil {
-		return message{}, meta, false
+		return message{}, false
 	}
-	return message{seq: meta.Sequence.Stream, group: g, epoch: protocol.Epoch(e), sender: sender, data: msg.Data(),
-		stored: meta.Timestamp.UnixNano()}, meta, true
+	return message{shard: shard, seq: meta.Sequence.Stream, group: g, epoch: protocol.Epoch(e), sender: sender,
+		data: msg.Data(), stored: meta.Timestamp.UnixNano()}, true
 }
 
-// startFeeds starts the gateway's two live consumers: accepted messages
-// and key bundles, both from now on.
-func (g *Gateway) startFeeds(ctx context.Context) error {
-	for _, f := range []struct {
-		stream, filter string
-		handle         func(jetstream.Msg)
-	}{
-		{streams.AcceptedStream, streams.AllAccepted, g.liveMessage},
-		{streams.Bundles, streams.AllBundles, g.liveBundle},
-	} {
-		cons, err := g.js.OrderedConsumer(ctx, f.stream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{f.filter}, DeliverPolicy: jetstream.DeliverNewPolicy,
-		})
-		if err != nil {
-			return err
-		}
-		cc, err := cons.Consume(f.handle)
-		if err != nil {
-			return err
-		}
-		g.stop = append(g.stop, cc.Stop)
+// liveMessage offers a message of the live feed to the sessions of its
+// group, after checking that none of its subject was lost before it.
+func (g *Gateway) liveMessage(msg *nats.Msg) {
+	m, prev, ok := g.liveToMessage(msg)
+	if !ok {
+		return
 	}
-	return nil
+	if g.interest.observeGroup(m.group, msg.Subject, m.seq, prev) {
+		g.Metrics.liveLost.Inc()
+		g.restartGroup(m.group)
+	}
+	g.fanOut(m)
 }
 
-// liveMessage offers a new accepted message to the sessions of its group.
-// If it names an epoch the gateway's view of the log has not reached,
-// membership is decided after a short wait for the log.
-func (g *Gateway) liveMessage(msg jetstream.Msg) {
-	if m, _, ok := toMessage(msg); ok {
-		g.fanOut(m)
+// liveToMessage reads a republished envelope; prev is the sequence of the
+// previous message of its (group, sender) subject.
+func (g *Gateway) liveToMessage(msg *nats.Msg) (m message, prev uint64, ok bool) {
+	gid, sender, ok := streams.ParseAcceptedKey(strings.TrimPrefix(msg.Subject, streams.LiveMsgPrefix))
+	if !ok || msg.Header.Get(streams.HeaderNatsStream) != g.shards.Stream(gid) {
+		return m, 0, false
 	}
+	seq, err := strconv.ParseUint(msg.Header.Get(streams.HeaderNatsSequence), 10, 64)
+	if err != nil {
+		return m, 0, false
+	}
+	prev, _ = strconv.ParseUint(msg.Header.Get(streams.HeaderNatsLastSequence), 10, 64)
+	e, err := strconv.ParseUint(msg.Header.Get(streams.HeaderEpoch), 10, 32)
+	if err != nil {
+		return m, 0, false
+	}
+	var stored int64
+	if t, err := time.Parse(time.RFC3339Nano, msg.Header.Get(streams.HeaderNatsTimeStamp)); err == nil {
+		stored = t.UnixNano()
+	}
+	return message{shard: g.shards.Of(gid), seq: seq, group: gid, epoch: protocol.Epoch(e), sender: sender,
+		data: msg.Data, stored: stored}, prev, true
 }
 
 // fanOut offers m to the sessions of its group's members. It never waits:
 // a message whose epoch the gateway's view of the log has not reached
 // sends each of those sessions to a pass of its own, which waits for the
-// log. The Deliver body is made once for all of them: a copy to a member
-// allocates nothing.
+// log. Every copy shares m's envelope; only the cursor is each one's.
 func (g *Gateway) fanOut(m message) {
 	inView := g.epochInView(m.group, m.epoch)
-	m.deliver = deliverBody(m)
 	for _, s := range g.sessions.group(m.group) {
 		s.offer(m, inView)
 	}
 	g.Metrics.messagesIn.Inc()
+}
+
+// restartGroup sends the sessions of a group's members to a pass of the
+// group's shard from their cursors: its live feed may have lost messages.
+func (g *Gateway) restartGroup(gid protocol.GroupID) {
+	shard := g.shards.Of(gid)
+	for _, s := range g.sessions.group(gid) {
+		s.restart(shard)
+	}
 }
 
 // epochInView reports whether the gateway's view of the log has reached
@@ -300,26 +397,32 @@ func (g *Gateway) awaitEpoch(ctx context.Context, gid protocol.GroupID, e protoc
 }
 
 // applied follows the log: a connected client that joins a group starts
-// receiving it, one that leaves stops, a revoked one is disconnected.
+// receiving it (the gateway takes the group's interest, and the client's
+// shard passes from its cursor, since the group's messages stored before
+// the interest took effect came to nobody here), one that leaves stops,
+// a revoked one is disconnected.
 func (g *Gateway) applied(e *record.Event) {
 	switch e.Type {
 	case record.MembersAdded:
 		for _, id := range e.Members.Clients {
 			for _, s := range g.sessions.join(id, e.Members.Group) {
-				s.groupsChanged()
-				s.refreshGroups()
+				s.joined(e.Members.Group)
 			}
 		}
 	case record.MembersRemoved:
 		for _, id := range e.Members.Clients {
-			g.sessions.leave(id, e.Members.Group)
+			left := g.sessions.leave(id, e.Members.Group)
+			for range left {
+				g.interest.release([]protocol.GroupID{e.Members.Group}, nil, false)
+			}
 			for _, s := range g.sessions.client(id) {
 				s.refreshGroups()
 			}
 		}
 	case record.GroupDeleted:
 		// Its members' sessions learn that the group is gone.
-		for _, s := range g.sessions.group(e.Group.ID) {
+		for _, s := range g.sessions.dropGroup(e.Group.ID) {
+			g.interest.release([]protocol.GroupID{e.Group.ID}, nil, false)
 			s.refreshGroups()
 		}
 	case record.ClientRevoked:
@@ -327,4 +430,23 @@ func (g *Gateway) applied(e *record.Event) {
 			s.fail("revoked", protocol.ErrDenied)
 		}
 	}
+}
+
+// joined takes the interest of a session in a group it joined and, once
+// it took effect, restarts the group's shard from the cursor; on a
+// goroutine of its own: the event feed never waits.
+func (s *session) joined(gid protocol.GroupID) {
+	s.groupsChanged()
+	cold, fresh, err := s.gw.interest.acquire([]protocol.GroupID{gid}, nil)
+	if err != nil {
+		s.fail("feed_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		return
+	}
+	s.gw.wg.Add(1)
+	go func() {
+		defer s.gw.wg.Done()
+		s.gw.interest.settle(s.ctx, cold, fresh)
+		s.restart(s.gw.shards.Of(gid))
+		s.sendGroups(false)
+	}()
 }

@@ -3,14 +3,18 @@ package gateway
 import "sync"
 
 // A session receives the accepted messages of its groups in stream order,
-// each at most once per connection, from two sources:
+// each at most once per connection, from two sources; it keeps one such
+// machine per shard of the accepted messages (each shard is a sequence
+// space of its own):
 //
 //   - catch-up: a pass reads the stored messages of the client's groups
 //     from next to the end of the stream, on the session's own goroutine,
 //     waiting for room in the client's queue (and, for a message whose
 //     epoch the gateway's view of the log has not reached, for the log);
 //   - live: the gateway's feed offers each new message to the sessions of
-//     its group, never waiting for anything.
+//     its group, never waiting for anything. The live feed is at most
+//     once (core NATS): a message it lost (a gap, a dropped message, a
+//     reconnect: interest.go) restarts the machine from its cursor.
 //
 // next, the first stream sequence not delivered yet, keeps the two from
 // overlapping: the cursor of a DeliverAck covers every message below it,
@@ -31,7 +35,13 @@ import "sync"
 //	live        offer                      live        deliver it now
 //	live        offer, epoch not in view   catchUpNext start a pass: it waits for the log on its own goroutine
 //	live        groups changed             live        (a joiner reads epochs from its join on, which come later)
+//	catchUp*    restart                    catchUpAll  drop pending
+//	live        restart                    catchUp     start a pass from the cursor, on its own goroutine
 //	any         close                      closed
+//
+// restart is a join of the client to a group of the shard (the gateway
+// may have taken the group's interest after the group's first messages
+// of the client's epochs were stored) or a message the live feed lost.
 type deliveryState uint8
 
 const (
@@ -55,9 +65,8 @@ const maxPending = 1024
 type delivery struct {
 	mu      sync.Mutex
 	state   deliveryState
-	cursor  uint64    // acknowledged when the session started
+	cursor  uint64    // acknowledged: at the session's start, then by DeliverAcks
 	next    uint64    // the first stream sequence not delivered yet
-	sent    uint64    // the highest sequence handed to the client's queue
 	pending []message // live messages offered during a pass
 }
 
@@ -167,19 +176,35 @@ func (d *delivery) takeLocked(m message) bool {
 	return true
 }
 
-// queued records that the message at seq is in the client's queue.
-func (d *delivery) queued(seq uint64) {
+// restart sends the machine back to a pass from its cursor; true: it was
+// live, and the caller starts the pass.
+func (d *delivery) restart() (startPass bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.sent = max(d.sent, seq)
+	switch d.state {
+	case live:
+		d.state, d.next = catchUp, d.cursor+1
+		return true
+	case catchUp, catchUpNext:
+		d.state, d.pending = catchUpAll, nil
+	}
+	return false
 }
 
-// ackable reports whether the client may acknowledge cursor: nothing past
-// what was handed to it.
-func (d *delivery) ackable(cursor uint64) bool {
+// acked records that the client acknowledged every delivery of the
+// shard up to stream sequence seq.
+func (d *delivery) acked(seq uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return cursor <= max(d.sent, d.cursor)
+	d.cursor = max(d.cursor, seq)
+}
+
+// acknowledged is the shard's cursor: every delivery up to it was
+// acknowledged.
+func (d *delivery) acknowledged() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cursor
 }
 
 // close ends the delivery.

@@ -139,15 +139,31 @@ func TestDeliveryTransitions(t *testing.T) {
 			t.Fatal("a closed delivery asked for more")
 		}
 	})
-	t.Run("a cursor past what was queued is not ackable", func(t *testing.T) {
+	t.Run("restart: from live a pass from the acknowledged cursor, during a pass another one", func(t *testing.T) {
+		var d delivery
+		d.init(3)
+		d.passEnd()
+		d.offer(message{seq: 9}, true)
+		d.acked(5)
+		if !d.restart() || d.current() != catchUp || d.from() != 6 {
+			t.Fatalf("restart from live: state %v from %d, want a pass from 6 (after the acknowledged 5)", d.current(), d.from())
+		}
+		if d.offer(message{seq: 10}, true) != offerKept || len(d.pending) != 1 {
+			t.Fatal("an offer during the pass was not kept")
+		}
+		d.offer(message{seq: 11}, true)
+		if d.restart() || d.current() != catchUpAll || len(d.pending) != 0 {
+			t.Fatalf("restart during a pass: state %v, %d pending", d.current(), len(d.pending))
+		}
+	})
+	t.Run("acknowledged never goes back", func(t *testing.T) {
 		var d delivery
 		d.init(40)
-		if !d.ackable(40) || d.ackable(41) {
-			t.Fatal("before any delivery only the starting cursor is ackable")
-		}
-		d.queued(55)
-		if !d.ackable(55) || d.ackable(56) || d.ackable(1<<62) {
-			t.Fatal("ackable past the last queued delivery")
+		d.acked(30)
+		d.acked(55)
+		d.acked(50)
+		if d.acknowledged() != 55 {
+			t.Fatalf("acknowledged %d, want 55", d.acknowledged())
 		}
 	})
 }

@@ -5,6 +5,15 @@
 // group's partition, and delivers the accepted messages of its groups from
 // a per-client cursor.
 //
+// A gateway receives only what its clients need: it subscribes to the
+// live feeds (core NATS, republished by the streams) of the groups with a
+// member connected to it and of its connected clients (interest.go), and
+// reads the streams only to catch a client up, on the shards where its
+// cursor is behind (delivery.go). Deliveries are numbered per connection
+// and mapped back to their shard and sequence (deliveries.go); the
+// cursors, one sequence per shard, are written by one batch a second for
+// the whole gateway (cursors.go).
+//
 // Each connection has one reader goroutine and a bounded queue whose
 // writer goroutine runs only while frames wait: a client that does not
 // keep up is disconnected (and catches up from its cursor later); it
@@ -110,6 +119,8 @@ type Gateway struct {
 	sessions *registry
 	relay    *relayClient
 	cursors  *cursorStore
+	interest *interest
+	shards   streams.Shards // K: the accepted messages' shards
 	probe    *jsprobe.Probe
 	stop     []func()
 	// wg counts every goroutine the gateway starts: the accept loop, each
@@ -131,8 +142,9 @@ func (g *Gateway) rootContext() context.Context {
 	return g.ctx
 }
 
-// Start loads the event log, starts the live feeds of messages and bundles
-// and listens for clients.
+// Start loads the event log, binds the streams and listens for clients;
+// it subscribes to the live feeds of their groups and bundles as they
+// come (interest.go).
 func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -191,7 +203,10 @@ func (g *Gateway) open(ctx context.Context) error {
 	if err := g.loadEvents(ctx); err != nil {
 		return err
 	}
-	for _, name := range []string{streams.AcceptedStream, streams.Bundles} {
+	if g.shards, err = streams.LoadShards(ctx, js); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	for _, name := range append(g.shards.All(), streams.Bundles) {
 		if _, err := streams.BindStream(ctx, js, name); err != nil {
 			return err
 		}
@@ -203,7 +218,10 @@ func (g *Gateway) open(ctx context.Context) error {
 		return err
 	}
 	g.stop = append(g.stop, g.relay.close)
-	return g.startFeeds(ctx)
+	g.interest = newInterest(g)
+	g.interest.start()
+	g.stop = append(g.stop, g.interest.stop)
+	return nil
 }
 
 func (g *Gateway) loadEvents(ctx context.Context) error {

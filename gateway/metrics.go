@@ -26,7 +26,15 @@ type Metrics struct {
 	bundlesOut    prometheus.Counter
 	messagesIn    prometheus.Counter
 	refusedEvents prometheus.Counter
-	connections   atomic.Int64
+	// The live feeds (interest.go) and their costs, for commbench.
+	feeds          prometheus.Gauge   // subscriptions to live feeds held, lingering ones included
+	liveLost       prometheus.Counter // live feeds found to have lost messages (a gap, drops, a reconnect)
+	connectCalls   prometheus.Counter // JetStream API calls made to set up sessions
+	connects       prometheus.Counter // sessions set up
+	consumers      prometheus.Counter // catch-up passes: each an ordered consumer
+	cursorBatches  prometheus.Counter // atomic batches of cursors written
+	cursorsWritten prometheus.Counter // cursors written
+	connections    atomic.Int64
 
 	handshakeTime prometheus.Histogram // admitted handshakes, first byte to the session
 	verdictTime   prometheus.Histogram // a send forwarded to the relay → its verdict
@@ -58,11 +66,23 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Authenticated connections the gateway closed (slow, idle, revoked...), by reason.", "reason"),
 		sends: metrics.NewLabelled(r, "comm_gateway_sends_total",
 			"Group messages clients sent, by the relay's verdict and its reason (empty when accepted).", "verdict", "reason"),
-		handshakes:    metrics.NewCounter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
-		framesOut:     metrics.NewCounter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
-		bundlesOut:    metrics.NewCounter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
-		messagesIn:    metrics.NewCounter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the messages stream."),
-		refusedEvents: metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		handshakes: metrics.NewCounter(f, "comm_gateway_handshakes_total", "Handshakes completed: clients admitted."),
+		framesOut:  metrics.NewCounter(f, "comm_gateway_frames_out_total", "Frames written to clients."),
+		bundlesOut: metrics.NewCounter(f, "comm_gateway_bundles_out_total", "Key bundles queued for clients."),
+		messagesIn: metrics.NewCounter(f, "comm_gateway_messages_in_total", "Accepted group messages received from the live feeds."),
+		feeds: f.NewGauge(prometheus.GaugeOpts{Name: "comm_gateway_live_feeds",
+			Help: "Subscriptions to live feeds (a group's messages, a member's bundles) the gateway holds, lingering ones included."}),
+		liveLost: metrics.NewCounter(f, "comm_gateway_live_lost_total",
+			"Times a live feed was found to have lost messages (a gap in a subject, drops, a NATS reconnect): its sessions caught up from their cursors."),
+		connectCalls: metrics.NewCounter(f, "comm_gateway_connect_api_calls_total",
+			"JetStream API calls made to set up client sessions (cursor, last sequences, bundles, catch-up consumers)."),
+		connects: metrics.NewCounter(f, "comm_gateway_sessions_set_up_total",
+			"Sessions whose connect-time delivery set-up is done (bundles pushed, every shard passed or live)."),
+		consumers: metrics.NewCounter(f, "comm_gateway_consumers_created_total",
+			"Catch-up passes run, each through one ordered consumer."),
+		cursorBatches:  metrics.NewCounter(f, "comm_gateway_cursor_batches_total", "Batches of delivery cursors written."),
+		cursorsWritten: metrics.NewCounter(f, "comm_gateway_cursors_written_total", "Delivery cursors written."),
+		refusedEvents:  metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		handshakeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_handshake_duration_seconds",
 			Help:    "Time from a connection's acceptance to the end of its handshake, for the clients admitted.",
 			Buckets: metrics.LatencyBuckets}),
@@ -115,3 +135,18 @@ func (m *Metrics) Connections() int64 { return m.connections.Load() }
 
 // FramesOut counts frames written to clients.
 func (m *Metrics) FramesOut() uint64 { return metrics.Count(m.framesOut) }
+
+// Costs are the counters commbench reads: messages received on the live
+// feeds, live feeds found lossy, sessions set up and the JetStream API
+// calls made to set them up (ConnectAPICalls / Connects: per connect), catch-up consumers created, cursor batches and cursors
+// written.
+type Costs struct {
+	MessagesIn, LiveLost, Connects, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten uint64
+}
+
+// Costs reads the counters of the gateway's costs.
+func (m *Metrics) Costs() Costs {
+	return Costs{MessagesIn: metrics.Count(m.messagesIn), LiveLost: metrics.Count(m.liveLost),
+		Connects: metrics.Count(m.connects), ConnectAPICalls: metrics.Count(m.connectCalls), Consumers: metrics.Count(m.consumers),
+		CursorBatches: metrics.Count(m.cursorBatches), CursorsWritten: metrics.Count(m.cursorsWritten)}
+}

@@ -18,42 +18,71 @@ func newRegistry() *registry {
 	return &registry{byClient: map[protocol.ClientID]map[*session]struct{}{}, byGroup: map[protocol.GroupID]map[*session]struct{}{}}
 }
 
-func (r *registry) add(s *session, groups []protocol.GroupID) {
+// Each change returns the (session, group) pairs it made or ended: the
+// gateway's interest in a group's live feed counts them (interest.go).
+
+// add registers a session in its groups; added are the pairs made.
+func (r *registry) add(s *session, groups []protocol.GroupID) (added []protocol.GroupID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	addTo(r.byClient, s.id, s)
 	for _, g := range groups {
-		addTo(r.byGroup, g, s)
+		if addTo(r.byGroup, g, s) {
+			added = append(added, g)
+		}
 	}
+	return added
 }
 
-func (r *registry) remove(s *session) {
+// remove ends a session; groups are the pairs ended.
+func (r *registry) remove(s *session) (groups []protocol.GroupID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	removeFrom(r.byClient, s.id, s)
 	for g := range r.byGroup {
-		removeFrom(r.byGroup, g, s)
+		if removeFrom(r.byGroup, g, s) {
+			groups = append(groups, g)
+		}
 	}
+	return groups
 }
 
-// join and leave follow membership changes of connected clients.
+// join and leave follow membership changes of connected clients; they
+// return the sessions whose pair with g they made or ended.
 func (r *registry) join(id protocol.ClientID, g protocol.GroupID) []*session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*session
 	for s := range r.byClient[id] {
-		addTo(r.byGroup, g, s)
-		out = append(out, s)
+		if addTo(r.byGroup, g, s) {
+			out = append(out, s)
+		}
 	}
 	return out
 }
 
-func (r *registry) leave(id protocol.ClientID, g protocol.GroupID) {
+func (r *registry) leave(id protocol.ClientID, g protocol.GroupID) []*session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var out []*session
 	for s := range r.byClient[id] {
-		removeFrom(r.byGroup, g, s)
+		if removeFrom(r.byGroup, g, s) {
+			out = append(out, s)
+		}
 	}
+	return out
+}
+
+// dropGroup ends every pair of a deleted group, returning the sessions.
+func (r *registry) dropGroup(g protocol.GroupID) []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*session
+	for s := range r.byGroup[g] {
+		out = append(out, s)
+	}
+	delete(r.byGroup, g)
+	return out
 }
 
 // client returns the sessions of a client; group those of a group's members.
@@ -99,16 +128,26 @@ func (r *registry) closeAll() {
 	}
 }
 
-func addTo[K comparable](m map[K]map[*session]struct{}, k K, s *session) {
+// addTo adds s to m[k]; false if it was there.
+func addTo[K comparable](m map[K]map[*session]struct{}, k K, s *session) bool {
 	if m[k] == nil {
 		m[k] = map[*session]struct{}{}
 	}
+	if _, ok := m[k][s]; ok {
+		return false
+	}
 	m[k][s] = struct{}{}
+	return true
 }
 
-func removeFrom[K comparable](m map[K]map[*session]struct{}, k K, s *session) {
+// removeFrom removes s from m[k]; false if it was not there.
+func removeFrom[K comparable](m map[K]map[*session]struct{}, k K, s *session) bool {
+	if _, ok := m[k][s]; !ok {
+		return false
+	}
 	delete(m[k], s)
 	if len(m[k]) == 0 {
 		delete(m, k)
 	}
+	return true
 }

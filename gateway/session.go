@@ -30,9 +30,14 @@ type session struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	inflight chan struct{}
-	acked    atomic.Uint64 // the client's last DeliverAck
 	failed   atomic.Bool
-	dl       delivery
+	// dl is the delivery state machine of each shard (deliverystate.go);
+	// sent numbers the Deliver frames and maps them back (deliveries.go).
+	dl   []delivery
+	sent deliveries
+	// bundlesLive: the bundle push has read to the end, and the live
+	// feed's bundles raise the watermark (bundles.go).
+	bundlesLive atomic.Bool
 	// groupsMu orders the Groups frames; groupsSent: the first was queued.
 	groupsMu   sync.Mutex
 	groupsSent bool
@@ -45,6 +50,7 @@ func newSession(g *Gateway, conn *channel.Conn, id protocol.ClientID) *session {
 		gw: g, conn: conn, id: id,
 		done:     make(chan struct{}),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
+		dl:       make([]delivery, max(int(g.shards), 1)),
 	}
 	s.ctx, s.cancel = context.WithCancel(g.rootContext())
 	s.out.init(s)
@@ -72,19 +78,49 @@ func (s *session) logAt(level zerolog.Level) *zerolog.Event {
 // goroutine's stack to 4 or 8 KiB, and the reader, parked with about
 // 1 KiB in use, would keep that (the runtime halves a stack only while
 // less than a quarter of it is in use): a fresh goroutine starts at 2 KiB.
+//
+// The session is registered in its groups before it takes their live
+// feeds, and takes them before anything reads the stream (runDelivery):
+// a message stored meanwhile is in one or the other, maybe both.
 func (s *session) start() {
 	g := s.gw
 	groups := g.groupsOf(s.id)
-	cursor := g.cursors.load(s.id)
-	s.acked.Store(cursor)
-	s.dl.init(cursor)
-	g.sessions.add(s, groups)
+	sv, calls := g.cursors.load(s.id)
+	for i := range s.dl {
+		s.dl[i].init(sv.cursor.at(i))
+	}
+	_, warm := g.interest.memberLast(s.id)
+	added := g.sessions.add(s, groups)
+	cold, fresh, err := g.interest.acquire(added, &s.id)
+	if err != nil {
+		g.sessions.remove(s)
+		s.fail("feed_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		return
+	}
+	if warm {
+		// The client left recently (its bundle feed still lingers): the
+		// bundles it confirmed then are not pushed again. Otherwise,
+		// in doubt (its store may be new), every one is.
+		s.sent.startBundles(sv.bundle)
+	}
 	g.Metrics.connections.Add(1)
-	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Uint64("cursor", cursor).Msg("client connected")
+	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Stringer("cursor", sv.cursor).Msg("client connected")
 	g.wg.Add(2)
-	go s.runDelivery()
+	go s.runDelivery(cold, fresh, calls)
 	go s.run()
 }
+
+// cursor is the client's cursor now: per shard, what it acknowledged.
+func (s *session) cursor() cursorVec {
+	v := make(cursorVec, len(s.dl))
+	for i := range s.dl {
+		v[i] = s.dl[i].acknowledged()
+	}
+	return v
+}
+
+// acked records that the client acknowledged the shard up to seq.
+func (s *session) acked(shard int, seq uint64) { s.dl[shard].acked(seq) }
 
 // run serves the session's frames until the client leaves or fails, then
 // ends the session. (Its frame and the reader's stay small: they are on
@@ -99,8 +135,8 @@ func (s *session) end(err error) {
 	defer g.wg.Done()
 	s.shutdown()
 	s.out.wait()
-	g.sessions.remove(s)
-	g.cursors.mark(s.id, s.acked.Load())
+	g.interest.release(g.sessions.remove(s), &s.id, true)
+	g.cursors.ended(s.id, saved{cursor: s.cursor(), bundle: s.sent.confirmedBundle()})
 	g.Metrics.connections.Add(-1)
 	s.logAt(zerolog.InfoLevel).Err(err).Msg("client disconnected")
 }
@@ -114,7 +150,9 @@ func (s *session) stop(closeConn func()) {
 	s.stopOnce.Do(func() {
 		close(s.done)
 		s.cancel()
-		s.dl.close()
+		for i := range s.dl {
+			s.dl[i].close()
+		}
 		s.out.close()
 		closeConn()
 	})
@@ -185,14 +223,14 @@ func (s *session) handle(f channel.Frame) (done bool, err error) {
 		return false, s.handleSend(f.Body)
 	case channel.TypeDeliverAck:
 		cursor, _ := channel.ParseUint64(f.Body)
-		if !s.dl.ackable(cursor) {
+		if !s.sent.ack(cursor, s.acked) {
 			// A cursor past every delivery would move the client's
 			// position over messages it never got: they would be lost.
 			err := fmt.Errorf("%w: DeliverAck for cursor %d, past the deliveries", protocol.ErrAckBeyondDelivered, cursor)
 			s.fail(protocol.Reason(err), err)
 			return true, err
 		}
-		s.ack(cursor)
+		s.gw.cursors.mark(s.id, s.cursor())
 	case channel.TypePing:
 		s.enqueue(channel.Outgoing{Type: channel.TypePong, Body: append([]byte(nil), f.Body...)})
 	case channel.TypeClose:
@@ -202,16 +240,6 @@ func (s *session) handle(f channel.Frame) (done bool, err error) {
 		return true, &protocol.PeerError{Code: code}
 	}
 	return false, nil
-}
-
-func (s *session) ack(cursor uint64) {
-	for {
-		old := s.acked.Load()
-		if cursor <= old || s.acked.CompareAndSwap(old, cursor) {
-			break
-		}
-	}
-	s.gw.cursors.mark(s.id, s.acked.Load())
 }
 
 // handleSend checks the envelope's length and sender and forwards it to

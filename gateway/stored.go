@@ -34,6 +34,11 @@ func (g *Gateway) nextStored(ctx context.Context, stream, subject string, from u
 	if err != nil {
 		return 0, nil, false, err
 	}
+	return g.msgGet(ctx, stream, req)
+}
+
+// msgGet asks stream's leader for the message req names.
+func (g *Gateway) msgGet(ctx context.Context, stream string, req []byte) (seq uint64, data []byte, found bool, err error) {
 	reply, err := g.nc.RequestWithContext(ctx, g.apiSubject("STREAM.MSG.GET."+stream), req)
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("gateway: reading %s: %w", stream, err)

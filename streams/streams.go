@@ -14,7 +14,7 @@
 //	                                                  of K; shard i > 0 is $KV.COMM_ACCEPTED_<i>.…
 //	                                                  (shards.go)
 //	$KV.COMM_RELAYS.*                KV bucket        relays: presence and partition leases
-//	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor
+//	$KV.COMM_CURSORS.<client>        KV bucket        gateways: each client's delivery cursor, one sequence per shard
 //	$KV.COMM_KEYSERVER.*             KV bucket        keyserver: its bookkeeping
 //	comm.admin.<op>                  (request/reply)  ksctl → keyserver
 //
@@ -163,7 +163,9 @@ func RelaysConfig(c Config) jetstream.KeyValueConfig {
 	}
 }
 
-// CursorsConfig holds each client's delivery cursor.
+// CursorsConfig holds each client's delivery cursor. Gateways write a
+// second's cursors as one atomic batch (EnsureAll turns AllowAtomic on
+// for its stream, which a bucket's configuration cannot say).
 func CursorsConfig(c Config) jetstream.KeyValueConfig {
 	c = c.filled()
 	return jetstream.KeyValueConfig{
@@ -239,7 +241,7 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
 			return err
 		}
 	}
-	return nil
+	return AllowAtomic(ctx, js, KVStream(Cursors))
 }
 
 // bindPoll is how often Bind* look again for a missing stream.

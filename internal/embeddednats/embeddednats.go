@@ -323,3 +323,47 @@ func (s *Server) DisableJetStream(account string) error {
 	}
 	return acc.DisableJetStream()
 }
+
+// HasInterest reports whether account (nats-server's "$G" without
+// accounts) has a subscription, local or across a route, matching
+// subject: what NATS routes a message published there by.
+func (s *Server) HasInterest(account, subject string) bool {
+	acc, err := s.ns.LookupAccount(account)
+	if err != nil {
+		return false
+	}
+	return acc.SubscriptionInterest(subject)
+}
+
+// Subscriptions lists the subjects the client connections named name
+// subscribe to, as the server holds them.
+func (s *Server) Subscriptions(name string) ([]string, error) {
+	cz, err := s.ns.Connz(&server.ConnzOptions{Subscriptions: true, Limit: 1 << 16})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range cz.Conns {
+		if c.Name == name {
+			out = append(out, c.Subs...)
+		}
+	}
+	return out, nil
+}
+
+// Kick closes the server's side of the client connections named name, as
+// a network fault would: their clients reconnect.
+func (s *Server) Kick(name string) error {
+	cz, err := s.ns.Connz(&server.ConnzOptions{Limit: 1 << 16})
+	if err != nil {
+		return err
+	}
+	for _, c := range cz.Conns {
+		if c.Name == name {
+			if err := s.ns.DisconnectClientByID(c.Cid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

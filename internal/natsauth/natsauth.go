@@ -210,6 +210,9 @@ func Of(r Role) Permissions {
 	if r == Keyserver {
 		p.SubAllow = append(p.SubAllow, "$SRV.>") // NATS micro's discovery of the admin service
 	}
+	if r == LiveReader {
+		p.SubAllow = append(p.SubAllow, streams.AllLive)
+	}
 	p.PubAllow = uniq(p.PubAllow)
 	return p
 }
@@ -305,6 +308,9 @@ func writeStore(b *strings.Builder, st Store) {
 			fmt.Fprintf(b, "      { stream: %q, accounts: [%s] }\n", InboxPrefix(r)+".>", Account(r))
 		}
 	}
+	if live := LiveExport(st.Stream); live != "" {
+		fmt.Fprintf(b, "      { stream: %q, accounts: [%s] }\n", live, Account(LiveReader))
+	}
 	b.WriteString("    ]\n  }\n")
 }
 
@@ -331,6 +337,9 @@ func writeRole(b *strings.Builder, r Role, users []User) {
 		}
 		if st.Access[r]&Watch != 0 {
 			fmt.Fprintf(b, "      { stream: { account: %s, subject: %q } }\n", st.Stream, InboxPrefix(r)+".>")
+		}
+		if live := LiveExport(st.Stream); live != "" && r == LiveReader {
+			fmt.Fprintf(b, "      { stream: { account: %s, subject: %q } }\n", st.Stream, live)
 		}
 	}
 	for _, svc := range Services {
@@ -363,6 +372,29 @@ func list(subjects []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// LiveReader is the role that receives the live feeds (streams.AllLive):
+// each accepted-message shard's account and the bundles' account export
+// the subjects their stream republishes on as a stream export to its
+// account, which imports them. A subscription of the role to one group's
+// or one member's live subject propagates, narrowed to that subject,
+// into every exporting account and across the cluster's routes, so a
+// stream's leader sends each message only to the gateways that asked for
+// it (TestLiveInterestCrossesAccounts).
+const LiveReader = Gateway
+
+// LiveExport is the live subject the account of stream exports, or "".
+func LiveExport(stream string) string {
+	if stream == streams.Bundles {
+		return streams.LiveBundlePrefix + ">"
+	}
+	for i := range streams.MaxShards {
+		if stream == streams.AcceptedShard(i) {
+			return streams.LiveMsgPrefix + ">"
+		}
+	}
+	return ""
 }
 
 // SortUsers orders users by role, for a stable rendering.

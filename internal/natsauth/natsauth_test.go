@@ -187,6 +187,14 @@ func TestSubscriptions(t *testing.T) {
 	if allows(natsauth.Of(natsauth.Gateway).SubAllow, streams.PartitionSubject(3)) {
 		t.Error("a gateway may take the relays' requests")
 	}
+	live := []string{streams.LiveMsgPrefix + g.String() + "." + alice.String(), streams.LiveBundlePrefix + alice.String() + "." + g.String()}
+	for _, r := range natsauth.Roles {
+		for _, s := range live {
+			if allows(natsauth.Of(r).SubAllow, s) != (r == natsauth.Gateway) {
+				t.Errorf("%s: may subscribe to %s: %v", r, s, !(r == natsauth.Gateway))
+			}
+		}
+	}
 }
 
 // TestStoresMatchStreams: the subjects natsauth gives each stream are the

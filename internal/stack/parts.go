@@ -129,6 +129,8 @@ func (s *Stack) startKeyserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// K = 1 until package natsauth renders an account for every shard
+	// of the accepted messages (issue 14): its accounts refuse more.
 	k, err := keyserver.Start(ctx, nc, keyserver.Config{Key: s.keys.Keyserver, Operators: [][32]byte{s.keys.Operator},
 		Streams: streams.Config{Shards: s.cfg.AcceptedShards}, Log: s.log, Metrics: s.reg})
 	if err != nil {

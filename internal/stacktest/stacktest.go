@@ -17,6 +17,7 @@ import (
 	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/events/record"
 	"github.com/commsec/communicator/gateway"
+	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/keyserver"
@@ -26,6 +27,10 @@ import (
 	"github.com/commsec/communicator/relay"
 	"github.com/commsec/communicator/streams"
 )
+
+// Shards is K of the test stacks: 0, the default of a new deployment
+// (streams.DefaultShards), so that every test runs over sharded streams.
+const Shards streams.Shards = 0
 
 // Stack is a running test stack. Its NATS server has the production
 // accounts, and every part connects as its own role.
@@ -41,6 +46,8 @@ type Stack struct {
 	Keyserver *keyserver.Keyserver
 	Relays    []*relay.Relay
 	Gateways  []*gateway.Gateway
+	// Open is the server of a stack made by NewOpen (NATS is nil then).
+	Open *embeddednats.Server
 }
 
 // New starts NATS and a keyserver; add relays and gateways with AddRelay
@@ -53,7 +60,7 @@ func New(t testing.TB) *Stack {
 	ks, _ := keys.GenerateSigningKey(nil)
 	gw, _ := keys.GenerateSigningKey(nil)
 	// Relay leases expire after a second: a stopped relay's partitions move fast.
-	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second}})
+	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second, Shards: Shards}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +68,45 @@ func New(t testing.TB) *Stack {
 	return &Stack{T: t, NATS: srv, NC: nc, JS: js, KS: ks, GW: gw, Keyserver: k}
 }
 
+// NewOpen is New on a server without authentication (one account for
+// every part), whose accepted messages have k shards: for tests of the
+// delivery over shards before package natsauth has an account for each.
+// Its tests may read and write any subject, e.g. store envelopes on a
+// shard as a relay would (StoreEnvelope) or watch $JS.API.> to count the
+// JetStream API calls.
+func NewOpen(t testing.TB, k streams.Shards) *Stack {
+	t.Helper()
+	srv, nc := natstest.OpenFast(t)
+	js, _ := jetstream.New(nc)
+	ks, _ := keys.GenerateSigningKey(nil)
+	gw, _ := keys.GenerateSigningKey(nil)
+	kc, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ks, Streams: streams.Config{LeaseTTL: time.Second, Shards: k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return &Stack{T: t, Open: srv, NC: nc, JS: js, KS: ks, GW: gw, Keyserver: kc}
+}
+
+// StoreEnvelope stores env, sent by sender to g in epoch e, on g's shard
+// as a relay does (without its checks), and returns its sequence.
+func (s *Stack) StoreEnvelope(k streams.Shards, g protocol.GroupID, sender protocol.ClientID, e protocol.Epoch, env []byte) uint64 {
+	s.T.Helper()
+	m := nats.NewMsg(k.Subject(g, sender))
+	m.Data = env
+	m.Header.Set(streams.HeaderEpoch, fmt.Sprint(uint64(e)))
+	ack, err := s.JS.PublishMsg(context.Background(), m)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return ack.Sequence
+}
+
 // AddRelay starts a relay on its own NATS connection.
 func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 	s.T.Helper()
 	cfg.KeyserverKey = s.KS.Public()
-	r, err := relay.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Relay), cfg)
+	r, err := relay.Start(context.Background(), s.Conn(natsauth.Relay), cfg)
 	if err != nil {
 		s.T.Fatal(err)
 	}
@@ -77,17 +118,7 @@ func (s *Stack) AddRelay(cfg relay.Config) *relay.Relay {
 // AddGateway starts a gateway on 127.0.0.1 and its own NATS connection.
 func (s *Stack) AddGateway(cfg gateway.Config) *gateway.Gateway {
 	s.T.Helper()
-	cfg.Key, cfg.KeyserverKey = s.GW, s.KS.Public()
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:0"
-	}
-	g, err := gateway.Start(context.Background(), s.NATS.Conn(s.T, natsauth.Gateway), cfg)
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	s.T.Cleanup(g.Close)
-	s.Gateways = append(s.Gateways, g)
-	return g
+	return s.AddGatewayOn(s.Conn(natsauth.Gateway), cfg)
 }
 
 // Client is a registered identity with its own state store.
@@ -199,8 +230,19 @@ func Receive(t testing.TB, cl *clientsdk.Client, within time.Duration) (clientsd
 	}
 }
 
-// Conn opens another connection as role r.
-func (s *Stack) Conn(r natsauth.Role) *nats.Conn { return s.NATS.Conn(s.T, r) }
+// Conn opens another connection as role r (of a stack made by NewOpen:
+// a connection without a role), closed when the test ends.
+func (s *Stack) Conn(r natsauth.Role) *nats.Conn {
+	if s.Open == nil {
+		return s.NATS.Conn(s.T, r)
+	}
+	nc, err := s.Open.Connect(nats.Name(string(r)), nats.CustomInboxPrefix(natsauth.InboxPrefix(r)))
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	s.T.Cleanup(nc.Close)
+	return nc
+}
 
 // CreateStreams creates the event stream and every shared stream and
 // bucket, as a keyserver would (nc must be the keyserver's), for tests
@@ -215,7 +257,7 @@ func CreateStreams(t testing.TB, nc *nats.Conn) {
 	if _, err := events.OpenStore(ctx, js, events.StoreConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.EnsureAll(ctx, js, streams.Config{LeaseTTL: time.Second}); err != nil {
+	if err := streams.EnsureAll(ctx, js, streams.Config{LeaseTTL: time.Second, Shards: Shards}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -232,7 +274,7 @@ func NewCluster(t testing.TB, c *natstest.Cluster, ks int) *Stack {
 	ksKey, _ := keys.GenerateSigningKey(nil)
 	gw, _ := keys.GenerateSigningKey(nil)
 	k, err := keyserver.Start(context.Background(), nc, keyserver.Config{Key: ksKey,
-		Streams: streams.Config{Replicas: len(c.Nodes), LeaseTTL: time.Second}})
+		Streams: streams.Config{Replicas: len(c.Nodes), LeaseTTL: time.Second, Shards: Shards}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,3 +102,30 @@ func TestOversizedLengthDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%d bytes allocated per refused oversized frame", per)
 	}
 }
+
+// TestCursorBeforeBody: a frame whose cursor is given apart from its body
+// reads as the Deliver body AppendDeliver makes, and is refused above
+// MaxFrameBody counting the cursor.
+func TestCursorBeforeBody(t *testing.T) {
+	client, server := pair(t)
+	env := []byte("an envelope shared by every member")
+	if err := server.WriteFrames([]channel.Outgoing{
+		{Type: channel.TypeDeliver, Body: env, Cursor: 7, HasCursor: true},
+		{Type: channel.TypeDeliver, Body: env, Cursor: 8, HasCursor: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{7, 8} {
+		f, err := client.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(f.Body, channel.AppendDeliver(nil, want, env)) {
+			t.Fatalf("body %x, want cursor %d then the envelope", f.Body, want)
+		}
+	}
+	big := make([]byte, protocol.MaxFrameBody-channel.CursorSize+1)
+	if err := server.WriteFrames([]channel.Outgoing{{Type: channel.TypeDeliver, Body: big, Cursor: 1, HasCursor: true}}); !errors.Is(err, protocol.ErrBodyTooLarge) {
+		t.Fatalf("a body one byte too large with its cursor: %v", err)
+	}
+}

@@ -141,6 +141,7 @@ type Writer struct {
 	w      io.Writer
 	sealer *Sealer
 	buf    []byte
+	head   [8]byte
 }
 
 // NewWriter writes frames sealed by s to w.
@@ -150,13 +151,18 @@ func NewWriter(w io.Writer, s *Sealer) *Writer {
 
 // Write seals one frame and writes it with a single Write call.
 func (w *Writer) Write(t Type, body []byte) error {
-	return w.WriteAll([]Outgoing{{t, body}})
+	return w.WriteAll([]Outgoing{{Type: t, Body: body}})
 }
 
 // Outgoing is a frame to send.
 type Outgoing struct {
 	Type Type
 	Body []byte
+	// Cursor, if HasCursor, is written as the first 8 bytes of the body,
+	// before Body: a Deliver frame whose envelope (Body) many connections
+	// share and whose cursor is each connection's own.
+	Cursor    uint64
+	HasCursor bool
 }
 
 // WriteAll seals the frames in order and writes them with a single Write
@@ -167,7 +173,11 @@ func (w *Writer) WriteAll(frames []Outgoing) error {
 	buf := w.buf[:0]
 	for _, f := range frames {
 		var err error
-		if buf, err = w.sealer.Seal(buf, f.Type, f.Body); err != nil {
+		var head []byte
+		if f.HasCursor {
+			head = binary.BigEndian.AppendUint64(w.head[:0], f.Cursor)
+		}
+		if buf, err = w.sealer.SealParts(buf, f.Type, head, f.Body); err != nil {
 			return err
 		}
 	}

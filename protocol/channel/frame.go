@@ -72,19 +72,27 @@ func NewSealer(key *[32]byte) *Sealer {
 
 // Seal appends the next frame of type t with body to dst.
 func (s *Sealer) Seal(dst []byte, t Type, body []byte) ([]byte, error) {
+	return s.SealParts(dst, t, nil, body)
+}
+
+// SealParts appends the next frame of type t whose body is head followed
+// by body: a Deliver frame's own cursor before an envelope that many
+// connections share, without copying the envelope first.
+func (s *Sealer) SealParts(dst []byte, t Type, head, body []byte) ([]byte, error) {
 	if s.mac == nil {
 		return dst, protocol.ErrChannelClosed
 	}
-	if len(body) > protocol.MaxFrameBody {
+	if len(head)+len(body) > protocol.MaxFrameBody {
 		return dst, protocol.ErrBodyTooLarge
 	}
 	if s.next == math.MaxUint64 {
 		return dst, protocol.ErrCounterExhausted
 	}
 	start := len(dst)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(MinLength+len(body)))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(MinLength+len(head)+len(body)))
 	dst = append(dst, byte(t))
 	dst = binary.BigEndian.AppendUint64(dst, s.next)
+	dst = append(dst, head...)
 	dst = append(dst, body...)
 	s.mac.Reset()
 	s.mac.Write(dst[start:])

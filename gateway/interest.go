@@ -1,0 +1,410 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/streams"
+)
+
+// interest is the gateway's share of the live feeds. Each stream leader
+// republishes what it stores on a core NATS subject (streams.LiveGroup,
+// streams.LiveMemberBundles); the gateway subscribes to the subjects of
+// the groups that have a member connected to it and of its connected
+// clients, so NATS routes it only those. A feed is reference-counted by
+// the (session, group) pairs of the registry and the sessions of each
+// client; when the last session of a group or client ends its
+// subscription lingers a while (a client that comes back finds its
+// feeds warm: reconnects need no read), and a member that leaves a group
+// drops it at once.
+//
+// Every subscription delivers into one channel read by one goroutine:
+// NATS keeps a stream's messages in order on a connection, and the
+// delivery state machines need them in stream order.
+//
+// The live feeds are at most once. What can lose a message, and what
+// catches it (each restarts the sessions concerned: a pass from their
+// acknowledged cursor):
+//   - a message lost on the way: the next one of the same (group,
+//     sender) subject names, in Nats-Last-Sequence, a sequence not seen
+//     on that subject (for a subject not seen yet: a sequence above what
+//     the group had stored when the subscription took effect);
+//   - the gateway's channel full (nats.go then drops what comes: a slow
+//     consumer), and a reconnect of the NATS connection, both noticed by
+//     the reader before it hands over its next message (a reconnect also
+//     every checkInterval): all the feeds may have lost messages.
+//
+// What is not caught: on a cluster, a new subscription's interest reaches
+// the other nodes after the gateway's server has it (settle's flush
+// waits only for the latter); a message the leader stored after settle's
+// read and before the interest arrived is noticed only when its subject's
+// next message comes (prev above the baseline). And
+// until then, a later message of another subject of the same shard, once
+// acknowledged, moves the client's cursor past it. The window is a route's
+// propagation delay after a group's first member connects to a gateway.
+//
+// A feed also knows the last sequence stored of its group (or the last
+// bundle of its member), learned from the live messages once its
+// subscription took effect and one read at that moment: the cheap check
+// of what a connecting client has pending.
+type interest struct {
+	g       *Gateway
+	msgs    chan *nats.Msg
+	mu      sync.Mutex
+	groups  map[protocol.GroupID]*feed
+	members map[protocol.ClientID]*feed
+	// reconnects is the connection's reconnect count last seen.
+	reconnects uint64
+	stopC      chan struct{}
+	done       chan struct{}
+}
+
+// feed is one subscription.
+type feed struct {
+	sub  *nats.Subscription
+	refs int
+	idle time.Time // when refs fell to 0: it lingers until idle+linger
+	// last is the highest sequence stored on the feed's subjects; known
+	// says it is exact (a read at the subscription's start and every live
+	// message since, none lost).
+	last  uint64
+	known bool
+	// baseline is what the group had stored when the subscription took
+	// effect: a subject's first live message must follow nothing newer.
+	baseline uint64
+	subjects map[string]uint64 // the last sequence seen per subject
+}
+
+// Tuning of the live feeds.
+const (
+	liveBuffer    = 1 << 16 // messages waiting for the fan-out goroutine
+	checkInterval = 250 * time.Millisecond
+	linger        = 2 * time.Minute // a feed without session stays this long
+)
+
+func newInterest(g *Gateway) *interest {
+	return &interest{g: g, msgs: make(chan *nats.Msg, liveBuffer), groups: map[protocol.GroupID]*feed{},
+		members: map[protocol.ClientID]*feed{}, reconnects: g.nc.Stats().Reconnects,
+		stopC: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start runs the fan-out goroutine; stop ends it and every subscription.
+func (in *interest) start() {
+	go in.run()
+}
+
+func (in *interest) stop() {
+	close(in.stopC)
+	<-in.done
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, f := range in.groups {
+		f.sub.Unsubscribe()
+	}
+	for _, f := range in.members {
+		f.sub.Unsubscribe()
+	}
+	clear(in.groups)
+	clear(in.members)
+}
+
+func (in *interest) run() {
+	defer close(in.done)
+	t := time.NewTicker(checkInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-in.stopC:
+			return
+		case msg := <-in.msgs:
+			// Only this reader empties the channel: if it was ever full,
+			// it is at least this full now. And nats.go counts a
+			// reconnect before it subscribes again: a message that came
+			// after one finds it counted. Either way, restart before
+			// anything later is delivered, so that no acknowledgement
+			// passes what was lost.
+			full := len(in.msgs) >= cap(in.msgs)-1
+			if full || in.g.nc.Stats().Reconnects != in.reconnectsSeen() {
+				in.check(time.Now(), full)
+			}
+			in.receive(msg)
+		case now := <-t.C:
+			in.check(now, false)
+		}
+	}
+}
+
+func (in *interest) receive(msg *nats.Msg) {
+	switch {
+	case strings.HasPrefix(msg.Subject, streams.LiveMsgPrefix):
+		in.g.liveMessage(msg)
+	case strings.HasPrefix(msg.Subject, streams.LiveBundlePrefix):
+		in.g.liveBundle(msg)
+	}
+}
+
+// acquire takes the interest of one more session in each group and, if
+// member is set, in a client's bundles; it returns the feeds that do not
+// know their last sequence yet (settle reads it), and fresh if it
+// subscribed to anything. On an error, what it took is given back.
+func (in *interest) acquire(groups []protocol.GroupID, member *protocol.ClientID) (cold []coldFeed, fresh bool, err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for i, gid := range groups {
+		f, isNew, err := take(in, in.groups, gid, streams.LiveGroup(gid))
+		if err != nil {
+			for _, g := range groups[:i] {
+				drop(in, in.groups, g, false, time.Time{})
+			}
+			return nil, false, err
+		}
+		fresh = fresh || isNew
+		if !f.known {
+			cold = append(cold, coldFeed{group: gid, f: f})
+		}
+	}
+	if member != nil {
+		_, isNew, err := take(in, in.members, *member, streams.LiveMemberBundles(*member))
+		if err != nil {
+			for _, g := range groups {
+				drop(in, in.groups, g, false, time.Time{})
+			}
+			return nil, false, err
+		}
+		fresh = fresh || isNew
+	}
+	return cold, fresh, nil
+}
+
+func take[K comparable](in *interest, m map[K]*feed, k K, subject string) (f *feed, isNew bool, err error) {
+	if f := m[k]; f != nil {
+		f.refs++
+		return f, false, nil
+	}
+	sub, err := in.g.nc.ChanSubscribe(subject, in.msgs)
+	if err != nil {
+		return nil, false, fmt.Errorf("gateway: subscribing to %s: %w", subject, err)
+	}
+	f = &feed{sub: sub, refs: 1, subjects: map[string]uint64{}}
+	m[k] = f
+	in.g.Metrics.feeds.Inc()
+	return f, true, nil
+}
+
+// release gives up one session's interest in groups (and member's
+// bundles, if set); a feed left without one lingers, or ends at once.
+func (in *interest) release(groups []protocol.GroupID, member *protocol.ClientID, lingering bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := time.Now()
+	for _, gid := range groups {
+		drop(in, in.groups, gid, lingering, now)
+	}
+	if member != nil {
+		drop(in, in.members, *member, lingering, now)
+	}
+}
+
+func drop[K comparable](in *interest, m map[K]*feed, k K, lingering bool, now time.Time) {
+	f := m[k]
+	if f == nil || f.refs == 0 {
+		return
+	}
+	if f.refs--; f.refs > 0 {
+		return
+	}
+	if lingering {
+		f.idle = now
+		return
+	}
+	f.sub.Unsubscribe()
+	delete(m, k)
+	in.g.Metrics.feeds.Dec()
+}
+
+// coldFeed is a group's feed whose last sequence settle reads.
+type coldFeed struct {
+	group protocol.GroupID
+	f     *feed
+}
+
+// settle makes sure the new subscriptions took effect, then reads the
+// last stored sequence of each cold group: one JetStream API call each
+// (calls). A feed whose read fails stays cold: its sessions pass.
+func (in *interest) settle(ctx context.Context, cold []coldFeed, fresh bool) (calls int) {
+	if len(cold) == 0 && !fresh {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := in.g.nc.FlushWithContext(ctx); err != nil {
+		in.g.log.Warn().Err(err).Msg("live feeds not settled")
+		return 0
+	}
+	for _, c := range cold {
+		in.mu.Lock()
+		known := c.f.known
+		in.mu.Unlock()
+		if known {
+			continue // settled by another session meanwhile
+		}
+		calls++
+		seq, err := in.g.lastStored(ctx, in.g.shards.Stream(c.group), in.g.shards.GroupFilter(c.group))
+		if err != nil {
+			in.g.log.Warn().Err(err).Str("group", c.group.String()).Msg("last sequence of a group unavailable")
+			continue
+		}
+		in.mu.Lock()
+		c.f.last, c.f.baseline, c.f.known = max(c.f.last, seq), max(c.f.baseline, seq), true
+		in.mu.Unlock()
+	}
+	return calls
+}
+
+// lastOf is the last stored sequence of group gid, if the gateway knows it.
+func (in *interest) lastOf(gid protocol.GroupID) (uint64, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f := in.groups[gid]
+	if f == nil || !f.known {
+		return 0, false
+	}
+	return f.last, true
+}
+
+// memberLast is the last bundle sequence of member, if known.
+func (in *interest) memberLast(id protocol.ClientID) (uint64, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f := in.members[id]
+	if f == nil || !f.known {
+		return 0, false
+	}
+	return f.last, true
+}
+
+// bundlesRead records that every bundle of member up to seq was read
+// from the stream after its subscription took effect: its last bundle is
+// now known.
+func (in *interest) bundlesRead(id protocol.ClientID, seq uint64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if f := in.members[id]; f != nil {
+		f.last, f.known = max(f.last, seq), true
+	}
+}
+
+// observeGroup records a live message of group gid at seq on subject,
+// whose subject's previous message was at prev; gap: one was lost.
+func (in *interest) observeGroup(gid protocol.GroupID, subject string, seq, prev uint64) (gap bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f := in.groups[gid]
+	if f == nil {
+		return false
+	}
+	return f.observe(subject, seq, prev)
+}
+
+// observeMember is observeGroup for a member's bundles.
+func (in *interest) observeMember(id protocol.ClientID, subject string, seq, prev uint64) (gap bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f := in.members[id]
+	if f == nil {
+		return false
+	}
+	return f.observe(subject, seq, prev)
+}
+
+func (f *feed) observe(subject string, seq, prev uint64) (gap bool) {
+	if seen, ok := f.subjects[subject]; ok {
+		gap = prev > seen
+	} else {
+		gap = f.known && prev > f.baseline
+	}
+	if seq > f.subjects[subject] {
+		f.subjects[subject] = seq
+	}
+	f.last = max(f.last, seq)
+	return gap
+}
+
+func (in *interest) reconnectsSeen() uint64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.reconnects
+}
+
+// check ends the feeds that lingered long enough and, after a reconnect
+// or if lost (the channel was full), restarts the sessions of every feed.
+func (in *interest) check(now time.Time, lost bool) {
+	in.mu.Lock()
+	var lostGroups []protocol.GroupID
+	var lostMembers []protocol.ClientID
+	if r := in.g.nc.Stats().Reconnects; r != in.reconnects {
+		in.reconnects, lost = r, true
+	}
+	if lost {
+		in.g.Metrics.liveLost.Inc()
+	}
+	for gid, f := range in.groups {
+		if in.expired(f, now) {
+			delete(in.groups, gid)
+		} else if lost {
+			// Cold until settled again; what was seen per subject is
+			// stale: the passes read what the feed lost.
+			f.known, f.subjects = false, map[string]uint64{}
+			lostGroups = append(lostGroups, gid)
+		}
+	}
+	for id, f := range in.members {
+		if in.expired(f, now) {
+			delete(in.members, id)
+		} else if lost {
+			f.known, f.subjects = false, map[string]uint64{}
+			lostMembers = append(lostMembers, id)
+		}
+	}
+	in.mu.Unlock()
+	for _, gid := range lostGroups {
+		in.g.restartGroup(gid)
+	}
+	for _, id := range lostMembers {
+		in.g.repushBundles(id)
+	}
+}
+
+// expired ends a feed that lingered past linger; in.mu is held.
+func (in *interest) expired(f *feed, now time.Time) bool {
+	if f.refs > 0 || now.Sub(f.idle) < linger {
+		return false
+	}
+	f.sub.Unsubscribe()
+	in.g.Metrics.feeds.Dec()
+	return true
+}
+
+// lastStored returns the sequence of the last message of stream on
+// subject (wildcards allowed), 0 if there is none, asking the stream's
+// leader (one JetStream API call, no consumer).
+func (g *Gateway) lastStored(ctx context.Context, stream, subject string) (uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return 0, err
+	}
+	seq, _, found, err := g.msgGet(ctx, stream, req)
+	if !found {
+		return 0, err
+	}
+	return seq, err
+}
