@@ -2,7 +2,6 @@ package main
 
 import "context"
 
-func (r *runner) shards(ctx context.Context) error   { return nil }
 func (r *runner) ingress(ctx context.Context) error  { return nil }
 func (r *runner) storm(ctx context.Context) error    { return nil }
 func (r *runner) fanout(ctx context.Context) error   { return nil }
