@@ -90,7 +90,7 @@ func (r *runner) shardCluster(ctx context.Context, k, rawK streams.Shards) (*sha
 func (r *runner) reportShards(one, many *shardRun, raw *rawCAS) {
 	r.add(newRow(fmt.Sprintf("accepted messages/s on 3 nodes, K = %d shards over K = 1, %d clients in groups of 2", many.k, r.p.shardClients),
 		fmt.Sprintf("%s vs %s", perSec(many.accepted), perSec(one.accepted)),
-		fmt.Sprintf("raw CAS %s vs %s (%.2f×)", perSec(raw.perSec(1)), perSec(raw.perSec(0)), raw.perSec(1)/raw.perSec(0)),
+		fmt.Sprintf("raw CAS R3 %s vs %s (%.2f×)", perSec(raw.perSec(0, 1)), perSec(raw.perSec(0, 0)), raw.perSec(0, 1)/raw.perSec(0, 0)),
 		many.accepted/one.accepted, atLeast(1.8)))
 	r.note("shards: end-to-end accepted messages (clients sign, gateways forward, relays verify and store by compare-and-swap), "+
 		"all %d clients, 2 gateways, 2 relays and the 3 nodes in this process on %d cores: the clients' signatures and the "+
@@ -100,21 +100,32 @@ func (r *runner) reportShards(one, many *shardRun, raw *rawCAS) {
 }
 
 func (r *runner) reportRawCAS(raw *rawCAS, k streams.Shards) {
-	r.add(newRow(fmt.Sprintf("raw JetStream CAS publishes/s on 3 nodes (R3), %d writers, %d streams over 1", r.p.casWriters, k),
-		perSec(raw.perSec(1)), fmt.Sprintf("%s to 1 stream", perSec(raw.perSec(0))), raw.perSec(1)/raw.perSec(0), atLeast(1.8)))
+	for i, replicas := range rawCASReplicas {
+		g := atLeast(1.8)
+		if replicas != 3 {
+			g = goal{}
+		}
+		r.add(newRow(fmt.Sprintf("raw JetStream CAS publishes/s on 3 nodes (R%d), %d writers, %d streams over 1", replicas, r.p.casWriters, k),
+			perSec(raw.perSec(i, 1)), fmt.Sprintf("%s to 1 stream", perSec(raw.perSec(i, 0))), raw.perSec(i, 1)/raw.perSec(i, 0), g))
+	}
 	r.note("shards raw: %d writers, each a synchronous publish expecting the last sequence of its own subject "+
 		"(WithExpectLastSequencePerSubject, as a relay stores), %v to 1 stream then %v to %d (writer w to stream w mod %d), "+
-		"%d-byte payloads, R3 file streams in a scratch account of the same cluster; stream leaders per node %v",
-		r.p.casWriters, r.p.casDuration, r.p.casDuration, k, k, r.p.size, raw.leaders)
+		"%d-byte payloads, file streams in a scratch account of the same cluster, R3 (as the Communicator's) then R1 "+
+		"(as issue 14's measurement on one server); leaders of the K streams per node: R3 %v, R1 %v",
+		r.p.casWriters, r.p.casDuration, r.p.casDuration, k, k, r.p.size, raw.leaders[0], raw.leaders[1])
 }
 
-// rawCAS is the raw bound: stores/s to 1 stream ([0]) and to K ([1]).
+// rawCASReplicas are the replications the raw bound runs with.
+var rawCASReplicas = [2]int{3, 1}
+
+// rawCAS is the raw bound: stores/s by replication (rawCASReplicas) to 1
+// stream ([i][0]) and to K ([i][1]).
 type rawCAS struct {
-	rates   [2]loadgen.Rate
-	leaders []int // of the K streams, per node
+	rates   [2][2]loadgen.Rate
+	leaders [2][]int // of the K streams, per node
 }
 
-func (c *rawCAS) perSec(i int) float64 { return c.rates[i].PerSecond() }
+func (c *rawCAS) perSec(i, j int) float64 { return c.rates[i][j].PerSecond() }
 
 func (r *runner) measureRawCAS(ctx context.Context, s *clusterstack.Stack, k streams.Shards) (*rawCAS, error) {
 	nc, js, err := s.Scratch(0)
@@ -123,19 +134,23 @@ func (r *runner) measureRawCAS(ctx context.Context, s *clusterstack.Stack, k str
 	}
 	defer nc.Close()
 	res := &rawCAS{}
-	for i, n := range []int{1, int(k)} {
-		names, err := rawCASStreams(ctx, js, i, n)
-		if err != nil {
-			return nil, err
-		}
-		if i == 1 {
-			res.leaders = scratchLeaders(s, names)
-		}
-		r.say("raw CAS publishes, %d writers, %d stream(s), for %v", r.p.casWriters, n, r.p.casDuration)
-		res.rates[i] = r.casPublish(ctx, js, i, n)
-		r.say("raw CAS: %.0f/s", res.rates[i].PerSecond())
-		for _, name := range names {
-			js.DeleteStream(ctx, name)
+	round := 0
+	for i, replicas := range rawCASReplicas {
+		for j, n := range []int{1, int(k)} {
+			round++
+			names, err := rawCASStreams(ctx, js, round, n, replicas)
+			if err != nil {
+				return nil, err
+			}
+			if j == 1 {
+				res.leaders[i] = scratchLeaders(s, names)
+			}
+			r.say("raw CAS publishes, %d writers, %d stream(s) R%d, for %v", r.p.casWriters, n, replicas, r.p.casDuration)
+			res.rates[i][j] = r.casPublish(ctx, js, round, n)
+			r.say("raw CAS: %.0f/s", res.rates[i][j].PerSecond())
+			for _, name := range names {
+				js.DeleteStream(ctx, name)
+			}
 		}
 	}
 	return res, ctx.Err()
@@ -143,12 +158,12 @@ func (r *runner) measureRawCAS(ctx context.Context, s *clusterstack.Stack, k str
 
 func rawCASStream(round, i int) string { return fmt.Sprintf("COMMBENCH_CAS_%d_%d", round, i) }
 
-func rawCASStreams(ctx context.Context, js jetstream.JetStream, round, n int) ([]string, error) {
+func rawCASStreams(ctx context.Context, js jetstream.JetStream, round, n, replicas int) ([]string, error) {
 	var names []string
 	for i := range n {
 		name := rawCASStream(round, i)
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{fmt.Sprintf("commbench.cas.%d.%d.>", round, i)},
-			Storage: jetstream.FileStorage, Replicas: 3})
+			Storage: jetstream.FileStorage, Replicas: replicas})
 		if err != nil {
 			return nil, fmt.Errorf("raw CAS stream: %w", err)
 		}
