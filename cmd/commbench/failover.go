@@ -27,6 +27,11 @@ func (r *runner) failover(ctx context.Context) error {
 	}
 	defer s.Close()
 	killed, survivor := s.Relays()[0], s.Relays()[1]
+	share := streams.Partitions / 2
+	balanced := func() bool { return len(killed.Owned()) == share && len(survivor.Owned()) == share && s.AllOwned() }
+	if err := pollOwned(ctx, balanced); err != nil {
+		return fmt.Errorf("failover: the two relays did not share the partitions: %w", err)
+	}
 	r.say("relay %s owns %d partitions, %s %d; killing %s (its connection closed, leases kept)",
 		killed.ID(), len(killed.Owned()), survivor.ID(), len(survivor.Owned()), killed.ID())
 	t := time.Now()
@@ -43,7 +48,6 @@ func (r *runner) failover(ctx context.Context) error {
 		return err
 	}
 	started := time.Since(t)
-	share := streams.Partitions / 2
 	if err := pollOwned(ctx, func() bool { return len(joined.Owned()) >= share && s.AllOwned() }); err != nil {
 		return fmt.Errorf("failover: the joining relay did not reach its share: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/commsec/communicator/internal/clusterstack"
 	"github.com/commsec/communicator/internal/loadgen"
+	"github.com/commsec/communicator/internal/natscluster"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -110,8 +111,9 @@ func (r *runner) reportRawCAS(raw *rawCAS, k streams.Shards) {
 	}
 	r.note("shards raw: %d writers, each a synchronous publish expecting the last sequence of its own subject "+
 		"(WithExpectLastSequencePerSubject, as a relay stores), %v to 1 stream then %v to %d (writer w to stream w mod %d), "+
-		"%d-byte payloads, file streams in a scratch account of the same cluster, R3 (as the Communicator's) then R1 "+
-		"(as issue 14's measurement on one server); leaders of the K streams per node: R3 %v, R1 %v",
+		"%d-byte payloads, file streams in a scratch account of the same cluster, R3 (as the Communicator's; the K streams' "+
+		"leaders moved to node i mod 3 by stepdowns) then R1 (as issue 14's measurement on one server; where the cluster "+
+		"placed them); the K streams per node: R3 leaders %v, R1 %v",
 		r.p.casWriters, r.p.casDuration, r.p.casDuration, k, k, r.p.size, raw.leaders[0], raw.leaders[1])
 }
 
@@ -142,6 +144,9 @@ func (r *runner) measureRawCAS(ctx context.Context, s *clusterstack.Stack, k str
 			if err != nil {
 				return nil, err
 			}
+			if replicas > 1 {
+				spreadLeaders(ctx, s, nc, names)
+			}
 			if j == 1 {
 				res.leaders[i] = scratchLeaders(s, names)
 			}
@@ -170,6 +175,22 @@ func rawCASStreams(ctx context.Context, js jetstream.JetStream, round, n, replic
 		names = append(names, name)
 	}
 	return names, nil
+}
+
+// spreadLeaders asks stream i's leader to hand over to node i mod the
+// nodes (a stepdown with a preferred placement), as sharding means its
+// leaders to be spread; bounded, and best effort: the note shows the
+// leaders it got.
+func spreadLeaders(ctx context.Context, s *clusterstack.Stack, nc *nats.Conn, names []string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for i, name := range names {
+		want := i % len(s.Cluster.Nodes)
+		for !s.Cluster.Nodes[want].JetStreamIsStreamLeader("SCRATCH", name) && time.Now().Before(deadline) && ctx.Err() == nil {
+			req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, natscluster.NodeName(want))
+			nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+name, []byte(req), 2*time.Second)
+			loadgen.Poll(ctx, 2*time.Second, func() bool { return s.Cluster.Nodes[want].JetStreamIsStreamLeader("SCRATCH", name) }, "")
+		}
+	}
 }
 
 // scratchLeaders counts the streams each node leads in the scratch

@@ -34,7 +34,11 @@ type stormClient struct {
 	m     *loadgen.Member
 	c     *clientsdk.Client
 	dials atomic.Int32
-	fresh atomic.Bool // received a fresh message, or had its own accepted
+	fresh atomic.Int64 // when it received a fresh message, or had its own accepted (UnixNano; 0: not yet)
+}
+
+func (sc *stormClient) gotFresh() {
+	sc.fresh.CompareAndSwap(0, time.Now().UnixNano())
 }
 
 func (r *runner) storm(ctx context.Context) error {
@@ -128,7 +132,7 @@ func (sc *stormClient) connect(ctx context.Context, s *clusterstack.Stack) error
 func (sc *stormClient) receive() {
 	for msg := range sc.c.Messages() {
 		if len(msg.Payload) >= loadgen.StampSize && string(msg.Payload[loadgen.StampSize:]) == stormTag {
-			sc.fresh.Store(true)
+			sc.gotFresh()
 		}
 	}
 }
@@ -148,6 +152,7 @@ type stormResult struct {
 	restart    time.Duration // Close and Start of the gateway
 	connected  time.Duration // from the restart until every client is connected
 	delivering time.Duration // from the restart until every client has a fresh message
+	fresh      loadgen.Histogram // from the fresh messages' sending to each client's
 	api        stormAPI
 }
 
@@ -201,6 +206,7 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 	a3, _ := s.Cluster.APITotal()
 	res.api.storm, res.api.stormFor = a3-a2, time.Since(t1)
 	r.say("all connected after %v; one fresh message in each group", res.connected.Round(time.Millisecond))
+	t2 := time.Now()
 	if err := sendFresh(ctx, cs); err != nil {
 		return nil, err
 	}
@@ -208,6 +214,9 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 		return nil, err
 	}
 	res.delivering = time.Since(t0)
+	for _, sc := range cs {
+		res.fresh.Record(time.Unix(0, sc.fresh.Load()).Sub(t2))
+	}
 	return res, nil
 }
 
@@ -222,7 +231,7 @@ func allRedialed(cs []*stormClient) bool {
 
 func allFresh(cs []*stormClient) bool {
 	for _, sc := range cs {
-		if !sc.fresh.Load() {
+		if sc.fresh.Load() == 0 {
 			return false
 		}
 	}
@@ -246,7 +255,7 @@ func sendFresh(ctx context.Context, cs []*stormClient) error {
 			defer cancel()
 			err := sc.c.Send(sctx, sc.m.Group, append(payload, stormTag...))
 			if err == nil {
-				sc.fresh.Store(true)
+				sc.gotFresh()
 			}
 			errs <- err
 		}()
@@ -271,7 +280,7 @@ func (r *runner) reportStorm(n int, why string, res *stormResult) {
 		"until every client was connected (%v) the 3 nodes served %d, less a baseline of %.1f/s measured for %v "+
 		"before the restart; clients spread their first attempt over %v (clientsdk.DefaultReconnectSpread); "+
 		"all delivering: until each client had one message sent after every client was connected (one per group of %d, "+
-		"the sender counting its acknowledgement)",
+		"the sender counting its acknowledgement): from their sending to each client's, %s",
 		res.restart.Round(time.Millisecond), res.api.start, res.api.stormFor.Round(time.Millisecond), res.api.storm,
-		res.api.baseline, stormQuiet, clientsdk.DefaultReconnectSpread, r.p.stormGroupSize)
+		res.api.baseline, stormQuiet, clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh))
 }
