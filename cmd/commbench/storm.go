@@ -149,9 +149,9 @@ func closeStorm(cs []*stormClient) {
 
 // stormResult is what restartStorm measured.
 type stormResult struct {
-	restart    time.Duration // Close and Start of the gateway
-	connected  time.Duration // from the restart until every client is connected
-	delivering time.Duration // from the restart until every client has a fresh message
+	restart    time.Duration     // Close and Start of the gateway
+	connected  time.Duration     // from the restart until every client is connected
+	delivering time.Duration     // from the restart until every client has a fresh message
 	fresh      loadgen.Histogram // from the fresh messages' sending to each client's
 	api        stormAPI
 }
