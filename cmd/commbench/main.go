@@ -74,8 +74,8 @@ relays and gateways on different nodes; each figure on its own cluster):
              every partition after another is killed (its leases not
              released, TTL 5 s), and until a joining relay holds its share
 
-Progress goes to stderr; the table to stdout. The default run takes about
-15 minutes on 2 cores; --short (for CI) about three.
+Progress goes to stderr; the table to stdout. The default run takes 10 to
+15 minutes on 2 cores; --short (for CI) about two.
 
 Usage:
   commbench [flags]

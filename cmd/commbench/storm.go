@@ -151,6 +151,7 @@ func closeStorm(cs []*stormClient) {
 type stormResult struct {
 	restart    time.Duration     // Close and Start of the gateway
 	connected  time.Duration     // from the restart until every client is connected
+	settled    time.Duration     // from the restart until the API requests are back to the baseline
 	delivering time.Duration     // from the restart until every client has a fresh message
 	fresh      loadgen.Histogram // from the fresh messages' sending to each client's
 	api        stormAPI
@@ -160,8 +161,9 @@ type stormResult struct {
 type stormAPI struct {
 	baseline float64 // per second, with nothing happening
 	start    uint64  // during the gateway's Close and Start
-	storm    uint64  // from the end of Start until every client has a fresh message
+	storm    uint64  // from the end of Start until the requests are back to the baseline
 	stormFor time.Duration
+	fresh    uint64 // while the fresh messages were delivered
 }
 
 // perReconnect is the API requests per reconnection: the storm's, less
@@ -203,7 +205,14 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 		return nil, err
 	}
 	res.connected = time.Since(t0)
-	r.say("all connected after %v; one fresh message in each group", res.connected.Round(time.Millisecond))
+	if err := r.settleAPI(ctx, s, res.api.baseline); err != nil {
+		return nil, err
+	}
+	a3, _ := s.Cluster.APITotal()
+	res.api.storm, res.api.stormFor = a3-a2, time.Since(t1)
+	res.settled = time.Since(t0)
+	r.say("all connected after %v, API requests back to the baseline after %v; one fresh message in each group",
+		res.connected.Round(time.Millisecond), res.settled.Round(time.Millisecond))
 	t2 := time.Now()
 	if err := sendFresh(ctx, cs); err != nil {
 		return nil, err
@@ -212,12 +221,31 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 		return nil, err
 	}
 	res.delivering = time.Since(t0)
-	a3, _ := s.Cluster.APITotal()
-	res.api.storm, res.api.stormFor = a3-a2, time.Since(t1)
+	a4, _ := s.Cluster.APITotal()
+	res.api.fresh = a4 - a3
 	for _, sc := range cs {
 		res.fresh.Record(time.Unix(0, sc.fresh.Load()).Sub(t2))
 	}
 	return res, nil
+}
+
+// settleAPI waits, once every client is connected, until the nodes'
+// API requests are back to about the baseline rate (the reconnections'
+// catch-ups may still run): 500 ms at most 1.5 times the baseline and 10
+// a second.
+func (r *runner) settleAPI(ctx context.Context, s *clusterstack.Stack, baseline float64) error {
+	const window = 500 * time.Millisecond
+	limit := (1.5*baseline + 10) * window.Seconds()
+	last, _ := s.Cluster.APITotal()
+	return loadgen.Poll(ctx, stormWait, func() bool {
+		if !loadgen.SleepUntil(ctx, time.Now().Add(window)) {
+			return true
+		}
+		now, _ := s.Cluster.APITotal()
+		quiet := float64(now-last) <= limit
+		last = now
+		return quiet
+	}, "the JetStream API requests did not settle")
 }
 
 func allRedialed(cs []*stormClient) bool {
@@ -277,10 +305,12 @@ func (r *runner) reportStorm(n int, why string, res *stormResult) {
 		r.note("storm: %s", why)
 	}
 	r.note("storm: the gateway's Close and Start took %v and %d API requests (not counted per reconnection); from then "+
-		"until every client had its fresh message (%v) the 3 nodes served %d, less a baseline of %.1f/s measured for %v "+
-		"before the restart; clients spread their first attempt over %v (clientsdk.DefaultReconnectSpread); "+
-		"all delivering: until each client had one message sent after every client was connected (one per group of %d, "+
-		"the sender counting its acknowledgement): from their sending to each client's, %s",
-		res.restart.Round(time.Millisecond), res.api.start, res.api.stormFor.Round(time.Millisecond), res.api.storm,
-		res.api.baseline, stormQuiet, clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh))
+		"until the requests were back to the baseline, %v after the restart (every client connected after %v), the 3 "+
+		"nodes served %d, less a baseline of %.1f/s measured for %v before the restart; clients spread their first "+
+		"attempt over %v (clientsdk.DefaultReconnectSpread); all delivering: until each client had one message sent "+
+		"after that (one per group of %d, the sender counting its acknowledgement): from their sending to each "+
+		"client's, %s, and %d API requests meanwhile",
+		res.restart.Round(time.Millisecond), res.api.start, res.settled.Round(time.Millisecond),
+		res.connected.Round(time.Millisecond), res.api.storm, res.api.baseline, stormQuiet,
+		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh)
 }
