@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -61,7 +62,9 @@ func (r *runner) fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cpu, t := loadgen.ProcessCPU(), time.Now()
 	d := r.drive(ctx, joinFleets(fa, fb), r.p.fanRate, r.p.fanDuration)
+	cores := (loadgen.ProcessCPU() - cpu).Seconds() / time.Since(t).Seconds()
 	if !loadgen.SleepUntil(ctx, time.Now().Add(fanSettle)) {
 		return ctx.Err()
 	}
@@ -72,7 +75,7 @@ func (r *runner) fanout(ctx context.Context) error {
 	if err := r.rawLatency(ctx, raw, &rawLat); err != nil {
 		return err
 	}
-	r.reportFanout(s, d, &rawLat, writesBetween(before, after))
+	r.reportFanout(s, d, &rawLat, writesBetween(before, after), cores)
 	return nil
 }
 
@@ -97,7 +100,7 @@ func writesBetween(before, after map[string]uint64) map[string]uint64 {
 	return out
 }
 
-func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loadgen.Histogram, writes map[string]uint64) {
+func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loadgen.Histogram, writes map[string]uint64, cores float64) {
 	accepted := d.AcceptedAll()
 	var total uint64
 	var parts []string
@@ -122,7 +125,7 @@ func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loa
 	r.note("fanout5k: 2 gateways and 2 relays on 3 nodes (K = %d), half the clients on each gateway; %v after %v of "+
 		"warm-up, %s, %d of %d copies delivered; writes are the streams' last-sequence growth over the drive and %v "+
 		"after (every replica is one write per node, counted once): %d for %d accepted, per accepted %s; the ratio is of "+
-		"the p99s; raw: %d messages, half before and half after",
+		"the p99s; raw: %d messages, half before and half after; the process (clients, services, 3 nodes) used %.2f of %d cores",
 		s.Shards(), r.p.fanDuration, r.p.satWarmup, d.Verdicts(), d.Copies(), d.Expected(), fanSettle, total, accepted,
-		strings.Join(parts, ", "), raw.Count())
+		strings.Join(parts, ", "), raw.Count(), cores, runtime.NumCPU())
 }
