@@ -154,6 +154,8 @@ type stormResult struct {
 	settled    time.Duration     // from the restart until the API requests are back to the baseline
 	delivering time.Duration     // from the restart until every client has a fresh message
 	fresh      loadgen.Histogram // from the fresh messages' sending to each client's
+	dials      int               // the clients' connection attempts after the restart
+	handshakes float64           // the restarted gateway's completed handshakes
 	api        stormAPI
 }
 
@@ -223,6 +225,10 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 	res.delivering = time.Since(t0)
 	a4, _ := s.Cluster.APITotal()
 	res.api.fresh = a4 - a3
+	for _, sc := range cs {
+		res.dials += int(sc.dials.Load()) - 1
+	}
+	res.handshakes = metricValue(g.Metrics, "comm_gateway_handshakes_total")
 	for _, sc := range cs {
 		res.fresh.Record(time.Unix(0, sc.fresh.Load()).Sub(t2))
 	}
@@ -309,8 +315,9 @@ func (r *runner) reportStorm(n int, why string, res *stormResult) {
 		"nodes served %d, less a baseline of %.1f/s measured for %v before the restart; clients spread their first "+
 		"attempt over %v (clientsdk.DefaultReconnectSpread); all delivering: until each client had one message sent "+
 		"after that (one per group of %d, the sender counting its acknowledgement): from their sending to each "+
-		"client's, %s, and %d API requests meanwhile",
+		"client's, %s, and %d API requests meanwhile; the clients dialled %d times after the restart and the gateway "+
+		"completed %.0f handshakes",
 		res.restart.Round(time.Millisecond), res.api.start, res.settled.Round(time.Millisecond),
 		res.connected.Round(time.Millisecond), res.api.storm, res.api.baseline, stormQuiet,
-		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh)
+		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh, res.dials, res.handshakes)
 }
