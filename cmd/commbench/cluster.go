@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,4 +104,34 @@ func metricValue(reg prometheus.Gatherer, name string) float64 {
 		return sum
 	}
 	return -1
+}
+
+// metricByLabel lists the non-zero samples of metric name in reg as
+// "LABEL=VALUE COUNT", comma-separated ("none" if none).
+func metricByLabel(reg prometheus.Gatherer, name string) string {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue()
+			if v == 0 {
+				continue
+			}
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f", strings.Join(labels, "/"), v))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

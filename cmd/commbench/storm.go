@@ -156,6 +156,8 @@ type stormResult struct {
 	fresh      loadgen.Histogram // from the fresh messages' sending to each client's
 	dials      int               // the clients' connection attempts after the restart
 	handshakes float64           // the restarted gateway's completed handshakes
+	refused    string            // its refused handshakes, by reason
+	dropped    string            // the connections it dropped, by reason
 	api        stormAPI
 }
 
@@ -229,6 +231,8 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 		res.dials += int(sc.dials.Load()) - 1
 	}
 	res.handshakes = metricValue(g.Metrics, "comm_gateway_handshakes_total")
+	res.refused = metricByLabel(g.Metrics, "comm_gateway_handshakes_refused_total")
+	res.dropped = metricByLabel(g.Metrics, "comm_gateway_connections_dropped_total")
 	for _, sc := range cs {
 		res.fresh.Record(time.Unix(0, sc.fresh.Load()).Sub(t2))
 	}
@@ -316,8 +320,9 @@ func (r *runner) reportStorm(n int, why string, res *stormResult) {
 		"attempt over %v (clientsdk.DefaultReconnectSpread); all delivering: until each client had one message sent "+
 		"after that (one per group of %d, the sender counting its acknowledgement): from their sending to each "+
 		"client's, %s, and %d API requests meanwhile; the clients dialled %d times after the restart and the gateway "+
-		"completed %.0f handshakes",
+		"completed %.0f handshakes (refused: %s; connections dropped: %s)",
 		res.restart.Round(time.Millisecond), res.api.start, res.settled.Round(time.Millisecond),
 		res.connected.Round(time.Millisecond), res.api.storm, res.api.baseline, stormQuiet,
-		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh, res.dials, res.handshakes)
+		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh, res.dials, res.handshakes,
+		res.refused, res.dropped)
 }
