@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/commsec/communicator/internal/clusterstack"
 )
@@ -70,17 +71,6 @@ func (r *runner) ingress(ctx context.Context) error {
 	r.note("ingress: %.0f msgs/s for %v after %v of warm-up, %s; counted over both phases: %s; live is the gateway's %s "+
 		"(its NATS connection's messages in when it has none), the rest of its NATS messages are the relays' verdicts, "+
 		"bundles and the event log",
-		r.p.ingressRate, r.p.ingressDuration, r.p.satWarmup, d.Verdicts(), joinNotes(parts), gatewayMessagesIn)
+		r.p.ingressRate, r.p.ingressDuration, r.p.satWarmup, d.Verdicts(), strings.Join(parts, "; "), gatewayMessagesIn)
 	return nil
-}
-
-func joinNotes(parts []string) string {
-	out := ""
-	for i, p := range parts {
-		if i > 0 {
-			out += "; "
-		}
-		out += p
-	}
-	return out
 }

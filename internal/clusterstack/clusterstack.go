@@ -333,10 +333,18 @@ type View struct {
 	i int
 }
 
+// Keyserver is the stack's keyserver.
 func (v *View) Keyserver() *keyserver.Keyserver { return v.s.keyserver }
-func (v *View) Sync(ctx context.Context) error  { return v.s.Sync(ctx) }
-func (v *View) GatewayAddr() string             { return v.s.Gateways[v.i].Addr }
-func (v *View) Keys() *stack.Keys               { return v.s.keys }
+
+// Sync is Stack.Sync.
+func (v *View) Sync(ctx context.Context) error { return v.s.Sync(ctx) }
+
+// GatewayAddr is where the view's gateway listens, the same across its
+// restarts.
+func (v *View) GatewayAddr() string { return v.s.Gateways[v.i].Addr }
+
+// Keys are the stack's key pairs.
+func (v *View) Keys() *stack.Keys { return v.s.keys }
 
 // Scratch connects to node in the scratch account, for raw JetStream
 // measurements on the same cluster.
