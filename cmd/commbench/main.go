@@ -57,19 +57,19 @@ On a 3-node JetStream cluster in this process (R3 streams; a keyserver,
 relays and gateways on different nodes; each figure on its own cluster):
   shards     accepted messages/s with K = 1 and with the default K shards
              of the accepted messages, the same load (200 clients, groups
-             of 2, back to back); goal K/1 >= 1.8x; beside raw
+             of 2, back to back); goal K/1 ≥ 1.8×; beside raw
              compare-and-swap publishes (200 writers) to 1 and to K
              streams
   ingress    2 gateways, each with half the clients in disjoint groups:
              each gateway's live messages received over all accepted;
-             goal each <= 0.6
+             goal each ≤ 0.6
   storm      18,000 caught-up clients (fewer under a lower limit on open
              files) of a gateway that restarts: time until every client
              is connected and has a fresh message, and JetStream API
-             calls per reconnection; goal <= 1
+             calls per reconnection; goal ≤ 1
   fanout5k   5,000 clients in groups of 5 at 500 msgs/s: JetStream writes
-             per accepted message (goal <= 1.1) and send -> delivery p99
-             beside raw R3 publish -> consume p99 (goal <= 3x)
+             per accepted message (goal ≤ 1.1) and send → delivery p99
+             beside raw R3 publish → consume p99 (goal ≤ 3×)
   failover   relay partition leases: time until a surviving relay owns
              every partition after another is killed (its leases not
              released, TTL 5 s), and until a joining relay holds its share
