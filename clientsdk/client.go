@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -42,8 +43,15 @@ type Config struct {
 	// restart then forgets counters: use a FileStore on real devices).
 	Store        clientstate.Store
 	StateOptions clientstate.Options
-	// Backoff between reconnection attempts: from MinBackoff (100 ms),
-	// doubling up to MaxBackoff (30 s), with jitter.
+	// ReconnectSpread spreads the first reconnection attempt after a lost
+	// connection uniformly over [0, ReconnectSpread) (default 2 s; negative:
+	// no spread, the first attempt waits as the backoff's first step), so
+	// that the clients of a restarted gateway do not all come back at the
+	// same instant.
+	ReconnectSpread time.Duration
+	// Backoff between the later reconnection attempts: from MinBackoff
+	// (100 ms), doubling up to MaxBackoff (30 s), each wait jittered
+	// between half of its step and all of it.
 	MinBackoff, MaxBackoff time.Duration
 	HandshakeTimeout       time.Duration // default 10 s
 	PingInterval           time.Duration // default 30 s
@@ -81,6 +89,9 @@ func (c *Config) fill() error {
 	if c.Store == nil {
 		c.Store = &clientstate.MemStore{}
 	}
+	if c.ReconnectSpread == 0 {
+		c.ReconnectSpread = DefaultReconnectSpread
+	}
 	c.MinBackoff = orDefault(c.MinBackoff, 100*time.Millisecond)
 	c.MaxBackoff = orDefault(c.MaxBackoff, 30*time.Second)
 	c.HandshakeTimeout = orDefault(c.HandshakeTimeout, 10*time.Second)
@@ -105,6 +116,14 @@ func (c *Config) fill() error {
 	}
 	return nil
 }
+
+// DefaultReconnectSpread is Config.ReconnectSpread's default. The 18,000
+// clients of a restarted gateway then arrive at about 9,000 a second
+// instead of all within 100 ms: about twice what a gateway handshakes on
+// 2 cores (docs/BENCHMARKS.md), so that its 256 handshake slots queue the
+// rest for a moment rather than turn most of them away as busy, and a
+// client waits 1 s on average.
+const DefaultReconnectSpread = 2 * time.Second
 
 func orDefault(v, d time.Duration) time.Duration {
 	if v <= 0 {
@@ -159,6 +178,10 @@ type Client struct {
 	// bundleErr is the first key bundle refused since Dial (BundleError).
 	bundleErr error
 
+	// randN draws the reconnection waits (math/rand/v2's Int64N; tests
+	// fix it).
+	randN func(n int64) int64
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
@@ -181,7 +204,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, state: st, msgs: make(chan Message, cfg.Buffer), keyed: make(chan struct{}),
 		unacked: map[outKey]*outgoing{}, closed: make(chan struct{}), done: make(chan struct{}), synced: make(chan struct{}),
-		flights: map[protocol.GroupID]*flight{}}
+		flights: map[protocol.GroupID]*flight{}, randN: rand.Int64N}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	conn, err := c.connect(ctx)
 	if err != nil {

@@ -3,7 +3,6 @@ package clientsdk
 import (
 	"context"
 	"io"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"time"
@@ -46,16 +45,15 @@ func (c *Client) isClosed() bool {
 	}
 }
 
-// reconnect retries with exponential backoff and jitter until it connects
-// or the client is closed (then it returns nil).
+// reconnect retries until it connects or the client is closed (then it
+// returns nil), waiting as backoff says before each attempt.
 func (c *Client) reconnect() *channel.Conn {
-	wait := c.cfg.MinBackoff
+	b := newBackoff(c.cfg, c.randN)
 	for {
-		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
 		select {
 		case <-c.closed:
 			return nil
-		case <-time.After(wait/2 + jitter):
+		case <-time.After(b.next()):
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
 		conn, err := c.connect(ctx)
@@ -64,8 +62,37 @@ func (c *Client) reconnect() *channel.Conn {
 			return conn
 		}
 		c.cfg.Logf("clientsdk: reconnect: %v", err)
-		wait = min(2*wait, c.cfg.MaxBackoff)
 	}
+}
+
+// backoff is the schedule of the waits before each reconnection attempt
+// of a connection that was up and dropped. The first attempt waits a
+// uniformly random time in [0, ReconnectSpread): when a gateway restarts,
+// all its clients lose their connections at the same instant, and
+// without the spread they would all come back within MinBackoff. Each
+// later attempt waits its base, from MinBackoff doubling up to
+// MaxBackoff, jittered down to between half of it and all of it.
+type backoff struct {
+	spread, base, max time.Duration
+	started           bool
+	randN             func(n int64) int64 // uniform in [0, n), n > 0
+}
+
+func newBackoff(cfg Config, randN func(int64) int64) *backoff {
+	return &backoff{spread: cfg.ReconnectSpread, base: cfg.MinBackoff, max: cfg.MaxBackoff, randN: randN}
+}
+
+// next is the wait before the next attempt.
+func (b *backoff) next() time.Duration {
+	if !b.started {
+		b.started = true
+		if b.spread > 0 {
+			return time.Duration(b.randN(int64(b.spread)))
+		}
+	}
+	w := b.base
+	b.base = min(2*b.base, b.max)
+	return w/2 + time.Duration(b.randN(int64(w)/2+1))
 }
 
 // attach makes conn current and sends again every message still waiting

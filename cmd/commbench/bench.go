@@ -44,6 +44,27 @@ type params struct {
 	// floodPace, and as many alone.
 	floodConns, floodSources, floodTries int
 	floodPace                            time.Duration
+	// The cluster figures (issue 14). shardClients send back to back in
+	// groups of 2 on each K; casWriters do raw compare-and-swap publishes
+	// for casDuration on 1 and on K streams.
+	shardClients int
+	casWriters   int
+	casDuration  time.Duration
+	// ingressClients in groups of 2, half through each of 2 gateways,
+	// send ingressRate messages/s in all for ingressDuration.
+	ingressClients  int
+	ingressRate     float64
+	ingressDuration time.Duration
+	// stormClients connected to one gateway that restarts (fewer if the
+	// limit on open files is lower; stormGroupSize a group).
+	stormClients, stormGroupSize int
+	// fanClients in groups of 5 send fanRate messages/s in all for
+	// fanDuration.
+	fanClients  int
+	fanRate     float64
+	fanDuration time.Duration
+	// projClients registrations and projMemberships memberships.
+	projClients, projMemberships int
 }
 
 func fullParams() params {
@@ -55,7 +76,12 @@ func fullParams() params {
 		rekeySizes:  []int{1000, 10_000}, rekeyRounds: 3,
 		coldEvents: 1_000_000, coldRounds: 2,
 		idleSteps: []int{10_000, 50_000, 100_000}, idleGoalKiB: 10, idleDialers: 128, idlePerAddr: 10_000,
-		idleQuiet: 11 * time.Second,
+		idleQuiet:    11 * time.Second,
+		shardClients: 200, casWriters: 200, casDuration: 5 * time.Second,
+		ingressClients: 200, ingressRate: 400, ingressDuration: 10 * time.Second,
+		stormClients: 18_000, stormGroupSize: 100,
+		fanClients: 5000, fanRate: 500, fanDuration: 30 * time.Second,
+		projClients: 100_000, projMemberships: 200_000,
 	}
 }
 
@@ -68,6 +94,11 @@ func shortParams() params {
 		rekeySizes:  []int{100, 500}, rekeyRounds: 1,
 		coldEvents: 20_000, coldRounds: 1,
 		idleSteps: []int{1000, 2000}, idleGoalKiB: 10, idleDialers: 32, idlePerAddr: 1000,
+		shardClients: 16, casWriters: 50, casDuration: time.Second,
+		ingressClients: 20, ingressRate: 50, ingressDuration: 2 * time.Second,
+		stormClients: 300, stormGroupSize: 50,
+		fanClients: 100, fanRate: 50, fanDuration: 3 * time.Second,
+		projClients: 5000, projMemberships: 10_000,
 	}
 }
 
@@ -85,6 +116,9 @@ type runner struct {
 	sat2      float64        // accepted messages/s of sat2, for latency
 	sat2Fleet *loadgen.Fleet // sat2's clients, still connected for latency
 	failed    bool
+	// clusterRuns numbers the clusters started, for their directories.
+	clusterRuns   int
+	noShardsNoted bool
 }
 
 // figures run in this order; latency needs sat2's rate.
@@ -97,6 +131,12 @@ var figures = map[string]func(*runner, context.Context) error{
 	"rekey":     (*runner).rekey,
 	"idle":      (*runner).idle,
 	"coldstart": (*runner).coldStart,
+	"projmem":   (*runner).projMem,
+	"shards":    (*runner).shards,
+	"ingress":   (*runner).ingress,
+	"storm":     (*runner).storm,
+	"fanout5k":  (*runner).fanout,
+	"failover":  (*runner).failover,
 }
 
 // bench runs the chosen figures and prints the table.

@@ -49,9 +49,33 @@ Figures (names for --only):
              gateway's memory per connection; clients in child processes
   coldstart  keyserver cold start from 1,000,000 events, beside a raw
              ordered consumer reading the same messages
+  projmem    the memory of the event log's projection (every relay and
+             gateway holds one) per client and per group membership:
+             100,000 clients, 200,000 memberships
 
-Progress goes to stderr; the table to stdout. The default run takes about
-6 minutes on 2 cores; --short (for CI) well under one.
+On a 3-node JetStream cluster in this process (R3 streams; a keyserver,
+relays and gateways on different nodes; each figure on its own cluster):
+  shards     accepted messages/s with K = 1 and with the default K shards
+             of the accepted messages, the same load (200 clients, groups
+             of 2, back to back); goal K/1 ≥ 1.8×; beside raw
+             compare-and-swap publishes (200 writers) to 1 and to K
+             streams
+  ingress    2 gateways, each with half the clients in disjoint groups:
+             each gateway's live messages received over all accepted;
+             goal each ≤ 0.6
+  storm      18,000 caught-up clients (fewer under a lower limit on open
+             files) of a gateway that restarts: time until every client
+             is connected and has a fresh message, and JetStream API
+             calls per reconnection; goal ≤ 1
+  fanout5k   5,000 clients in groups of 5 at 500 msgs/s: JetStream writes
+             per accepted message (goal ≤ 1.1) and send → delivery p99
+             beside raw R3 publish → consume p99 (goal ≤ 3×)
+  failover   relay partition leases: time until a surviving relay owns
+             every partition after another is killed (its leases not
+             released, TTL 5 s), and until a joining relay holds its share
+
+Progress goes to stderr; the table to stdout. The default run takes 10 to
+15 minutes on 2 cores; --short (for CI) about two.
 
 Usage:
   commbench [flags]
@@ -67,7 +91,8 @@ Flags:
 `
 
 // figureNames are the figures in the order they run.
-var figureNames = []string{"handshake", "flood", "sat2", "latency", "sat8", "rekey", "idle", "coldstart"}
+var figureNames = []string{"handshake", "flood", "sat2", "latency", "sat8", "rekey", "idle", "coldstart",
+	"projmem", "shards", "ingress", "storm", "fanout5k", "failover"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == childCommand {

@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/commsec/communicator/internal/clusterstack"
+	"github.com/commsec/communicator/streams"
 )
 
 // TestMain lets the test binary serve as the idle-clients child too: the
@@ -38,6 +41,15 @@ func TestShort(t *testing.T) {
 		"| idle connections held by one gateway: 2,000",
 		"| keyserver cold start from 20,000 events",
 		"| keyserver first start from 20,000 events",
+		"| projection memory (every relay and gateway): 5,000 clients, 10,000 memberships",
+		"| raw JetStream CAS publishes/s on 3 nodes (R3)",
+		"| raw JetStream CAS publishes/s on 3 nodes (R1)",
+		"| per-gateway ingress, 2 gateways",
+		"| reconnect storm: 300 caught-up clients",
+		"| JetStream writes per accepted message, 100 clients in groups of 5",
+		"| latency send → delivery p50 / p99 / p99.9, 100 clients in groups of 5",
+		"| relay failover:",
+		"| relay rebalancing:",
 	} {
 		line := lineWith(table, want)
 		switch {
@@ -46,6 +58,12 @@ func TestShort(t *testing.T) {
 		case strings.Contains(line, "error"), strings.Contains(line, "not run"), strings.Contains(line, "no samples"):
 			t.Errorf("row not measured: %s", line)
 		}
+	}
+	// K = 1 is measured on every build; the default K once natsauth has
+	// an account for each shard.
+	line := lineWith(table, "| accepted messages/s on 3 nodes, K = ")
+	if line == "" || strings.Contains(line, "| error") || (strings.Contains(line, "not run") && clusterstack.ShardsSupported(streams.DefaultShards)) {
+		t.Errorf("shards row not measured: %q", line)
 	}
 	if !strings.Contains(errOut.String(), "measure  sent") || !strings.Contains(errOut.String(), "handshakes ") {
 		t.Errorf("no progress lines on stderr:\n%s", errOut.String())

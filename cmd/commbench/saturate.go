@@ -10,7 +10,6 @@ import (
 
 	"github.com/commsec/communicator/internal/benchhook"
 	"github.com/commsec/communicator/internal/loadgen"
-	"github.com/commsec/communicator/internal/stack"
 )
 
 // saturation is one drive of a fleet beside raw async publishing, one
@@ -160,7 +159,7 @@ func (r *runner) fleet(ctx context.Context, prefix string, clients, groups int) 
 	return f, nil
 }
 
-func connectFleet(ctx context.Context, s *stack.Stack, f *loadgen.Fleet, say func(string, ...any)) error {
+func connectFleet(ctx context.Context, s loadgen.Target, f *loadgen.Fleet, say func(string, ...any)) error {
 	t := time.Now()
 	if err := f.Connect(ctx, s, (&loadgen.LimitedLog{W: say, Max: 20}).Logf); err != nil {
 		return err

@@ -314,6 +314,17 @@ func (s *Server) StreamLastSeqs() (map[string]uint64, error) {
 	return out, nil
 }
 
+// JetStreamAPITotal is the number of JetStream API requests this server
+// has handled since it started, in every account (the monitoring view,
+// jsz's api.total).
+func (s *Server) JetStreamAPITotal() (uint64, error) {
+	jsz, err := s.ns.Jsz(nil)
+	if err != nil {
+		return 0, fmt.Errorf("embeddednats: %w", err)
+	}
+	return jsz.API.Total, nil
+}
+
 // DisableJetStream turns JetStream off in account, as an outage of its
 // streams would: for fault-injection tests.
 func (s *Server) DisableJetStream(account string) error {

@@ -39,9 +39,23 @@ type FleetConfig struct {
 	Groups  int // each group gets Clients/Groups or one more members
 }
 
+// Target is what a fleet needs of a Communicator: the keyserver, to
+// register the clients and make the groups; a wait until every service
+// has applied those changes; and a gateway to connect through, with the
+// keys its clients pin. A *stack.Stack is one; a cluster's view through
+// one of its gateways is another.
+type Target interface {
+	Keyserver() *keyserver.Keyserver
+	Sync(ctx context.Context) error
+	GatewayAddr() string
+	Keys() *stack.Keys
+}
+
+var _ Target = (*stack.Stack)(nil)
+
 // Provision registers the clients and creates the groups, then waits
 // until the relay and the gateway have applied every change.
-func Provision(ctx context.Context, s *stack.Stack, c FleetConfig) (*Fleet, error) {
+func Provision(ctx context.Context, s Target, c FleetConfig) (*Fleet, error) {
 	f := &Fleet{Members: make([]*Member, c.Clients), Groups: make([]protocol.GroupID, c.Groups)}
 	regs := make([]keyserver.Registration, c.Clients)
 	for i := range f.Members {
@@ -66,7 +80,7 @@ func Provision(ctx context.Context, s *stack.Stack, c FleetConfig) (*Fleet, erro
 }
 
 // makeGroup creates group j with the clients i ≡ j (mod G).
-func (f *Fleet) makeGroup(ctx context.Context, s *stack.Stack, prefix string, j int) error {
+func (f *Fleet) makeGroup(ctx context.Context, s Target, prefix string, j int) error {
 	name := fmt.Sprintf("%sg%05d", prefix, j)
 	gid, err := s.Keyserver().CreateGroup(ctx, keyserver.Actor{}, name, record.Policy{})
 	if err != nil {
@@ -90,7 +104,7 @@ func (f *Fleet) makeGroup(ctx context.Context, s *stack.Stack, prefix string, j 
 // Connect dials every client through the gateway, a few at a time, and
 // waits until each holds its group's key. logf receives the clients'
 // diagnostics.
-func (f *Fleet) Connect(ctx context.Context, s *stack.Stack, logf func(string, ...any)) error {
+func (f *Fleet) Connect(ctx context.Context, s Target, logf func(string, ...any)) error {
 	sem := make(chan struct{}, 32)
 	errs := make(chan error, len(f.Members))
 	var wg sync.WaitGroup
@@ -111,7 +125,7 @@ func (f *Fleet) Connect(ctx context.Context, s *stack.Stack, logf func(string, .
 	return nil
 }
 
-func (m *Member) connect(ctx context.Context, s *stack.Stack, logf func(string, ...any)) error {
+func (m *Member) connect(ctx context.Context, s Target, logf func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := clientsdk.Dial(ctx, clientsdk.Config{

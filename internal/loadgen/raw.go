@@ -35,9 +35,15 @@ type Raw struct {
 
 // NewRaw creates the scratch stream; size is the payload of every phase.
 func NewRaw(ctx context.Context, js jetstream.JetStream, size int) (*Raw, error) {
+	return NewRawReplicas(ctx, js, size, 1)
+}
+
+// NewRawReplicas is NewRaw with a scratch stream of that many replicas:
+// on a cluster, the same replication as the streams measured beside it.
+func NewRawReplicas(ctx context.Context, js jetstream.JetStream, size, replicas int) (*Raw, error) {
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: scratchStream,
 		Subjects: []string{scratchRate, scratchLatency, scratchPatternPrefix + ".>"}, Storage: jetstream.FileStorage,
-		Replicas: 1, AllowAtomicPublish: true})
+		Replicas: replicas, AllowAtomicPublish: true})
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: raw: scratch stream: %w", err)
 	}

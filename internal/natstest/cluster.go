@@ -1,7 +1,6 @@
 package natstest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/commsec/communicator/internal/embeddednats"
 	"github.com/commsec/communicator/internal/natsauth"
+	"github.com/commsec/communicator/internal/natscluster"
 )
 
 // Cluster is a JetStream cluster of test servers on loopback, every node
@@ -103,35 +103,19 @@ func closedAddr(t testing.TB) string {
 func (c *Cluster) WaitJetStream(t testing.TB, within time.Duration) {
 	t.Helper()
 	CheckFor(t, within, 50*time.Millisecond, func() error {
-		l := c.MetaLeader()
-		if l < 0 {
-			return errors.New("no JetStream meta leader")
-		}
-		joined := 0
-		for i, s := range c.Nodes {
-			if c.isolated(i) {
-				continue
-			}
-			joined++
-			if !s.JetStreamIsCurrent() {
-				return fmt.Errorf("%s is not current with the meta leader", s.Name())
-			}
-		}
-		if peers := c.Nodes[l].JetStreamClusterPeers(); len(peers) < joined {
-			return fmt.Errorf("the meta leader knows %d nodes online (%v), want %d", len(peers), peers, joined)
-		}
-		return nil
+		return natscluster.JetStreamReady(c.servers(), c.isolated)
 	})
 }
 
 // MetaLeader is the index of the JetStream meta leader, or -1.
-func (c *Cluster) MetaLeader() int {
+func (c *Cluster) MetaLeader() int { return natscluster.MetaLeader(c.servers()) }
+
+func (c *Cluster) servers() []*embeddednats.Server {
+	out := make([]*embeddednats.Server, len(c.Nodes))
 	for i, s := range c.Nodes {
-		if s.JetStreamIsLeader() {
-			return i
-		}
+		out[i] = s.Server
 	}
-	return -1
+	return out
 }
 
 // StreamLeader is the index of the node leading stream, or -1. Package

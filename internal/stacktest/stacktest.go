@@ -211,7 +211,7 @@ func (s *Stack) ClientConfig(c *Client, i int) clientsdk.Config {
 	return clientsdk.Config{
 		Addr: s.Gateways[i].Addr().String(), Identity: c.ID, Store: c.Store,
 		ServerKey: s.GW.Public(), KeyserverKey: s.KS.Public(),
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		ReconnectSpread: 20 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		Logf: func(f string, a ...any) { s.T.Logf(c.Name+": "+f, a...) },
 	}
 }
