@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -237,29 +236,16 @@ func (p *bundlePublisher) sendEach(msgs []*nats.Msg) (*sentBatch, error) {
 	return b, nil
 }
 
-// sendAtomic publishes msgs as one atomic batch under a fresh batch id:
-// all but the last as plain messages, the last as the commit, whose
+// sendAtomic publishes msgs as one atomic batch, whose commit's
 // acknowledgement says the whole batch is stored (or none of it).
 func (p *bundlePublisher) sendAtomic(msgs []*nats.Msg, attempt int) (*sentBatch, error) {
-	var id [16]byte
-	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
-	batchID := hex.EncodeToString(id[:])
-	drop := p.k.cfg.FaultDropBundle
-	for i, msg := range msgs {
-		msg.Header.Set(headerBatchID, batchID)
-		msg.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
-		if i == len(msgs)-1 || (drop != nil && drop(attempt, i+1)) {
-			continue
-		}
-		if err := p.k.js.Conn().PublishMsg(msg); err != nil {
-			return nil, fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", p.g, p.e, err)
-		}
+	var drop func(int) bool
+	if f := p.k.cfg.FaultDropBundle; f != nil {
+		drop = func(seq int) bool { return f(attempt, seq) }
 	}
-	last := msgs[len(msgs)-1]
-	last.Header.Set(headerBatchCommit, "1")
-	ack, err := p.k.js.PublishMsgAsync(last)
+	ack, err := streams.PublishAtomicDropping(p.k.js, msgs, drop)
 	if err != nil {
-		return nil, fmt.Errorf("keyserver: committing bundles of %s epoch %d: %w", p.g, p.e, err)
+		return nil, fmt.Errorf("keyserver: publishing bundles of %s epoch %d: %w", p.g, p.e, err)
 	}
 	return &sentBatch{msgs: msgs, acks: []jetstream.PubAckFuture{ack}, atomic: true, attempt: attempt}, nil
 }
@@ -286,19 +272,8 @@ func (p *bundlePublisher) settle(ctx context.Context, b *sentBatch) error {
 	return nil
 }
 
-// The headers of nats-server's atomic batch publish (ADR-50).
-const (
-	headerBatchID     = "Nats-Batch-Id"
-	headerBatchSeq    = "Nats-Batch-Sequence"
-	headerBatchCommit = "Nats-Batch-Commit"
-)
-
-// errIncompleteBatch is nats-server's JSAtomicPublishIncompleteBatchErr.
-const errIncompleteBatch jetstream.ErrorCode = 10176
-
 func isIncompleteBatch(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errIncompleteBatch
+	return streams.IsAPIError(err, streams.ErrCodeIncompleteBatch)
 }
 
 func waitAcks(ctx context.Context, acks []jetstream.PubAckFuture) error {

@@ -36,6 +36,13 @@ const (
 // all but the last as plain messages, the last as the commit. The
 // returned future resolves with the commit's acknowledgement.
 func PublishAtomic(js jetstream.JetStream, msgs []*nats.Msg) (jetstream.PubAckFuture, error) {
+	return PublishAtomicDropping(js, msgs, nil)
+}
+
+// PublishAtomicDropping is PublishAtomic that leaves out the messages
+// (never the commit) at the batch positions drop (from 1) names: a fault
+// injection, for tests of what an incomplete batch does.
+func PublishAtomicDropping(js jetstream.JetStream, msgs []*nats.Msg, drop func(seq int) bool) (jetstream.PubAckFuture, error) {
 	if len(msgs) == 0 || len(msgs) > MaxAtomicBatch {
 		return nil, fmt.Errorf("streams: an atomic batch of %d messages (1 to %d)", len(msgs), MaxAtomicBatch)
 	}
@@ -50,6 +57,9 @@ func PublishAtomic(js jetstream.JetStream, msgs []*nats.Msg) (jetstream.PubAckFu
 		msg.Header.Set(HeaderBatchSeq, strconv.Itoa(i+1))
 		if i == len(msgs)-1 {
 			break
+		}
+		if drop != nil && drop(i+1) {
+			continue
 		}
 		if err := js.Conn().PublishMsg(msg); err != nil {
 			return nil, fmt.Errorf("streams: atomic batch: %w", err)
