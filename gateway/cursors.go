@@ -158,6 +158,17 @@ func (c *cursorStore) markLocked(id protocol.ClientID, v cursorVec) {
 	c.dirty[id] = c.dirty[id].merge(v)
 }
 
+// rewound replaces the client's cursor waiting for the next batch by v,
+// which may be lower (session.rewind): unlike mark, it does not keep the
+// higher of the two.
+func (c *cursorStore) rewound(id protocol.ClientID, v cursorVec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(v) > 0 {
+		c.dirty[id] = v
+	}
+}
+
 // ended keeps a leaving client's cursor in memory and marks it for the
 // next batch.
 func (c *cursorStore) ended(id protocol.ClientID, sv saved) {

@@ -134,6 +134,18 @@ func (s *session) restart(shard int) {
 	}
 }
 
+// rewind sends the shard's delivery back to a pass from sequence from,
+// below its cursor if need be, and has the lowered cursor stored: a
+// message lost on the live feed must not stay behind a cursor that later
+// acknowledgements moved past it.
+func (s *session) rewind(shard int, from uint64) {
+	start := s.dl[shard].rewind(from)
+	s.gw.cursors.rewound(s.id, s.cursor())
+	if start {
+		s.startPass(shard)
+	}
+}
+
 // passes reads the stored messages of the client's groups on a shard
 // from next to the end of the stream (at first only if read), again
 // while the state machine asks for it, and hands over the live messages
@@ -315,9 +327,9 @@ func (g *Gateway) liveMessage(msg *nats.Msg) {
 	if !ok {
 		return
 	}
-	if g.interest.observeGroup(m.group, msg.Subject, m.seq, prev) {
+	if gap, from := g.interest.observeGroup(m.group, msg.Subject, m.seq, prev); gap {
 		g.Metrics.liveLost.Inc()
-		g.restartGroup(m.group)
+		g.rewindGroup(m.group, from)
 	}
 	g.fanOut(m)
 }
@@ -356,6 +368,16 @@ func (g *Gateway) fanOut(m message) {
 		s.offer(m, inView)
 	}
 	g.Metrics.messagesIn.Inc()
+}
+
+// rewindGroup sends the sessions of a group's members to a pass of the
+// group's shard from sequence from: its live feed lost a message there
+// or later.
+func (g *Gateway) rewindGroup(gid protocol.GroupID, from uint64) {
+	shard := g.shards.Of(gid)
+	for _, s := range g.sessions.group(gid) {
+		s.rewind(shard, from)
+	}
 }
 
 // restartGroup sends the sessions of a group's members to a pass of the

@@ -37,6 +37,7 @@ import "sync"
 //	live        groups changed             live        (a joiner reads epochs from its join on, which come later)
 //	catchUp*    restart                    catchUpAll  drop pending
 //	live        restart                    catchUp     start a pass from the cursor, on its own goroutine
+//	any         rewind(from)               (as restart) the cursor first lowered below from
 //	any         close                      closed
 //
 // restart is a join of the client to a group of the shard (the gateway
@@ -189,6 +190,19 @@ func (d *delivery) restart() (startPass bool) {
 		d.state, d.pending = catchUpAll, nil
 	}
 	return false
+}
+
+// rewind lowers the cursor below from, where a message may have been
+// lost on the live feed after later ones of the shard were acknowledged,
+// then restarts the machine as restart does: the next pass reads from
+// there (the client drops, by its counters, what it had already).
+func (d *delivery) rewind(from uint64) (startPass bool) {
+	d.mu.Lock()
+	if from > 0 && d.cursor >= from {
+		d.cursor = from - 1
+	}
+	d.mu.Unlock()
+	return d.restart()
 }
 
 // acked records that the client acknowledged every delivery of the

@@ -30,25 +30,28 @@ import (
 // delivery state machines need them in stream order.
 //
 // The live feeds are at most once. What can lose a message, and what
-// catches it (each restarts the sessions concerned: a pass from their
-// acknowledged cursor):
+// catches it:
 //   - a message lost on the way: the next one of the same (group,
 //     sender) subject names, in Nats-Last-Sequence, a sequence not seen
 //     on that subject (for a subject not seen yet: a sequence above what
-//     the group had stored when the subscription took effect);
+//     the group had stored when the subscription took effect). Later
+//     messages of the shard (of another subject, or the client's own)
+//     may have been acknowledged meanwhile, so the sessions of the group
+//     rewind: their cursor goes back below the first sequence that may
+//     be lost, and a pass reads from there (session.rewind);
 //   - the gateway's channel full (nats.go then drops what comes: a slow
 //     consumer), and a reconnect of the NATS connection, both noticed by
 //     the reader before it hands over its next message (a reconnect also
-//     every checkInterval): all the feeds may have lost messages.
+//     every checkInterval): all the feeds may have lost messages, and
+//     nothing after the loss was handed over: a pass from the cursor.
 //
-// What is not caught: on a cluster, a new subscription's interest reaches
-// the other nodes after the gateway's server has it (settle's flush
-// waits only for the latter); a message the leader stored after settle's
-// read and before the interest arrived is noticed only when its subject's
-// next message comes (prev above the baseline). And
-// until then, a later message of another subject of the same shard, once
-// acknowledged, moves the client's cursor past it. The window is a route's
-// propagation delay after a group's first member connects to a gateway.
+// What is not caught until the client's next connection: a lost message
+// that is the last of its subject (no later one shows the gap), e.g. the
+// last message of a sender whose republish a shard leader lost as it was
+// cut off or frozen. A new subscription's interest reaches the other
+// nodes of a cluster on the same route as the read of the group's last
+// sequence that follows it (settle), so that read sees every message the
+// leader stored before the interest arrived.
 //
 // A feed also knows the last sequence stored of its group (or the last
 // bundle of its member), learned from the live messages once its
@@ -302,13 +305,15 @@ func (in *interest) bundlesRead(id protocol.ClientID, seq uint64) {
 }
 
 // observeGroup records a live message of group gid at seq on subject,
-// whose subject's previous message was at prev; gap: one was lost.
-func (in *interest) observeGroup(gid protocol.GroupID, subject string, seq, prev uint64) (gap bool) {
+// whose subject's previous message was at prev; gap: one was lost, at
+// from or later (later messages of the group's shard may have been
+// delivered and acknowledged since).
+func (in *interest) observeGroup(gid protocol.GroupID, subject string, seq, prev uint64) (gap bool, from uint64) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	f := in.groups[gid]
 	if f == nil {
-		return false
+		return false, 0
 	}
 	return f.observe(subject, seq, prev)
 }
@@ -321,20 +326,24 @@ func (in *interest) observeMember(id protocol.ClientID, subject string, seq, pre
 	if f == nil {
 		return false
 	}
-	return f.observe(subject, seq, prev)
+	gap, _ = f.observe(subject, seq, prev)
+	return gap
 }
 
-func (f *feed) observe(subject string, seq, prev uint64) (gap bool) {
+// observe records a live message; on a gap, from is the first sequence
+// that may have been lost: after the subject's last one seen (or after
+// the baseline, for a subject not seen yet).
+func (f *feed) observe(subject string, seq, prev uint64) (gap bool, from uint64) {
 	if seen, ok := f.subjects[subject]; ok {
-		gap = prev > seen
+		gap, from = prev > seen, seen+1
 	} else {
-		gap = f.known && prev > f.baseline
+		gap, from = f.known && prev > f.baseline, f.baseline+1
 	}
 	if seq > f.subjects[subject] {
 		f.subjects[subject] = seq
 	}
 	f.last = max(f.last, seq)
-	return gap
+	return gap, from
 }
 
 func (in *interest) reconnectsSeen() uint64 {
