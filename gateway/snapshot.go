@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,15 +33,14 @@ import (
 // every chunk of a snapshot, client is 64 hex digits and record the form
 // of the client's record (cursorrecord.go).
 //
-// At Start the gateway reads the chunks (n calls) and one more call: the
-// last sequence of the bucket's client keys ("$KV.COMM_CURSORS.*", which
-// the snapshot's keys, of more tokens, do not match). It loads the
-// snapshot only if no client's record was written after the snapshot's
-// first chunk: then no other gateway moved a client's cursor since, and
-// no entry can take a cursor backward. Otherwise (another gateway wrote
-// meanwhile, or this one ran and crashed after loading it) the snapshot
-// is dropped, and each client's record is read at its connect. The
-// chunks are deleted once read either way.
+// At Start the gateway reads the chunks (n calls) and the current
+// records of the clients they name, 1024 a call (a direct get of the
+// bucket's last message per key, "multi_last"), and keeps for each
+// client the higher of its entry and its record: both are at most what
+// the client acknowledged, and the result is never behind the record,
+// whichever gateway wrote it, before or after the snapshot. A client
+// whose record was not returned is left out (its connect reads it). The
+// chunks are deleted once read: a snapshot serves one start.
 
 // snapshotChunks bounds the chunks of a snapshot read at Start.
 const snapshotChunks = 256
@@ -103,7 +103,7 @@ func splitChunks(lines []string, size int) [][]byte {
 func (c *cursorStore) loadSnapshot(ctx context.Context) int {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	entries, first, n, err := c.readSnapshot(ctx)
+	entries, n, err := c.readSnapshot(ctx)
 	if n > 0 {
 		defer c.deleteSnapshot(ctx, n)
 	}
@@ -113,11 +113,7 @@ func (c *cursorStore) loadSnapshot(ctx context.Context) int {
 		}
 		return 0
 	}
-	last, err := c.g.lastStored(ctx, streams.KVStream(streams.Cursors), streams.KVPrefix(streams.Cursors)+"*")
-	if err != nil || last > first {
-		c.g.log.Info().Err(err).Int("clients", len(entries)).Msg("cursor snapshot dropped: records written since, or unknown")
-		return 0
-	}
+	entries = c.withRecords(ctx, entries)
 	c.mu.Lock()
 	for i := len(entries) - 1; i >= 0; i-- { // the least recent first
 		c.recent.put(entries[i].id, entries[i].sv)
@@ -127,28 +123,26 @@ func (c *cursorStore) loadSnapshot(ctx context.Context) int {
 	return len(entries)
 }
 
-// readSnapshot reads every chunk; first is the lowest revision among
-// them, n how many chunk keys to delete.
-func (c *cursorStore) readSnapshot(ctx context.Context) (entries []cursorEntry, first uint64, n int, err error) {
+// readSnapshot reads every chunk; n is how many chunk keys to delete.
+func (c *cursorStore) readSnapshot(ctx context.Context) (entries []cursorEntry, n int, err error) {
 	var id string
 	for i := 0; i == 0 || i < n; i++ {
 		e, err := c.kv.Get(ctx, snapshotKey(c.g.cfg.Name, i))
 		if err != nil {
-			return nil, 0, n, err
+			return nil, n, err
 		}
 		body, cid, count, ok := parseChunkHead(e.Value(), i)
 		if !ok || (i > 0 && cid != id) || (i == 0 && (count < 1 || count > snapshotChunks)) {
-			return nil, 0, max(n, 1), errors.New("gateway: a malformed or torn cursor snapshot")
+			return nil, max(n, 1), errors.New("gateway: a malformed or torn cursor snapshot")
 		}
 		if i == 0 {
-			id, n, first = cid, count, e.Revision()
+			id, n = cid, count
 		}
-		first = min(first, e.Revision())
 		if entries, err = parseChunk(body, entries); err != nil {
-			return nil, 0, n, err
+			return nil, n, err
 		}
 	}
-	return entries, first, n, nil
+	return entries, n, nil
 }
 
 func parseChunkHead(v []byte, i int) (body []byte, id string, n int, ok bool) {
@@ -188,6 +182,80 @@ func (c *cursorStore) deleteSnapshot(ctx context.Context, n int) {
 		if err := c.kv.Delete(ctx, snapshotKey(c.g.cfg.Name, i)); err != nil {
 			c.g.log.Warn().Err(err).Msg("cursor snapshot not deleted")
 			return
+		}
+	}
+}
+
+// recordsPerRead is the most records one multi_last read returns.
+const recordsPerRead = 1024
+
+// withRecords raises each entry to its client's current record, reading
+// them recordsPerRead a call; an entry whose record is not returned, or
+// whose read failed, is left out.
+func (c *cursorStore) withRecords(ctx context.Context, entries []cursorEntry) []cursorEntry {
+	out := entries[:0:0]
+	for len(entries) > 0 {
+		n := min(len(entries), recordsPerRead)
+		recs, err := c.readRecords(ctx, entries[:n])
+		if err != nil {
+			c.g.log.Warn().Err(err).Int("clients", n).Msg("records of snapshot entries unavailable; read at connect")
+		}
+		for _, e := range entries[:n] {
+			if r, ok := recs[e.id]; ok {
+				out = append(out, cursorEntry{e.id, e.sv.merge(r)})
+			}
+		}
+		entries = entries[n:]
+	}
+	return out
+}
+
+// readRecords reads the current records of the entries' clients in one
+// direct get of the last message of each key.
+func (c *cursorStore) readRecords(ctx context.Context, entries []cursorEntry) (map[protocol.ClientID]saved, error) {
+	subjects := make([]string, len(entries))
+	for i, e := range entries {
+		subjects[i] = streams.KVPrefix(streams.Cursors) + e.id.String()
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return nil, err
+	}
+	inbox := c.g.nc.NewInbox()
+	sub, err := c.g.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := c.g.nc.PublishRequest(c.g.apiSubject("DIRECT.GET."+streams.KVStream(streams.Cursors)), inbox, req); err != nil {
+		return nil, err
+	}
+	recs := map[protocol.ClientID]saved{}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return recs, err
+		}
+		if status := m.Header.Get("Status"); status != "" {
+			if status == "204" || status == "404" {
+				return recs, nil // the end of the batch; no record at all
+			}
+			return recs, fmt.Errorf("gateway: reading cursor records: status %s %s", status, m.Header.Get("Description"))
+		}
+		id, err := protocol.ParseClientID(strings.TrimPrefix(m.Header.Get(streams.HeaderNatsSubject), streams.KVPrefix(streams.Cursors)))
+		if err != nil {
+			continue
+		}
+		if op := m.Header.Get("KV-Operation"); op != "" {
+			continue // deleted or purged: no record (the entry is left out)
+		}
+		if r, ok := parseRecord(string(m.Data)); ok {
+			recs[id] = r
+		} else {
+			recs[id] = saved{} // malformed: treated as nothing acknowledged
 		}
 	}
 }
