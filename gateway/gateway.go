@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -49,8 +50,10 @@ type Config struct {
 	// Name names the gateway where it keeps state of its own: its cursor
 	// snapshot in COMM_CURSORS (snapshot.go). It must stay the same over
 	// restarts and differ between gateways. Letters, digits, '-' and '_'
-	// (default: the listen address, other characters as '_'; with port
-	// 0, the address given by the system).
+	// (default: the host's name and the listen address, other characters
+	// as '_'; with port 0, the address given by the system). Gateways
+	// that share a name only lose their snapshots' use, not safety: an
+	// entry never takes a cursor behind the client's record.
 	Name         string
 	Key          *keys.SigningKey // Sk_S
 	KeyserverKey [32]byte         // Pk_Ks: the events the gateway trusts
@@ -94,8 +97,10 @@ func (c *Config) fill() error {
 		return errors.New("gateway: no server key (Sk_S) configured")
 	case c.KeyserverKey == ([32]byte{}):
 		return errors.New("gateway: no keyserver public key configured")
-	case c.Name != "" && !validName(c.Name):
-		return fmt.Errorf("gateway: name %q: want letters, digits, '-' and '_' only, at most 64", c.Name)
+	case c.Name != "":
+		if err := CheckName(c.Name); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 	}
 	c.MaxHandshakes = orDefault(c.MaxHandshakes, 256)
 	c.MaxHandshakesPerSource = orDefault(c.MaxHandshakesPerSource, 16)
@@ -106,6 +111,14 @@ func (c *Config) fill() error {
 	c.IdleTimeout = orDefault(c.IdleTimeout, 90*time.Second)
 	c.WriteTimeout = orDefault(c.WriteTimeout, 10*time.Second)
 	c.SendTimeout = orDefault(c.SendTimeout, 5*time.Second)
+	return nil
+}
+
+// CheckName checks a gateway's name (Config.Name).
+func CheckName(n string) error {
+	if !validName(n) {
+		return fmt.Errorf("name %q: want 1 to 64 letters, digits, '-' and '_'", n)
+	}
 	return nil
 }
 
@@ -121,9 +134,9 @@ func validName(n string) bool {
 	return true
 }
 
-// nameOf is the default name of a gateway listening on addr.
-func nameOf(addr string) string {
-	b := []byte(addr)
+// nameOf makes a valid name of s.
+func nameOf(s string) string {
+	b := []byte(s[max(0, len(s)-64):])
 	for i, c := range b {
 		if !validName(string(c)) {
 			b[i] = '_'
@@ -200,7 +213,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
 			addr = ln.Addr().String()
 		}
-		g.cfg.Name = nameOf(addr)
+		host, _ := os.Hostname()
+		g.cfg.Name = nameOf(host + "-" + addr)
 	}
 	if err := g.startProbe(); err != nil {
 		g.Close()
