@@ -39,8 +39,10 @@ import (
 // client the higher of its entry and its record: both are at most what
 // the client acknowledged, and the result is never behind the record,
 // whichever gateway wrote it, before or after the snapshot. A client
-// whose record was not returned is left out (its connect reads it). The
-// chunks are deleted once read: a snapshot serves one start.
+// with no record keeps its entry (no cursor was written that it could be
+// behind); if a read did not come back whole, its clients are left out
+// (their connects read their records). The chunks are deleted once read:
+// a snapshot serves one start.
 
 // snapshotChunks bounds the chunks of a snapshot read at Start.
 const snapshotChunks = 256
@@ -190,8 +192,8 @@ func (c *cursorStore) deleteSnapshot(ctx context.Context, n int) {
 const recordsPerRead = 1024
 
 // withRecords raises each entry to its client's current record, reading
-// them recordsPerRead a call; an entry whose record is not returned, or
-// whose read failed, is left out.
+// them recordsPerRead a call; the entries of a read that failed are left
+// out.
 func (c *cursorStore) withRecords(ctx context.Context, entries []cursorEntry) []cursorEntry {
 	out := entries[:0:0]
 	for len(entries) > 0 {
@@ -199,10 +201,9 @@ func (c *cursorStore) withRecords(ctx context.Context, entries []cursorEntry) []
 		recs, err := c.readRecords(ctx, entries[:n])
 		if err != nil {
 			c.g.log.Warn().Err(err).Int("clients", n).Msg("records of snapshot entries unavailable; read at connect")
-		}
-		for _, e := range entries[:n] {
-			if r, ok := recs[e.id]; ok {
-				out = append(out, cursorEntry{e.id, e.sv.merge(r)})
+		} else {
+			for _, e := range entries[:n] {
+				out = append(out, cursorEntry{e.id, e.sv.merge(recs[e.id])})
 			}
 		}
 		entries = entries[n:]
@@ -211,7 +212,8 @@ func (c *cursorStore) withRecords(ctx context.Context, entries []cursorEntry) []
 }
 
 // readRecords reads the current records of the entries' clients in one
-// direct get of the last message of each key.
+// direct get of the last message of each key; without an error, a client
+// it has no record of has none (or a deleted one).
 func (c *cursorStore) readRecords(ctx context.Context, entries []cursorEntry) (map[protocol.ClientID]saved, error) {
 	subjects := make([]string, len(entries))
 	for i, e := range entries {
@@ -240,8 +242,13 @@ func (c *cursorStore) readRecords(ctx context.Context, entries []cursorEntry) (m
 			return recs, err
 		}
 		if status := m.Header.Get("Status"); status != "" {
-			if status == "204" || status == "404" {
-				return recs, nil // the end of the batch; no record at all
+			switch {
+			case status == "404": // no record at all
+				return recs, nil
+			case status == "204" && m.Header.Get("Nats-Num-Pending") == "0":
+				return recs, nil // the end of the batch, every record sent
+			case status == "204":
+				return recs, errors.New("gateway: reading cursor records: a partial batch")
 			}
 			return recs, fmt.Errorf("gateway: reading cursor records: status %s %s", status, m.Header.Get("Description"))
 		}
@@ -250,7 +257,7 @@ func (c *cursorStore) readRecords(ctx context.Context, entries []cursorEntry) (m
 			continue
 		}
 		if op := m.Header.Get("KV-Operation"); op != "" {
-			continue // deleted or purged: no record (the entry is left out)
+			continue // deleted or purged: no record
 		}
 		if r, ok := parseRecord(string(m.Data)); ok {
 			recs[id] = r
