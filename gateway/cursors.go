@@ -27,9 +27,15 @@ import (
 // passes what was delivered and acknowledged, since only acknowledged
 // sequences are marked.
 //
-// The cursors of recently disconnected clients stay in memory (recent, a
-// bounded LRU), with the bundle sequence each confirmed: a client that
-// reconnects to the same gateway needs no read.
+// A client's record (cursorrecord.go) also holds the bundles it
+// confirmed: the highest bundle sequence, and per group the newest epoch.
+//
+// The records of recently disconnected clients stay in memory (recent, a
+// bounded LRU): a client that reconnects to the same gateway needs no
+// read. Over a graceful restart they are carried by the gateway's
+// snapshot (snapshot.go). An LRU entry is not checked against a record
+// another gateway wrote meanwhile (the client came back after visiting
+// it): its cursor may lag that record, which costs a redelivery only.
 type cursorStore struct {
 	kv     jetstream.KeyValue
 	g      *Gateway
@@ -125,9 +131,9 @@ func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
 	return c, nil
 }
 
-// load returns the client's cursor and confirmed bundle sequence, from
-// memory if the client left this gateway recently, else from the bucket
-// (one JetStream API call: calls is 1).
+// load returns the client's record, from memory if the client left this
+// gateway recently (or before its graceful restart), else from the
+// bucket (one JetStream API call: calls is 1).
 func (c *cursorStore) load(id protocol.ClientID) (sv saved, calls int) {
 	c.mu.Lock()
 	sv, ok := c.recent.get(id)

@@ -67,8 +67,11 @@ func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int, confirmed 
 	}
 	if err != nil {
 		// Without its bundles the client could not open what follows:
-		// it reconnects and gets them then.
-		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		// it reconnects and gets them then. (A session that ended
+		// meanwhile, its client gone, is not a failure of the reads.)
+		if s.ctx.Err() == nil {
+			s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		}
 		return
 	}
 	if !s.sendGroups(true) {
