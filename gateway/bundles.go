@@ -54,7 +54,7 @@ func (s *session) pushBundles(from uint64) (calls int, err error) {
 		if !s.enqueueWait(channel.Outgoing{Type: channel.TypeKeyBundle, Body: data}) {
 			return calls, nil
 		}
-		s.sent.bundleQueued(seq, data)
+		s.sent.bundleQueued(seq, data, s.id)
 		s.gw.Metrics.bundlesOut.Inc()
 		from = seq + 1
 	}
@@ -86,7 +86,7 @@ func (g *Gateway) liveBundle(msg *nats.Msg) {
 		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data}) {
 			g.Metrics.bundlesOut.Inc()
 			if s.bundlesLive.Load() {
-				s.sent.bundleQueued(seq, msg.Data)
+				s.sent.bundleQueued(seq, msg.Data, id)
 			}
 		}
 	}

@@ -39,26 +39,29 @@ func TestRecord(t *testing.T) {
 
 // TestDeliveriesConfirmEpochs: a queued bundle's group and epoch are
 // confirmed by the acknowledgement of a delivery queued after it, not
-// before; a body that is not a bundle confirms no group.
+// before; a body that is not a bundle, or another member's, confirms no
+// group.
 func TestDeliveriesConfirmEpochs(t *testing.T) {
 	var d deliveries
 	g1, g2 := protocol.GroupID{1}, protocol.GroupID{2}
 	d.startEpochs(groupEpochs{g2: 4})
+	me := protocol.ClientID{0xa1}
 	b := func(g protocol.GroupID, e protocol.Epoch) []byte {
-		return (&bundle.Bundle{Group: g, Epoch: e}).Marshal()
+		return (&bundle.Bundle{Group: g, Epoch: e, Member: me}).Marshal()
 	}
 	nop := func(int, uint64) {}
-	d.bundleQueued(10, b(g1, 1))
+	d.bundleQueued(10, b(g1, 1), me)
 	n1, _ := d.add(0, 100)
-	d.bundleQueued(11, b(g1, 2))
-	d.bundleQueued(12, []byte("not a bundle"))
+	d.bundleQueued(11, b(g1, 2), me)
+	d.bundleQueued(12, []byte("not a bundle"), me)
+	d.bundleQueued(13, b(g1, 9), protocol.ClientID{0xb0}) // another member's: confirms nothing
 	n2, _ := d.add(0, 101)
 	d.ack(n1, nop)
 	if got := d.confirmedEpochs(); !maps.Equal(got, groupEpochs{g1: 1, g2: 4}) {
 		t.Fatalf("after the first ack: %v", got)
 	}
 	d.ack(n2, nop)
-	if got := d.confirmedEpochs(); !maps.Equal(got, groupEpochs{g1: 2, g2: 4}) || d.confirmedBundle() != 12 {
+	if got := d.confirmedEpochs(); !maps.Equal(got, groupEpochs{g1: 2, g2: 4}) || d.confirmedBundle() != 13 {
 		t.Fatalf("after the second ack: %v, bundle %d", got, d.confirmedBundle())
 	}
 }

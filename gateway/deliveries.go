@@ -103,13 +103,14 @@ func (d *deliveries) skip(shard int, seq uint64, acked func(shard int, seq uint6
 }
 
 // bundleQueued records that the bundle at seq was queued; body is the
-// bundle, whose group and epoch are confirmed with it (a body that does
-// not parse confirms nothing of a group: its group is pushed again).
-func (d *deliveries) bundleQueued(seq uint64, body []byte) {
+// bundle, whose group and epoch are confirmed with it if it is member's
+// (a body that does not parse, or names another member, confirms no
+// group's epoch: that group's bundles are pushed again).
+func (d *deliveries) bundleQueued(seq uint64, body []byte, member protocol.ClientID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.bundle = max(d.bundle, seq)
-	if b, err := bundle.Parse(body); err == nil && len(d.queuedEpochs) < maxUnacked {
+	if b, err := bundle.Parse(body); err == nil && b.Member == member && len(d.queuedEpochs) < maxUnacked {
 		d.queuedEpochs = append(d.queuedEpochs, bundleRef{seq, b.Group, b.Epoch})
 	}
 }
