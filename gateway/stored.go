@@ -77,7 +77,10 @@ func (g *Gateway) msgGet(ctx context.Context, stream string, req []byte) (seq ui
 		tctx, cancel := context.WithTimeout(ctx, apiTry)
 		reply, err = g.nc.RequestWithContext(tctx, g.apiSubject("STREAM.MSG.GET."+stream), req)
 		cancel()
-		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)) {
+		// Only a try without an answer is made again (the server drops
+		// requests past its API queue's limit unanswered); no responders
+		// is an answer: JetStream is not there.
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			break
 		}
 		g.Metrics.apiRetries.Inc()
