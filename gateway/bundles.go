@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
@@ -53,7 +54,7 @@ func (s *session) pushBundles(from uint64) (calls int, err error) {
 		if !s.enqueueWait(channel.Outgoing{Type: channel.TypeKeyBundle, Body: data}) {
 			return calls, nil
 		}
-		s.sent.bundleQueued(seq)
+		s.sent.bundleQueued(seq, data, s.id)
 		s.gw.Metrics.bundlesOut.Inc()
 		from = seq + 1
 	}
@@ -85,7 +86,7 @@ func (g *Gateway) liveBundle(msg *nats.Msg) {
 		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data}) {
 			g.Metrics.bundlesOut.Inc()
 			if s.bundlesLive.Load() {
-				s.sent.bundleQueued(seq)
+				s.sent.bundleQueued(seq, msg.Data, id)
 			}
 		}
 	}
@@ -95,12 +96,44 @@ func (g *Gateway) liveBundle(msg *nats.Msg) {
 // last one each queued in order: the live feed may have lost one.
 func (g *Gateway) repushBundles(id protocol.ClientID) {
 	for _, s := range g.sessions.client(id) {
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			if _, err := s.pushBundles(s.sent.queuedBundle() + 1); err != nil && s.ctx.Err() == nil {
-				s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
-			}
-		}()
+		s.repush()
+	}
+}
+
+// repush pushes the session its bundles again from the last one it
+// queued in order, on a goroutine of its own (owned by the gateway).
+func (s *session) repush() {
+	s.gw.wg.Add(1)
+	go func() {
+		defer s.gw.wg.Done()
+		if _, err := s.pushBundles(s.sent.queuedBundle() + 1); err != nil && s.ctx.Err() == nil {
+			s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		}
+	}()
+}
+
+// bundlesCovered reports whether the client confirmed, on this or an
+// earlier connection, a bundle of the current epoch of each of its
+// groups in the gateway's view of the log: it then holds every key it
+// needs, and the connect reads no bundle (runDelivery). No API call.
+func (s *session) bundlesCovered() bool {
+	epochs := s.sent.confirmedEpochs()
+	ok := false
+	s.gw.proj.Read(func(st *fold.State) { ok = epochs.covers(st, s.id) })
+	return ok
+}
+
+// epochOpened follows a new epoch of group gid in the log: a session of
+// a member that skipped its bundle push at connect (bundlesCovered) had
+// its bundle feed subscribed after checking the view; a bundle of this
+// epoch stored before the subscription took effect, while the view had
+// not reached the epoch yet, came through neither. Such a session reads
+// its bundles once (the first new epoch after its connect), after which
+// its bundle feed knows its last sequence and catches what it loses.
+func (g *Gateway) epochOpened(gid protocol.GroupID) {
+	for _, s := range g.sessions.group(gid) {
+		if s.bundlesSkipped.CompareAndSwap(true, false) {
+			s.repush()
+		}
 	}
 }

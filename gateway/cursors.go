@@ -27,14 +27,20 @@ import (
 // passes what was delivered and acknowledged, since only acknowledged
 // sequences are marked.
 //
-// The cursors of recently disconnected clients stay in memory (recent, a
-// bounded LRU), with the bundle sequence each confirmed: a client that
-// reconnects to the same gateway needs no read.
+// A client's record (cursorrecord.go) also holds the bundles it
+// confirmed: the highest bundle sequence, and per group the newest epoch.
+//
+// The records of recently disconnected clients stay in memory (recent, a
+// bounded LRU): a client that reconnects to the same gateway needs no
+// read. Over a graceful restart they are carried by the gateway's
+// snapshot (snapshot.go). An LRU entry is not checked against a record
+// another gateway wrote meanwhile (the client came back after visiting
+// it): its cursor may lag that record, which costs a redelivery only.
 type cursorStore struct {
 	kv     jetstream.KeyValue
 	g      *Gateway
 	mu     sync.Mutex
-	dirty  map[protocol.ClientID]cursorVec
+	dirty  map[protocol.ClientID]saved
 	recent recentCursors
 	stopC  chan struct{}
 	done   chan struct{}
@@ -95,10 +101,21 @@ func parseCursor(s string) (v cursorVec, ok bool) {
 	return v, true
 }
 
-// saved is what the gateway keeps of a client that left.
+// saved is what the gateway keeps of a client that left, and what its
+// record in the bucket holds (record).
 type saved struct {
 	cursor cursorVec
-	bundle uint64 // the highest bundle sequence the client confirmed
+	bundle uint64      // the highest bundle sequence the client confirmed
+	epochs groupEpochs // per group, the newest epoch whose bundle it confirmed
+}
+
+// merge raises sv to w: cursors shard by shard, epochs group by group.
+// It shares nothing with w.
+func (sv saved) merge(w saved) saved {
+	sv.cursor = append(cursorVec(nil), sv.cursor...).merge(w.cursor)
+	sv.bundle = max(sv.bundle, w.bundle)
+	sv.epochs = sv.epochs.clone().merge(w.epochs)
+	return sv
 }
 
 func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
@@ -106,21 +123,22 @@ func openCursors(ctx context.Context, g *Gateway) (*cursorStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cursorStore{kv: kv, g: g, dirty: map[protocol.ClientID]cursorVec{}, recent: newRecent(maxRecent),
+	c := &cursorStore{kv: kv, g: g, dirty: map[protocol.ClientID]saved{}, recent: newRecent(maxRecent),
 		stopC: make(chan struct{}), done: make(chan struct{})}
+	g.Metrics.snapshotLoaded.Set(float64(c.loadSnapshot(ctx)))
 	go c.loop()
 	g.stop = append(g.stop, c.stop)
 	return c, nil
 }
 
-// load returns the client's cursor and confirmed bundle sequence, from
-// memory if the client left this gateway recently, else from the bucket
-// (one JetStream API call: calls is 1).
+// load returns the client's record, from memory if the client left this
+// gateway recently (or before its graceful restart), else from the
+// bucket (one JetStream API call: calls is 1).
 func (c *cursorStore) load(id protocol.ClientID) (sv saved, calls int) {
 	c.mu.Lock()
 	sv, ok := c.recent.get(id)
 	if ok {
-		sv.cursor = append(cursorVec(nil), sv.cursor...).merge(c.dirty[id])
+		sv = sv.merge(c.dirty[id])
 	}
 	c.mu.Unlock()
 	if ok {
@@ -134,28 +152,29 @@ func (c *cursorStore) load(id protocol.ClientID) (sv saved, calls int) {
 	case err != nil:
 		c.g.log.Warn().Err(err).Str("client", id.Short()).Msg("cursor unavailable; delivering from the start")
 	default:
-		if v, ok := parseCursor(string(e.Value())); ok {
-			sv.cursor = v
+		if r, ok := parseRecord(string(e.Value())); ok {
+			sv = r
 		}
 	}
 	c.mu.Lock()
-	sv.cursor = sv.cursor.merge(c.dirty[id])
+	sv = sv.merge(c.dirty[id])
 	c.mu.Unlock()
 	return sv, 1
 }
 
-// mark records an acknowledged cursor for the next batch.
-func (c *cursorStore) mark(id protocol.ClientID, v cursorVec) {
+// mark records an acknowledged cursor (and the bundles confirmed) for
+// the next batch.
+func (c *cursorStore) mark(id protocol.ClientID, sv saved) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.markLocked(id, v)
+	c.markLocked(id, sv)
 }
 
-func (c *cursorStore) markLocked(id protocol.ClientID, v cursorVec) {
-	if len(v) == 0 {
+func (c *cursorStore) markLocked(id protocol.ClientID, sv saved) {
+	if len(sv.cursor) == 0 && sv.bundle == 0 && len(sv.epochs) == 0 {
 		return
 	}
-	c.dirty[id] = c.dirty[id].merge(v)
+	c.dirty[id] = c.dirty[id].merge(sv)
 }
 
 // rewound replaces the client's cursor waiting for the next batch by v,
@@ -174,7 +193,7 @@ func (c *cursorStore) rewound(id protocol.ClientID, v cursorVec) {
 func (c *cursorStore) ended(id protocol.ClientID, sv saved) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.markLocked(id, sv.cursor)
+	c.markLocked(id, sv)
 	c.recent.put(id, sv)
 }
 
@@ -197,19 +216,19 @@ func (c *cursorStore) loop() {
 }
 
 type cursorEntry struct {
-	id     protocol.ClientID
-	cursor cursorVec
+	id protocol.ClientID
+	sv saved
 }
 
 // take empties the cursors acknowledged since the last take.
 func (c *cursorStore) take() []cursorEntry {
 	c.mu.Lock()
 	batch := c.dirty
-	c.dirty = map[protocol.ClientID]cursorVec{}
+	c.dirty = map[protocol.ClientID]saved{}
 	c.mu.Unlock()
 	entries := make([]cursorEntry, 0, len(batch))
-	for id, v := range batch {
-		entries = append(entries, cursorEntry{id, v})
+	for id, sv := range batch {
+		entries = append(entries, cursorEntry{id, sv})
 	}
 	return entries
 }
@@ -238,7 +257,7 @@ func (c *cursorStore) write(entries []cursorEntry) {
 		c.g.log.Warn().Err(err).Int("cursors", len(entries)).Msg("cursors not saved")
 		c.mu.Lock()
 		for _, e := range entries {
-			c.markLocked(e.id, e.cursor)
+			c.markLocked(e.id, e.sv)
 		}
 		c.mu.Unlock()
 		return
@@ -251,7 +270,7 @@ func (c *cursorStore) writeAtomic(ctx context.Context, entries []cursorEntry) er
 	msgs := make([]*nats.Msg, len(entries))
 	for i, e := range entries {
 		msgs[i] = &nats.Msg{Subject: streams.KVPrefix(streams.Cursors) + e.id.String(), Header: nats.Header{},
-			Data: []byte(e.cursor.String())}
+			Data: []byte(e.sv.record())}
 	}
 	f, err := streams.PublishAtomic(c.g.js, msgs)
 	if err != nil {
@@ -262,7 +281,7 @@ func (c *cursorStore) writeAtomic(ctx context.Context, entries []cursorEntry) er
 
 func (c *cursorStore) writeEach(ctx context.Context, entries []cursorEntry) error {
 	for _, e := range entries {
-		if _, err := c.kv.Put(ctx, e.id.String(), []byte(e.cursor.String())); err != nil {
+		if _, err := c.kv.Put(ctx, e.id.String(), []byte(e.sv.record())); err != nil {
 			return err
 		}
 	}
@@ -274,6 +293,7 @@ func (c *cursorStore) stop() {
 	close(c.stopC)
 	<-c.done
 	c.flush()
+	c.writeSnapshot()
 }
 
 // maxRecent bounds the cursors kept of clients that left: a few hundred
@@ -305,11 +325,17 @@ func (r *recentCursors) get(id protocol.ClientID) (saved, bool) {
 	return e.Value.(recentEntry).sv, true
 }
 
+// each calls fn for every entry, the most recent first.
+func (r *recentCursors) each(fn func(protocol.ClientID, saved)) {
+	for e := r.order.Front(); e != nil; e = e.Next() {
+		v := e.Value.(recentEntry)
+		fn(v.id, v.sv)
+	}
+}
+
 func (r *recentCursors) put(id protocol.ClientID, sv saved) {
 	if e, ok := r.byID[id]; ok {
-		old := e.Value.(recentEntry).sv
-		sv.cursor = append(cursorVec(nil), old.cursor...).merge(sv.cursor)
-		sv.bundle = max(sv.bundle, old.bundle)
+		sv = e.Value.(recentEntry).sv.merge(sv)
 		e.Value = recentEntry{id, sv}
 		r.order.MoveToFront(e)
 		return

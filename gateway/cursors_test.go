@@ -54,7 +54,7 @@ func TestCursorsBatchedAndNeverBack(t *testing.T) {
 	}
 	all := func(v string) bool { return !slices.ContainsFunc(read(), func(x string) bool { return x != v }) }
 	for _, id := range ids {
-		c.mark(id, cursorVec{100, 0, 7})
+		c.mark(id, saved{cursor: cursorVec{100, 0, 7}})
 	}
 	for deadline := time.Now().Add(10 * time.Second); !all("100,0,7"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -73,8 +73,8 @@ func TestCursorsBatchedAndNeverBack(t *testing.T) {
 		t.Errorf("the bucket holds %d messages, want 50", n)
 	}
 	for _, id := range ids {
-		c.mark(id, cursorVec{150, 0, 7}) // a session marks its whole vector
-		c.mark(id, cursorVec{120, 3, 7})
+		c.mark(id, saved{cursor: cursorVec{150, 0, 7}}) // a session marks its whole vector
+		c.mark(id, saved{cursor: cursorVec{120, 3, 7}})
 	}
 	c.stop()
 	if !all("150,3,7") {
@@ -132,7 +132,7 @@ func TestCursorsWithoutAtomicPublish(t *testing.T) {
 	}
 	ids := []protocol.ClientID{{0xc6, 1}, {0xc6, 2}, {0xc6, 3}}
 	for _, id := range ids {
-		c.mark(id, cursorVec{9, 4})
+		c.mark(id, saved{cursor: cursorVec{9, 4}})
 	}
 	c.stop()
 	for _, id := range ids {

@@ -3,6 +3,8 @@ package gateway
 import (
 	"sync"
 
+	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -35,6 +37,18 @@ type deliveries struct {
 	// confirmed is the highest bundle sequence queued before an
 	// acknowledged delivery.
 	confirmed uint64
+	// queuedEpochs are the bundles queued and not confirmed yet, in
+	// order; epochs is, per group, the newest epoch whose bundle the
+	// client confirmed (on this connection or an earlier one).
+	queuedEpochs []bundleRef
+	epochs       groupEpochs
+}
+
+// bundleRef is a queued bundle: its sequence and what it keys.
+type bundleRef struct {
+	seq   uint64
+	group protocol.GroupID
+	epoch protocol.Epoch
 }
 
 // skipped is a message not due, acknowledged with delivery after.
@@ -88,11 +102,36 @@ func (d *deliveries) skip(shard int, seq uint64, acked func(shard int, seq uint6
 	d.skips = append(d.skips, skipped{d.last, uint8(shard), seq})
 }
 
-// bundleQueued records that the bundle at seq was queued.
-func (d *deliveries) bundleQueued(seq uint64) {
+// bundleQueued records that the bundle at seq was queued; body is the
+// bundle, whose group and epoch are confirmed with it if it is member's
+// (a body that does not parse, or names another member, confirms no
+// group's epoch: that group's bundles are pushed again).
+func (d *deliveries) bundleQueued(seq uint64, body []byte, member protocol.ClientID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.bundle = max(d.bundle, seq)
+	if b, err := bundle.Parse(body); err == nil && b.Member == member && len(d.queuedEpochs) < maxUnacked {
+		d.queuedEpochs = append(d.queuedEpochs, bundleRef{seq, b.Group, b.Epoch})
+	}
+}
+
+// confirmEpochs moves the queued bundles up to the confirmed sequence
+// into epochs; d.mu is held.
+func (d *deliveries) confirmEpochs() {
+	k := 0
+	for k < len(d.queuedEpochs) && d.queuedEpochs[k].seq <= d.confirmed {
+		b := d.queuedEpochs[k]
+		d.epochs = d.epochs.raise(b.group, b.epoch)
+		k++
+	}
+	d.queuedEpochs = append(d.queuedEpochs[:0], d.queuedEpochs[k:]...)
+}
+
+// confirmedEpochs is a copy of the epochs confirmed per group.
+func (d *deliveries) confirmedEpochs() groupEpochs {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.epochs.clone()
 }
 
 // ack acknowledges every delivery numbered up to c, calling acked with
@@ -114,6 +153,7 @@ func (d *deliveries) ack(c uint64, acked func(shard int, seq uint64)) bool {
 		top[e.shard], seen[e.shard] = max(top[e.shard], e.seq), true
 		d.confirmed = max(d.confirmed, e.bundle)
 	}
+	d.confirmEpochs()
 	d.unack = append(d.unack[:0], d.unack[n:]...) // shifts at most maxUnacked entries
 	if len(d.unack) == 0 && cap(d.unack) > 64 {
 		d.unack = nil // an idle session keeps no burst's array
@@ -154,5 +194,13 @@ func (d *deliveries) queuedBundle() uint64 {
 func (d *deliveries) startBundles(confirmed uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.bundle, d.confirmed = confirmed, confirmed
+	d.bundle, d.confirmed = max(d.bundle, confirmed), max(d.confirmed, confirmed)
+}
+
+// startEpochs starts the epochs confirmed per group at what the client
+// confirmed on earlier connections.
+func (d *deliveries) startEpochs(e groupEpochs) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.epochs = e.clone()
 }

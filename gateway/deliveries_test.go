@@ -3,6 +3,8 @@ package gateway
 import (
 	"maps"
 	"testing"
+
+	"github.com/commsec/communicator/protocol"
 )
 
 // TestDeliveries: numbering from 1, cumulative acknowledgements mapped
@@ -21,7 +23,7 @@ func TestDeliveries(t *testing.T) {
 	}
 	d.skip(1, 3, acked) // 1. nothing unacknowledged: a skip is acknowledged at once
 	want("1", map[int]uint64{1: 3})
-	d.bundleQueued(40)
+	d.bundleQueued(40, nil, protocol.ClientID{})
 	for i, e := range []struct {
 		shard int
 		seq   uint64
@@ -31,7 +33,7 @@ func TestDeliveries(t *testing.T) {
 		}
 		if i == 1 {
 			d.skip(0, 11, acked) // after delivery 2: acknowledged with it
-			d.bundleQueued(41)
+			d.bundleQueued(41, nil, protocol.ClientID{})
 		}
 	}
 	want("3. skips wait for the delivery before them", map[int]uint64{1: 3})

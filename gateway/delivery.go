@@ -34,22 +34,44 @@ type message struct {
 // pending or goes live at once (deliverystate.go). It is the session's
 // delivery goroutine, counted in the gateway's WaitGroup.
 //
-// The JetStream API calls of a connect (counted in the metrics): the
-// cursor's read (none if the client left this gateway recently), one
-// read per group whose feed was cold, the bundle reads (none if the
-// member's feed is warm and the client confirmed its last bundle; else
-// one plus one per bundle), and per shard with something pending one
-// pass (an ordered consumer: create, info, its pulls, delete). Nothing
-// pending on a warm gateway: none.
-func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int) {
+// The JetStream API calls of a connect (counted in the metrics):
+//   - the cursor's read: none if the client left this gateway recently
+//     (the in-memory LRU), or before the gateway's graceful restart (its
+//     snapshot, loaded at Start: snapshot.go);
+//   - one read per group whose feed was cold, shared by the members of
+//     the group connecting meanwhile (interest.settle);
+//   - the bundle reads: none if the client confirmed a bundle of the
+//     current epoch of each of its groups (bundlesCovered, checked
+//     against the view of the log), or if the member's feed is warm and
+//     the client confirmed its last bundle; else one plus one per bundle;
+//   - per shard with something pending, one pass (an ordered consumer:
+//     create, info, its pulls, delete).
+//
+// Nothing pending: none on a warm gateway; on a restarted one, the
+// group reads only, each amortized over its members here.
+func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int, confirmed uint64) {
 	defer s.gw.wg.Done()
 	calls += s.gw.interest.settle(s.ctx, cold, fresh)
-	n, err := s.pushBundles(s.sent.confirmedBundle() + 1)
-	calls += n
+	var err error
+	if s.bundlesCovered() {
+		// Checked after the feeds took effect: a bundle published from
+		// now on comes live; one stored before, of an epoch the view
+		// has not reached yet, is read at that epoch (epochOpened).
+		s.sent.startBundles(confirmed)
+		s.bundlesSkipped.Store(true)
+		s.bundlesLive.Store(true)
+	} else {
+		var n int
+		n, err = s.pushBundles(s.sent.confirmedBundle() + 1)
+		calls += n
+	}
 	if err != nil {
 		// Without its bundles the client could not open what follows:
-		// it reconnects and gets them then.
-		s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		// it reconnects and gets them then. (A session that ended
+		// meanwhile, its client gone, is not a failure of the reads.)
+		if s.ctx.Err() == nil {
+			s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
+		}
 		return
 	}
 	if !s.sendGroups(true) {
@@ -451,6 +473,10 @@ func (g *Gateway) applied(e *record.Event) {
 		for _, s := range g.sessions.client(e.Client.ID) {
 			s.fail("revoked", protocol.ErrDenied)
 		}
+	}
+	switch e.Type {
+	case record.MembersAdded, record.MembersRemoved, record.GroupRekeyed:
+		g.epochOpened(e.Members.Group)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -45,7 +46,15 @@ import (
 
 // Config configures a gateway.
 type Config struct {
-	Listen       string           // TCP address, e.g. "127.0.0.1:7400"
+	Listen string // TCP address, e.g. "127.0.0.1:7400"
+	// Name names the gateway where it keeps state of its own: its cursor
+	// snapshot in COMM_CURSORS (snapshot.go). It must stay the same over
+	// restarts and differ between gateways. Letters, digits, '-' and '_'
+	// (default: the host's name and the listen address, other characters
+	// as '_'; with port 0, the address given by the system). Gateways
+	// that share a name only lose their snapshots' use, not safety: an
+	// entry never takes a cursor behind the client's record.
+	Name         string
 	Key          *keys.SigningKey // Sk_S
 	KeyserverKey [32]byte         // Pk_Ks: the events the gateway trusts
 	Streams      streams.Config
@@ -88,6 +97,10 @@ func (c *Config) fill() error {
 		return errors.New("gateway: no server key (Sk_S) configured")
 	case c.KeyserverKey == ([32]byte{}):
 		return errors.New("gateway: no keyserver public key configured")
+	case c.Name != "":
+		if err := CheckName(c.Name); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 	}
 	c.MaxHandshakes = orDefault(c.MaxHandshakes, 256)
 	c.MaxHandshakesPerSource = orDefault(c.MaxHandshakesPerSource, 16)
@@ -99,6 +112,37 @@ func (c *Config) fill() error {
 	c.WriteTimeout = orDefault(c.WriteTimeout, 10*time.Second)
 	c.SendTimeout = orDefault(c.SendTimeout, 5*time.Second)
 	return nil
+}
+
+// CheckName checks a gateway's name (Config.Name).
+func CheckName(n string) error {
+	if !validName(n) {
+		return fmt.Errorf("name %q: want 1 to 64 letters, digits, '-' and '_'", n)
+	}
+	return nil
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// nameOf makes a valid name of s.
+func nameOf(s string) string {
+	b := []byte(s[max(0, len(s)-64):])
+	for i, c := range b {
+		if !validName(string(c)) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 func orDefault[T int | time.Duration](v, d T) T {
@@ -122,6 +166,7 @@ type Gateway struct {
 	interest *interest
 	shards   streams.Shards // K: the accepted messages' shards
 	probe    *jsprobe.Probe
+	apiSlots chan struct{} // the reads of the JetStream API in flight (stored.go)
 	stop     []func()
 	// wg counts every goroutine the gateway starts: the accept loop, each
 	// handshake, each session's reader and delivery, a session's pass.
@@ -150,7 +195,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, nc: nc, log: cfg.Log.With().Str("component", "gateway").Logger(),
-		sessions: newRegistry(), closing: make(chan struct{}),
+		sessions: newRegistry(), closing: make(chan struct{}), apiSlots: make(chan struct{}, maxAPIReads),
 		Metrics: newMetrics(cfg.Metrics)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	// Listen first, so that a taken address is reported at once; clients
@@ -163,6 +208,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: listen: %w", err)
 	}
 	g.ln = ln
+	if g.cfg.Name == "" {
+		addr := cfg.Listen
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+			addr = ln.Addr().String()
+		}
+		host, _ := os.Hostname()
+		g.cfg.Name = nameOf(host + "-" + addr)
+	}
 	if err := g.startProbe(); err != nil {
 		g.Close()
 		return nil, err

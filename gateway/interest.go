@@ -79,6 +79,10 @@ type feed struct {
 	// message since, none lost).
 	last  uint64
 	known bool
+	// reading is closed when the read of the last sequence in progress
+	// (settle) ends: the sessions that want it meanwhile wait for it
+	// rather than read too.
+	reading chan struct{}
 	// baseline is what the group had stored when the subscription took
 	// effect: a subject's first live message must follow nothing newer.
 	baseline uint64
@@ -240,7 +244,9 @@ type coldFeed struct {
 
 // settle makes sure the new subscriptions took effect, then reads the
 // last stored sequence of each cold group: one JetStream API call each
-// (calls). A feed whose read fails stays cold: its sessions pass.
+// (calls), made by the first session that needs it; the others wait for
+// that read (a storm of the group's members costs one). A feed whose
+// read fails stays cold: its sessions pass.
 func (in *interest) settle(ctx context.Context, cold []coldFeed, fresh bool) (calls int) {
 	if len(cold) == 0 && !fresh {
 		return 0
@@ -252,23 +258,45 @@ func (in *interest) settle(ctx context.Context, cold []coldFeed, fresh bool) (ca
 		return 0
 	}
 	for _, c := range cold {
-		in.mu.Lock()
-		known := c.f.known
-		in.mu.Unlock()
-		if known {
-			continue // settled by another session meanwhile
-		}
-		calls++
-		seq, err := in.g.lastStored(ctx, in.g.shards.Stream(c.group), in.g.shards.GroupFilter(c.group))
-		if err != nil {
-			in.g.log.Warn().Err(err).Str("group", c.group.String()).Msg("last sequence of a group unavailable")
-			continue
-		}
-		in.mu.Lock()
-		c.f.last, c.f.baseline, c.f.known = max(c.f.last, seq), max(c.f.baseline, seq), true
-		in.mu.Unlock()
+		calls += in.settleGroup(ctx, c)
 	}
 	return calls
+}
+
+// settleGroup reads the last sequence of a cold group, or waits for the
+// read another session is making; calls is 1 if it read.
+func (in *interest) settleGroup(ctx context.Context, c coldFeed) (calls int) {
+	in.mu.Lock()
+	if c.f.known {
+		in.mu.Unlock()
+		return 0 // settled by another session meanwhile
+	}
+	if wait := c.f.reading; wait != nil {
+		in.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		}
+		return 0 // still cold if that read failed: the sessions pass
+	}
+	done := make(chan struct{})
+	c.f.reading = done
+	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		c.f.reading = nil
+		in.mu.Unlock()
+		close(done)
+	}()
+	seq, err := in.g.lastStored(ctx, in.g.shards.Stream(c.group), in.g.shards.GroupFilter(c.group))
+	if err != nil {
+		in.g.log.Warn().Err(err).Str("group", c.group.String()).Msg("last sequence of a group unavailable")
+		return 1
+	}
+	in.mu.Lock()
+	c.f.last, c.f.baseline, c.f.known = max(c.f.last, seq), max(c.f.baseline, seq), true
+	in.mu.Unlock()
+	return 1
 }
 
 // lastOf is the last stored sequence of group gid, if the gateway knows it.

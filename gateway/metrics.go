@@ -34,6 +34,8 @@ type Metrics struct {
 	consumers      prometheus.Counter // catch-up passes: each an ordered consumer
 	cursorBatches  prometheus.Counter // atomic batches of cursors written
 	cursorsWritten prometheus.Counter // cursors written
+	snapshotLoaded prometheus.Gauge   // clients' records loaded from the gateway's snapshot at Start
+	apiRetries     prometheus.Counter // reads of the JetStream API tried again after a timeout
 	connections    atomic.Int64
 
 	handshakeTime prometheus.Histogram // admitted handshakes, first byte to the session
@@ -82,7 +84,11 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Catch-up passes run, each through one ordered consumer."),
 		cursorBatches:  metrics.NewCounter(f, "comm_gateway_cursor_batches_total", "Batches of delivery cursors written."),
 		cursorsWritten: metrics.NewCounter(f, "comm_gateway_cursors_written_total", "Delivery cursors written."),
-		refusedEvents:  metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
+		apiRetries: metrics.NewCounter(f, "comm_gateway_api_read_retries_total",
+			"Reads of the JetStream API (last sequences, bundles) tried again after no answer in time."),
+		snapshotLoaded: f.NewGauge(prometheus.GaugeOpts{Name: "comm_gateway_snapshot_clients_loaded",
+			Help: "Clients' cursor records loaded at start from the gateway's snapshot of its last graceful stop."}),
+		refusedEvents: metrics.NewCounter(f, "comm_gateway_events_refused_total", "Events in the log that failed verification (a forged or corrupt log)."),
 		handshakeTime: f.NewHistogram(prometheus.HistogramOpts{Name: "comm_gateway_handshake_duration_seconds",
 			Help:    "Time from a connection's acceptance to the end of its handshake, for the clients admitted.",
 			Buckets: metrics.LatencyBuckets}),
@@ -139,14 +145,15 @@ func (m *Metrics) FramesOut() uint64 { return metrics.Count(m.framesOut) }
 // Costs are the counters commbench reads: messages received on the live
 // feeds, live feeds found lossy, sessions set up and the JetStream API
 // calls made to set them up (ConnectAPICalls / Connects: per connect), catch-up consumers created, cursor batches and cursors
-// written.
+// written, and the clients loaded from the snapshot at start.
 type Costs struct {
-	MessagesIn, LiveLost, Connects, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten uint64
+	MessagesIn, LiveLost, Connects, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten, SnapshotLoaded uint64
 }
 
 // Costs reads the counters of the gateway's costs.
 func (m *Metrics) Costs() Costs {
 	return Costs{MessagesIn: metrics.Count(m.messagesIn), LiveLost: metrics.Count(m.liveLost),
 		Connects: metrics.Count(m.connects), ConnectAPICalls: metrics.Count(m.connectCalls), Consumers: metrics.Count(m.consumers),
-		CursorBatches: metrics.Count(m.cursorBatches), CursorsWritten: metrics.Count(m.cursorsWritten)}
+		CursorBatches: metrics.Count(m.cursorBatches), CursorsWritten: metrics.Count(m.cursorsWritten),
+		SnapshotLoaded: metrics.Count(m.snapshotLoaded)}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/protocol/envelope"
@@ -38,6 +39,9 @@ type session struct {
 	// bundlesLive: the bundle push has read to the end, and the live
 	// feed's bundles raise the watermark (bundles.go).
 	bundlesLive atomic.Bool
+	// bundlesSkipped: the connect pushed no bundle (bundlesCovered), and
+	// no push has read the stream since (epochOpened).
+	bundlesSkipped atomic.Bool
 	// groupsMu orders the Groups frames; groupsSent: the first was queued.
 	groupsMu   sync.Mutex
 	groupsSent bool
@@ -97,16 +101,18 @@ func (s *session) start() {
 		s.fail("feed_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
 		return
 	}
+	s.sent.startEpochs(sv.epochs)
 	if warm {
 		// The client left recently (its bundle feed still lingers): the
 		// bundles it confirmed then are not pushed again. Otherwise,
-		// in doubt (its store may be new), every one is.
+		// in doubt, every one is, unless it confirmed the current epoch
+		// of each of its groups (runDelivery).
 		s.sent.startBundles(sv.bundle)
 	}
 	g.Metrics.connections.Add(1)
 	s.logAt(zerolog.InfoLevel).Int("groups", len(groups)).Stringer("cursor", sv.cursor).Msg("client connected")
 	g.wg.Add(2)
-	go s.runDelivery(cold, fresh, calls)
+	go s.runDelivery(cold, fresh, calls, sv.bundle)
 	go s.run()
 }
 
@@ -117,6 +123,15 @@ func (s *session) cursor() cursorVec {
 		v[i] = s.dl[i].acknowledged()
 	}
 	return v
+}
+
+// saved is what the gateway keeps of the client now: its cursor, the
+// bundles it confirmed, and per group of it the newest epoch confirmed.
+func (s *session) saved() saved {
+	sv := saved{cursor: s.cursor(), bundle: s.sent.confirmedBundle()}
+	epochs := s.sent.confirmedEpochs()
+	s.gw.proj.Read(func(st *fold.State) { sv.epochs = epochs.only(st, s.id) })
+	return sv
 }
 
 // acked records that the client acknowledged the shard up to seq.
@@ -136,7 +151,7 @@ func (s *session) end(err error) {
 	s.shutdown()
 	s.out.wait()
 	g.interest.release(g.sessions.remove(s), &s.id, true)
-	g.cursors.ended(s.id, saved{cursor: s.cursor(), bundle: s.sent.confirmedBundle()})
+	g.cursors.ended(s.id, s.saved())
 	g.Metrics.connections.Add(-1)
 	s.logAt(zerolog.InfoLevel).Err(err).Msg("client disconnected")
 }
@@ -230,7 +245,7 @@ func (s *session) handle(f channel.Frame) (done bool, err error) {
 			s.fail(protocol.Reason(err), err)
 			return true, err
 		}
-		s.gw.cursors.mark(s.id, s.cursor())
+		s.gw.cursors.mark(s.id, s.saved())
 	case channel.TypePing:
 		s.enqueue(channel.Outgoing{Type: channel.TypePong, Body: append([]byte(nil), f.Body...)})
 	case channel.TypeClose:

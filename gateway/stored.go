@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -37,9 +40,51 @@ func (g *Gateway) nextStored(ctx context.Context, stream, subject string, from u
 	return g.msgGet(ctx, stream, req)
 }
 
+// Bounds of the gateway's reads through the JetStream API.
+const (
+	// maxAPIReads bounds the reads in flight: a storm of connects would
+	// otherwise send thousands at once, past what the server's API queue
+	// takes (it drops the rest unanswered), and each would wait its whole
+	// timeout for nothing.
+	maxAPIReads = 64
+	// apiTry bounds one request; a read is tried again (it changes
+	// nothing) while its caller's context allows.
+	apiTry = 5 * time.Second
+)
+
+// apiSlot waits for room among the reads in flight; release gives it back.
+func (g *Gateway) apiSlot(ctx context.Context) (release func(), err error) {
+	if g.apiSlots == nil {
+		return func() {}, nil // a Gateway made by hand, in a test
+	}
+	select {
+	case g.apiSlots <- struct{}{}:
+		return func() { <-g.apiSlots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // msgGet asks stream's leader for the message req names.
 func (g *Gateway) msgGet(ctx context.Context, stream string, req []byte) (seq uint64, data []byte, found bool, err error) {
-	reply, err := g.nc.RequestWithContext(ctx, g.apiSubject("STREAM.MSG.GET."+stream), req)
+	release, err := g.apiSlot(ctx)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("gateway: reading %s: %w", stream, err)
+	}
+	defer release()
+	var reply *nats.Msg
+	for {
+		tctx, cancel := context.WithTimeout(ctx, apiTry)
+		reply, err = g.nc.RequestWithContext(tctx, g.apiSubject("STREAM.MSG.GET."+stream), req)
+		cancel()
+		// Only a try without an answer is made again (the server drops
+		// requests past its API queue's limit unanswered); no responders
+		// is an answer: JetStream is not there.
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		g.Metrics.apiRetries.Inc()
+	}
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("gateway: reading %s: %w", stream, err)
 	}

@@ -246,15 +246,17 @@ func watchAPI(t *testing.T, s *stacktest.Stack, name string) *apiWatch {
 // acknowledged everything disconnects and reconnects to the same
 // gateway: no consumer is created on the server (its advisories are
 // counted), and the gateway makes at most one JetStream API call for the
-// connect (counted on the server as requests, and by the gateway).
+// connect (counted on the server as requests, and by the gateway). To
+// another gateway: its record and its group's last sequence. To the
+// same gateway after a graceful restart: at most one per reconnect.
 func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 	s := stacktest.NewOpen(t, 1)
 	s.AddRelay(relay.Config{})
-	gw, _ := addNamedGateway(t, s, "gw")
-	alice, bob := s.Register("alice"), s.Register("bob")
-	g := s.Group("ops", alice, bob)
-	ca, cb := s.Dial(alice, 0), s.Dial(bob, 0)
-	waitKeys(t, g, ca, cb)
+	gw, gwConn := addNamedGateway(t, s, "gw", gateway.Config{Name: "gw"})
+	alice, bob, carol := s.Register("alice"), s.Register("bob"), s.Register("carol")
+	g := s.Group("ops", alice, bob, carol)
+	ca, cb, cc := s.Dial(alice, 0), s.Dial(bob, 0), s.Dial(carol, 0)
+	waitKeys(t, g, ca, cb, cc)
 	ctx := ctxFor(t, 60*time.Second)
 	for i := range 5 {
 		if err := ca.Send(ctx, g, []byte(fmt.Sprint("m", i))); err != nil {
@@ -262,11 +264,12 @@ func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 		}
 	}
 	expect(t, cb, 5)
+	expect(t, cc, 5)
 	last := lastStored(t, s, streams.AcceptedShard(0))
 	checkFor(t, 10*time.Second, "bob's cursor stored", func() bool { return storedCursor(s, bob) == fmt.Sprint(last) })
 	for round := range 3 {
 		cb.Close()
-		checkFor(t, 10*time.Second, "bob's session end", func() bool { return gw.Metrics.Connections() == 1 })
+		checkFor(t, 10*time.Second, "bob's session end", func() bool { return gw.Metrics.Connections() == 2 })
 		w := watchAPI(t, s, "gw")
 		before := gw.Metrics.Costs()
 		cb = s.Dial(bob, 0)
@@ -292,9 +295,10 @@ func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 	if got := expect(t, cb, 1); got[0] != "after" {
 		t.Fatalf("bob got %q", got)
 	}
-	// To another gateway, where nothing is warm: the cursor's read, the
-	// group's last sequence, bob's bundles (one read each, and one
-	// finding no more); still no consumer.
+	expect(t, cc, 1)
+	// To another gateway, where nothing is warm: the cursor's read and
+	// the group's last sequence; no bundle read (bob's record says he
+	// confirmed the group's current epoch), still no consumer.
 	last = lastStored(t, s, streams.AcceptedShard(0))
 	checkFor(t, 10*time.Second, "bob's cursor stored", func() bool { return storedCursor(s, bob) == fmt.Sprint(last) })
 	cb.Close()
@@ -305,22 +309,152 @@ func TestReconnectWithNothingPendingCreatesNoConsumer(t *testing.T) {
 	w2.nc.Flush()
 	t.Logf("reconnect to a cold gateway: %d JetStream API calls (%d by its count), %d consumers",
 		w2.calls.Load(), gw2.Metrics.Costs().ConnectAPICalls, w2.consumers.Load())
-	if w2.consumers.Load() != 0 || w2.calls.Load() > 4 {
-		t.Errorf("reconnect to a cold gateway: %d consumers, %d API calls; want none and at most 4", w2.consumers.Load(), w2.calls.Load())
+	if w2.consumers.Load() != 0 || w2.calls.Load() > 2 {
+		t.Errorf("reconnect to a cold gateway: %d consumers, %d API calls; want none and at most 2", w2.consumers.Load(), w2.calls.Load())
 	}
 	// The sender's cursor passed its own messages: nothing pending for
 	// alice either. (Her bundles are read again: with no delivery since
 	// they came, she never confirmed them; a duplicate is a no-op.)
 	ca.Close()
-	checkFor(t, 10*time.Second, "alice's session end", func() bool { return gw.Metrics.Connections() == 0 })
+	checkFor(t, 10*time.Second, "alice's session end", func() bool { return gw.Metrics.Connections() == 1 })
 	w := watchAPI(t, s, "gw")
 	before := gw.Metrics.Costs()
-	s.Dial(alice, 0)
+	ca = s.Dial(alice, 0)
 	checkFor(t, 10*time.Second, "alice's session set up", func() bool { return gw.Metrics.Costs().Connects > before.Connects })
 	w.nc.Flush()
 	t.Logf("the sender's reconnect: %d API calls, %d consumers", w.calls.Load(), w.consumers.Load())
 	if w.consumers.Load() != 0 {
 		t.Errorf("the sender's reconnect created %d consumers", w.consumers.Load())
+	}
+	w.nc.Close()
+	// A graceful restart of gw: its snapshot carries bob's and carol's
+	// records, and both confirmed the group's current epoch; their
+	// reconnects cost the group's last sequence, once for both.
+	cb.Close()
+	checkFor(t, 10*time.Second, "bob's session end on gw2", func() bool { return gw2.Metrics.Connections() == 0 })
+	ca.Close()
+	cc.Close()
+	checkFor(t, 10*time.Second, "the sessions' end on gw", func() bool { return gw.Metrics.Connections() == 0 })
+	addr := gw.Addr().String()
+	gw.Close()
+	gwR := s.AddGatewayOn(gwConn, gateway.Config{Listen: addr, Name: "gw"})
+	restarted := len(s.Gateways) - 1
+	if n := gwR.Metrics.Costs().SnapshotLoaded; n < 2 {
+		t.Errorf("the restarted gateway loaded %d clients from its snapshot, want bob's and carol's at least", n)
+	}
+	wR := watchAPI(t, s, "gw")
+	cb, cc = s.Dial(bob, restarted), s.Dial(carol, restarted)
+	checkFor(t, 10*time.Second, "bob's and carol's sessions set up", func() bool { return gwR.Metrics.Costs().Connects == 2 })
+	wR.nc.Flush()
+	t.Logf("2 reconnects to the restarted gateway: %d JetStream API calls (%d by its count), %d consumers",
+		wR.calls.Load(), gwR.Metrics.Costs().ConnectAPICalls, wR.consumers.Load())
+	if wR.consumers.Load() != 0 || gwR.Metrics.Costs().Consumers != 0 {
+		t.Errorf("reconnects to the restarted gateway created %d consumers", wR.consumers.Load())
+	}
+	if wR.calls.Load() > 2 {
+		t.Errorf("2 reconnects to the restarted gateway: %d API calls, want at most 1 each", wR.calls.Load())
+	}
+	ca = s.Dial(alice, restarted)
+	if err := ca.Send(ctx, g, []byte("restarted")); err != nil {
+		t.Fatal(err)
+	}
+	if got := expect(t, cb, 1); got[0] != "restarted" {
+		t.Fatalf("bob got %q", got)
+	}
+	expect(t, cc, 1)
+}
+
+// TestSnapshotNeverMovesCursorBackward: bob leaves gateway A, acknowledges
+// more on gateway B, then A restarts gracefully: A's snapshot holds his
+// older cursor, yet his reconnect to A starts from B's: no pass (nothing
+// is pending), and his stored cursor is B's or later.
+func TestSnapshotNeverMovesCursorBackward(t *testing.T) {
+	s := stacktest.NewOpen(t, 1)
+	s.AddRelay(relay.Config{})
+	gwA, ncA := addNamedGateway(t, s, "gw-a", gateway.Config{Name: "gw-a"})
+	addNamedGateway(t, s, "gw-b", gateway.Config{Name: "gw-b"})
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	ca, cb := s.Dial(alice, 1), s.Dial(bob, 0)
+	waitKeys(t, g, ca, cb)
+	ctx := ctxFor(t, 60*time.Second)
+	send := func(prefix string) {
+		for i := range 3 {
+			if err := ca.Send(ctx, g, []byte(fmt.Sprint(prefix, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expect(t, cb, 3)
+		last := lastStored(t, s, streams.AcceptedShard(0))
+		checkFor(t, 10*time.Second, "bob's cursor stored", func() bool { return storedCursor(s, bob) == fmt.Sprint(last) })
+	}
+	send("on a ")
+	cb.Close()
+	checkFor(t, 10*time.Second, "bob's session end on A", func() bool { return gwA.Metrics.Connections() == 0 })
+	cb = s.Dial(bob, 1)
+	send("on b ")
+	onB := storedCursor(s, bob)
+	cb.Close()
+	addr := gwA.Addr().String()
+	gwA.Close()
+	gwA2 := s.AddGatewayOn(ncA, gateway.Config{Listen: addr, Name: "gw-a"})
+	if n := gwA2.Metrics.Costs().SnapshotLoaded; n != 1 {
+		t.Fatalf("A loaded %d clients from its snapshot, want bob", n)
+	}
+	cb = s.Dial(bob, len(s.Gateways)-1)
+	checkFor(t, 10*time.Second, "bob's session on A set up", func() bool { return gwA2.Metrics.Costs().Connects == 1 })
+	if n := gwA2.Metrics.Costs().Consumers; n != 0 {
+		t.Errorf("bob's reconnect to A passed %d times: his cursor went back to A's snapshot", n)
+	}
+	expectNothing(t, cb, 300*time.Millisecond)
+	cb.Close()
+	checkFor(t, 10*time.Second, "bob's session end on A", func() bool { return gwA2.Metrics.Connections() == 0 })
+	time.Sleep(1500 * time.Millisecond) // A's next cursor batch, if it had anything to write
+	if got := storedCursor(s, bob); got != onB {
+		t.Errorf("bob's stored cursor %q after A's restart, want B's %q", got, onB)
+	}
+}
+
+// TestMissedRekeyBundleAfterRestart: bob confirmed the group's epoch,
+// disconnected, the group was rekeyed and the gateway restarted; his
+// snapshot entry says he confirmed the old epoch only, so his reconnect
+// pushes the new epoch's bundle, and he reads what follows.
+func TestMissedRekeyBundleAfterRestart(t *testing.T) {
+	s := stacktest.NewOpen(t, 1)
+	s.AddRelay(relay.Config{})
+	gw, nc := addNamedGateway(t, s, "gw", gateway.Config{Name: "gw"})
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	ca, cb := s.Dial(alice, 0), s.Dial(bob, 0)
+	waitKeys(t, g, ca, cb)
+	ctx := ctxFor(t, 60*time.Second)
+	if err := ca.Send(ctx, g, []byte("epoch 1")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cb, 1)
+	last := lastStored(t, s, streams.AcceptedShard(0))
+	checkFor(t, 10*time.Second, "bob's record with his epoch", func() bool { return strings.HasPrefix(storedRecord(s, bob), fmt.Sprint(last)+";b") })
+	cb.Close()
+	ca.Close()
+	checkFor(t, 10*time.Second, "the sessions' end", func() bool { return gw.Metrics.Connections() == 0 })
+	if _, err := s.Keyserver.Rekey(ctx, keyserver.Actor{}, "ops", "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Sync()
+	addr := gw.Addr().String()
+	gw.Close()
+	gwR := s.AddGatewayOn(nc, gateway.Config{Listen: addr, Name: "gw"})
+	if n := gwR.Metrics.Costs().SnapshotLoaded; n < 1 {
+		t.Fatalf("the restarted gateway loaded %d clients from its snapshot", n)
+	}
+	cb, ca = s.Dial(bob, len(s.Gateways)-1), s.Dial(alice, len(s.Gateways)-1)
+	waitEpoch(t, cb, g, 2)
+	waitEpoch(t, ca, g, 2)
+	if err := ca.Send(ctx, g, []byte("epoch 2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := expect(t, cb, 1); got[0] != "epoch 2" {
+		t.Fatalf("bob got %q", got)
 	}
 }
 
@@ -334,8 +468,15 @@ func lastStored(t *testing.T, s *stacktest.Stack, stream string) uint64 {
 	return st.CachedInfo().State.LastSeq
 }
 
-// storedCursor is the stored cursor of c ("" if none).
+// storedCursor is the stored cursor of c ("" if none): its record's
+// first field.
 func storedCursor(s *stacktest.Stack, c *stacktest.Client) string {
+	cursor, _, _ := strings.Cut(storedRecord(s, c), ";")
+	return cursor
+}
+
+// storedRecord is the stored record of c ("" if none).
+func storedRecord(s *stacktest.Stack, c *stacktest.Client) string {
 	kv, err := s.JS.KeyValue(ctxFor(s.T.(*testing.T), 5*time.Second), streams.Cursors)
 	if err != nil {
 		return ""

@@ -14,11 +14,14 @@ import (
 
 // TestBundlesUnavailable: when the gateway cannot read a client's key
 // bundles, it does not leave the client connected without its keys: it
-// tells it "unavailable" (code busy: reconnect later) and closes.
+// tells it "unavailable" (code busy: reconnect later) and closes. (Alice
+// is in a group whose bundle she never confirmed: the gateway must read;
+// a client in no group needs no bundle, and none is read.)
 func TestBundlesUnavailable(t *testing.T) {
 	s := stacktest.New(t)
 	s.AddGateway(gateway.Config{})
 	alice := s.Register("alice")
+	s.Group("ops", alice)
 	s.Sync()
 	if err := s.NATS.DisableJetStream(streams.Bundles); err != nil { // the bundles' account
 		t.Fatal(err)

@@ -54,6 +54,9 @@ func (r *runner) storm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := r.warmStorm(ctx, cs); err != nil {
+		return err
+	}
 	res, err := r.restartStorm(ctx, s, cs)
 	if err != nil {
 		return err
@@ -107,6 +110,30 @@ func (r *runner) stormFleet(ctx context.Context, s *clusterstack.Stack, n int) (
 	}
 	r.say("connected %d clients in %v", n, time.Since(t).Round(time.Millisecond))
 	return cs, nil
+}
+
+// warmStorm has each group's sender send one message, received by the
+// other members, before the restart: caught-up clients of a running
+// system have had a delivery since their group's last bundle, and
+// acknowledging it is how a client confirms its bundles (the gateway
+// then reads none at its reconnect). The senders never confirm theirs.
+func (r *runner) warmStorm(ctx context.Context, cs []*stormClient) error {
+	t := time.Now()
+	if err := sendFresh(ctx, cs); err != nil {
+		return err
+	}
+	if err := loadgen.Poll(ctx, stormWait, func() bool { return allFresh(cs) }, "not every client got its warm-up message"); err != nil {
+		return err
+	}
+	for _, sc := range cs {
+		sc.fresh.Store(0)
+	}
+	// The clients acknowledge within 100 ms (clientsdk's ack ticker).
+	if !loadgen.SleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
+		return ctx.Err()
+	}
+	r.say("one message received in each group before the restart, in %v", time.Since(t).Round(time.Millisecond))
+	return nil
 }
 
 func (sc *stormClient) connect(ctx context.Context, s *clusterstack.Stack) error {
@@ -171,6 +198,9 @@ type stormResult struct {
 	refused    string            // its refused handshakes, by reason
 	dropped    string            // the connections it dropped, by reason
 	api        stormAPI
+	// The restarted gateway's own count: its API calls for the connects,
+	// the connects, and the clients it loaded from its snapshot.
+	gwCalls, gwConnects, snapshot uint64
 }
 
 // stormAPI counts JetStream API requests, summed over the nodes.
@@ -224,6 +254,8 @@ func (r *runner) restartStorm(ctx context.Context, s *clusterstack.Stack, cs []*
 	if err := r.settleAPI(ctx, s, res.api.baseline); err != nil {
 		return nil, err
 	}
+	c := g.Gateway.Metrics.Costs()
+	res.gwCalls, res.gwConnects, res.snapshot = c.ConnectAPICalls, c.Connects, c.SnapshotLoaded
 	a3, _ := s.Cluster.APITotal()
 	res.api.storm, res.api.stormFor = a3-a2, time.Since(t1)
 	res.settled = time.Since(t0)
@@ -333,9 +365,11 @@ func (r *runner) reportStorm(n int, why string, res *stormResult) {
 		"attempt over %v (clientsdk.DefaultReconnectSpread); all delivering: until each client had one message sent "+
 		"after that (one per group of %d, the sender counting its acknowledgement): from their sending to each "+
 		"client's, %s, and %d API requests meanwhile; the clients dialled %d times after the restart and the gateway "+
-		"completed %.0f handshakes (refused: %s; connections dropped: %s)",
+		"completed %.0f handshakes (refused: %s; connections dropped: %s); before the restart each group's sender "+
+		"sent one message, which its members acknowledged (confirming their bundles); the restarted gateway loaded "+
+		"%d clients from its snapshot and counted %d API calls for %d connects",
 		stormSources, res.restart.Round(time.Millisecond), res.api.start, res.settled.Round(time.Millisecond),
 		res.connected.Round(time.Millisecond), res.api.storm, res.api.baseline, stormQuiet,
 		clientsdk.DefaultReconnectSpread, r.p.stormGroupSize, quantiles3(&res.fresh), res.api.fresh, res.dials, res.handshakes,
-		res.refused, res.dropped)
+		res.refused, res.dropped, res.snapshot, res.gwCalls, res.gwConnects)
 }

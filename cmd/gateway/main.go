@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/commsec/communicator/gateway"
 	"github.com/commsec/communicator/internal/service"
 	"github.com/commsec/communicator/streams"
 )
@@ -60,6 +61,10 @@ Flags (each also read from the environment variable shown; a flag wins):
                         (default 127.0.0.1:7400, this machine only; use
                         0.0.0.0:7400 or :7400 to accept clients on every
                         interface)
+  --name NAME           this gateway's name, the same over restarts and
+                        unique among the gateways: its cursor snapshot
+                        is kept under it (letters, digits, '-', '_')
+                        [COMM_GATEWAY_NAME] (default: from --listen)
   --http ADDR           HTTP listener for /metrics, /healthz and /readyz
                         [COMM_HTTP] (default 127.0.0.1:9102)
   --max-handshakes N    handshakes in progress at once; past it new
@@ -144,6 +149,7 @@ type config struct {
 	natsCA                 string
 	keyFile, keyserverPub  string
 	listen, httpAddr       string
+	name                   string
 	maxHandshakes, queue   int
 	perSource              int
 	m1Timeout              time.Duration
@@ -155,7 +161,7 @@ type config struct {
 // envVars names the environment variable of each flag.
 var envVars = map[string]string{
 	"nats": "COMM_NATS_URL", "nats-creds": "COMM_NATS_CREDS", "nats-ca": "COMM_NATS_CA", "key": "COMM_KEY", "keyserver-pub": "COMM_KEYSERVER_PUB",
-	"listen": "COMM_LISTEN", "http": "COMM_HTTP", "max-handshakes": "COMM_MAX_HANDSHAKES",
+	"listen": "COMM_LISTEN", "name": "COMM_GATEWAY_NAME", "http": "COMM_HTTP", "max-handshakes": "COMM_MAX_HANDSHAKES",
 	"max-handshakes-per-source": "COMM_MAX_HANDSHAKES_PER_SOURCE", "m1-timeout": "COMM_M1_TIMEOUT", "queue": "COMM_QUEUE",
 	"idle-timeout": "COMM_IDLE_TIMEOUT", "replicas": "COMM_REPLICAS", "retention": "COMM_RETENTION",
 	"log-level": "COMM_LOG_LEVEL", "log-format": "COMM_LOG_FORMAT",
@@ -176,6 +182,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.keyserverPub, "keyserver-pub", "", "keyserver public key file")
 	fs.StringVar(&cfg.listen, "listen", defaultListen, "TCP listen address for clients")
 	fs.StringVar(&cfg.httpAddr, "http", defaultHTTP, "HTTP listen address")
+	fs.StringVar(&cfg.name, "name", "", "gateway name (default: from --listen)")
 	fs.IntVar(&cfg.maxHandshakes, "max-handshakes", 256, "concurrent handshakes")
 	fs.IntVar(&cfg.perSource, "max-handshakes-per-source", 16, "handshakes of one source when all are taken")
 	service.DurationVar(fs, &cfg.m1Timeout, "m1-timeout", 2*time.Second, "deadline of the first handshake message")
@@ -225,6 +232,11 @@ func (c *config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen %q: want HOST:PORT, e.g. 127.0.0.1:7400 or 0.0.0.0:7400", c.listen)
+	}
+	if c.name != "" {
+		if err := gateway.CheckName(c.name); err != nil {
+			return fmt.Errorf("--name: %w", err)
+		}
 	}
 	if err := service.CheckNATSURL(c.natsURL); err != nil {
 		return fmt.Errorf("--nats: %w", err)

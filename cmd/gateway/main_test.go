@@ -283,6 +283,7 @@ func TestUsage(t *testing.T) {
 		{append(k, "--idle-timeout", "10ms"), nil, "--idle-timeout 10ms"},
 		{append(k, "--replicas", "7"), nil, "--replicas 7"},
 		{append(k, "--listen", "7400"), nil, `--listen "7400"`},
+		{append(k, "--name", "gw.1"), nil, `--name: name "gw.1"`},
 		{k, map[string]string{"COMM_QUEUE": "lots"}, "COMM_QUEUE"},
 		{append(k, "--nats", "http://x:1"), nil, "--nats"},
 		{append(k, "--log-level", "loud"), nil, "log level"},

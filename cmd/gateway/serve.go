@@ -42,7 +42,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	defer service.Drain(nc, log)
 	log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 	return runGateway(ctx, nc, cfg, gateway.Config{
-		Listen: cfg.listen, Key: key, KeyserverKey: ksPub, MaxHandshakes: cfg.maxHandshakes, MaxHandshakesPerSource: cfg.perSource, M1Timeout: cfg.m1Timeout, QueueSize: cfg.queue,
+		Listen: cfg.listen, Name: cfg.name, Key: key, KeyserverKey: ksPub, MaxHandshakes: cfg.maxHandshakes, MaxHandshakesPerSource: cfg.perSource, M1Timeout: cfg.m1Timeout, QueueSize: cfg.queue,
 		IdleTimeout: cfg.idleTimeout, Log: log, Metrics: reg,
 		Streams: streams.Config{Replicas: cfg.replicas, Retention: cfg.retention},
 	}, st, log)

@@ -146,9 +146,12 @@ func api(stream string, subjects []string, op Op) []Subject {
 		add(p+"STREAM.CREATE."+stream, p+"STREAM.UPDATE."+stream, p+"STREAM.INFO."+stream, p+"STREAM.LEADER.STEPDOWN."+stream)
 	}
 	if op&(Read|Watch) != 0 {
-		add(p+"STREAM.INFO."+stream, p+"STREAM.MSG.GET."+stream, p+"DIRECT.GET."+stream, p+"DIRECT.GET."+stream+".>",
+		add(p+"STREAM.INFO."+stream, p+"STREAM.MSG.GET."+stream, p+"DIRECT.GET."+stream+".>",
 			p+"CONSUMER.CREATE."+stream+".>", p+"CONSUMER.DELETE."+stream+".*", p+"CONSUMER.INFO."+stream+".*")
-		out = append(out, Subject{Name: p + "CONSUMER.MSG.NEXT." + stream + ".*", Stream: true})
+		// A batch direct get (multi_last: a gateway's snapshot entries
+		// checked against their records) answers with many messages.
+		out = append(out, Subject{Name: p + "DIRECT.GET." + stream, Stream: true},
+			Subject{Name: p + "CONSUMER.MSG.NEXT." + stream + ".*", Stream: true})
 	}
 	if op&Write != 0 {
 		add(subjects...)
