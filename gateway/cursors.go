@@ -109,6 +109,15 @@ type saved struct {
 	epochs groupEpochs // per group, the newest epoch whose bundle it confirmed
 }
 
+// lowered is v, copied, with shard's cursor below from.
+func (v cursorVec) lowered(shard int, from uint64) cursorVec {
+	v = append(cursorVec(nil), v...)
+	if shard < len(v) && from > 0 && v[shard] >= from {
+		v[shard] = from - 1
+	}
+	return v
+}
+
 // merge raises sv to w: cursors shard by shard, epochs group by group.
 // It shares nothing with w.
 func (sv saved) merge(w saved) saved {
@@ -177,14 +186,32 @@ func (c *cursorStore) markLocked(id protocol.ClientID, sv saved) {
 	c.dirty[id] = c.dirty[id].merge(sv)
 }
 
-// rewound replaces the client's cursor waiting for the next batch by v,
-// which may be lower (session.rewind): unlike mark, it does not keep the
-// higher of the two.
-func (c *cursorStore) rewound(id protocol.ClientID, v cursorVec) {
+// lower brings the cursor of shard below from, for each of ids this
+// gateway holds a cursor of (in the next batch, or recently left), and
+// has it written so: a message at from or later was lost on the live
+// feed, and their acknowledgements may have moved past it. Unlike mark,
+// it does not keep the higher value. live is the saved state of the ids
+// with a session now (already rewound), which replaces what is pending.
+func (c *cursorStore) lower(ids []protocol.ClientID, shard int, from uint64, live map[protocol.ClientID]saved) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(v) > 0 {
-		c.dirty[id] = v
+	for _, id := range ids {
+		sv, pending := c.dirty[id]
+		if l, ok := live[id]; ok {
+			sv, pending = l, true
+		}
+		if e, ok := c.recent.byID[id]; ok {
+			r := e.Value.(recentEntry)
+			r.sv.cursor = r.sv.cursor.lowered(shard, from)
+			e.Value = r
+			if !pending {
+				sv, pending = r.sv, true
+			}
+		}
+		if pending {
+			sv.cursor = sv.cursor.lowered(shard, from)
+			c.dirty[id] = sv
+		}
 	}
 }
 

@@ -161,9 +161,7 @@ func (s *session) restart(shard int) {
 // message lost on the live feed must not stay behind a cursor that later
 // acknowledgements moved past it.
 func (s *session) rewind(shard int, from uint64) {
-	start := s.dl[shard].rewind(from)
-	s.gw.cursors.rewound(s.id, s.cursor())
-	if start {
+	if s.dl[shard].rewind(from) {
 		s.startPass(shard)
 	}
 }
@@ -395,11 +393,29 @@ func (g *Gateway) fanOut(m message) {
 // rewindGroup sends the sessions of a group's members to a pass of the
 // group's shard from sequence from: its live feed lost a message there
 // or later.
+//
+// The cursors this gateway keeps of the group's members come down too,
+// those of members not connected now included (they may have left after
+// acknowledging past the loss): they are written lowered in the next
+// batch. A member whose cursor this gateway no longer holds in memory
+// is not lowered (docs/SCALING.md, what is left).
 func (g *Gateway) rewindGroup(gid protocol.GroupID, from uint64) {
 	shard := g.shards.Of(gid)
+	live := map[protocol.ClientID]saved{}
 	for _, s := range g.sessions.group(gid) {
 		s.rewind(shard, from)
+		live[s.id] = s.saved()
 	}
+	var members []protocol.ClientID
+	g.proj.Read(func(st *fold.State) {
+		if grp := st.Groups[gid]; grp != nil {
+			members = make([]protocol.ClientID, 0, len(grp.Members))
+			for id := range grp.Members {
+				members = append(members, id)
+			}
+		}
+	})
+	g.cursors.lower(members, shard, from, live)
 }
 
 // restartGroup sends the sessions of a group's members to a pass of the

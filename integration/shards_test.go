@@ -318,3 +318,42 @@ func setRePublish(t *testing.T, s *stacktest.Stack, stream string, on bool) {
 		t.Fatal(err)
 	}
 }
+
+// TestLiveLossBehindAcknowledgedAfterLeaving: as above, but bob leaves
+// after his cursor moved past the lost message and before the gap shows:
+// the gateway lowers the cursor it keeps of him too, and his next
+// connection delivers the lost message.
+func TestLiveLossBehindAcknowledgedAfterLeaving(t *testing.T) {
+	const k = streams.Shards(1)
+	s := stacktest.NewOpen(t, k)
+	gw, _ := addNamedGateway(t, s, "gw")
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	s.Sync()
+	var e protocol.Epoch
+	gw.Projection().Read(func(st *fold.State) { e = st.Groups[g].Epoch })
+	conn := rawConn(t, s, bob, 0)
+	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
+	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m0"))
+	envs, cursors := readDeliveries(t, conn, 1)
+	if envs[0] != "m0" {
+		t.Fatalf("got %v", envs)
+	}
+	ack(t, conn, cursors[0])
+	setRePublish(t, s, k.Stream(g), false)
+	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m1")) // lost to the live feed
+	setRePublish(t, s, k.Stream(g), true)
+	s.StoreEnvelope(k, g, bob.ID.ID(), e, []byte("own"))
+	checkFor(t, 10*time.Second, "bob's own message seen live", func() bool { return gw.Metrics.Costs().MessagesIn >= 2 })
+	conn.Close()
+	checkFor(t, 10*time.Second, "bob's session ended", func() bool { return gw.Metrics.Connections() == 0 })
+	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m2")) // the gap shows while bob is away
+	checkFor(t, 10*time.Second, "the loss noticed", func() bool { return gw.Metrics.Costs().LiveLost > 0 })
+	conn = rawConn(t, s, bob, 0)
+	got := map[string]bool{}
+	for !got["m1"] || !got["m2"] {
+		envs, cursors := readDeliveries(t, conn, 1)
+		got[envs[0]] = true
+		ack(t, conn, cursors[0])
+	}
+}
