@@ -254,50 +254,101 @@ func TestClientThatNeverAcknowledgesIsEnded(t *testing.T) {
 	})
 }
 
-// TestLiveLossBehindAcknowledgedDelivered: a message lost on the live
-// feed (its republish left out), after which a later message of the same
-// shard is acknowledged (bob's own, which moves his cursor past the lost
-// one), is still delivered once the next message of its subject shows
-// the gap: the pass starts after the last message seen on that subject,
-// below the cursor, not at the cursor. (Found by the compose fault test:
-// one message stored and acknowledged, never delivered.)
-func TestLiveLossBehindAcknowledgedDelivered(t *testing.T) {
-	const k = streams.Shards(1)
-	s := stacktest.NewOpen(t, k)
-	gw, _ := addNamedGateway(t, s, "gw")
-	alice, bob := s.Register("alice"), s.Register("bob")
-	g := s.Group("ops", alice, bob)
-	s.Sync()
-	var e protocol.Epoch
-	gw.Projection().Read(func(st *fold.State) { e = st.Groups[g].Epoch })
-	conn := rawConn(t, s, bob, 0)
-	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
-	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m0"))
-	envs, cursors := readDeliveries(t, conn, 1)
+// lossWorld is alice and bob in a group on one shard, bob connected raw
+// to a gateway and already delivered (and acknowledging) alice's m0;
+// then m1 of alice is stored with its republish left out (lost to the
+// live feed), and bob's own message after it, which moves his cursor
+// past m1.
+type lossWorld struct {
+	s          *stacktest.Stack
+	gw         *gateway.Gateway
+	conn       *channel.Conn
+	g          protocol.GroupID
+	alice, bob *stacktest.Client
+	e          protocol.Epoch
+}
+
+const lossShards = streams.Shards(1)
+
+func newLossWorld(t *testing.T) *lossWorld {
+	t.Helper()
+	w := &lossWorld{s: stacktest.NewOpen(t, lossShards)}
+	w.gw, _ = addNamedGateway(t, w.s, "gw")
+	w.alice, w.bob = w.s.Register("alice"), w.s.Register("bob")
+	w.g = w.s.Group("ops", w.alice, w.bob)
+	w.s.Sync()
+	w.gw.Projection().Read(func(st *fold.State) { w.e = st.Groups[w.g].Epoch })
+	w.conn = rawConn(t, w.s, w.bob, 0)
+	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return w.gw.Metrics.Costs().Connects == 1 })
+	w.store(w.alice, "m0")
+	envs, cursors := readDeliveries(t, w.conn, 1)
 	if envs[0] != "m0" {
 		t.Fatalf("got %v", envs)
 	}
-	ack(t, conn, cursors[0])
-	setRePublish(t, s, k.Stream(g), false)
-	lost := s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m1")) // never republished: lost to the live feed
-	setRePublish(t, s, k.Stream(g), true)
-	own := s.StoreEnvelope(k, g, bob.ID.ID(), e, []byte("own")) // not due to bob: his cursor moves past m1
-	if own <= lost {
+	ack(t, w.conn, cursors[0])
+	setRePublish(t, w.s, lossShards.Stream(w.g), false)
+	lost := w.store(w.alice, "m1") // never republished: lost to the live feed
+	setRePublish(t, w.s, lossShards.Stream(w.g), true)
+	if own := w.store(w.bob, "own"); own <= lost { // not due to bob: his cursor moves past m1
 		t.Fatalf("own %d, lost %d", own, lost)
 	}
-	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m2")) // its previous on alice's subject is m1: the gap shows
+	return w
+}
+
+func (w *lossWorld) store(from *stacktest.Client, env string) uint64 {
+	return w.s.StoreEnvelope(lossShards, w.g, from.ID.ID(), w.e, []byte(env))
+}
+
+// readUntil reads (and acknowledges) deliveries until every one of want
+// came.
+func (w *lossWorld) readUntil(t *testing.T, want ...string) {
+	t.Helper()
 	got := map[string]bool{}
-	for !got["m1"] || !got["m2"] {
-		envs, cursors := readDeliveries(t, conn, 1)
-		if envs[0] != "m1" && envs[0] != "m2" {
-			t.Fatalf("got %q, want m1 and m2", envs[0])
-		}
+	for !hasAll(got, want) {
+		envs, cursors := readDeliveries(t, w.conn, 1)
 		got[envs[0]] = true
-		ack(t, conn, cursors[0])
+		ack(t, w.conn, cursors[0])
 	}
-	if gw.Metrics.Costs().LiveLost == 0 {
+}
+
+func hasAll(got map[string]bool, want []string) bool {
+	for _, x := range want {
+		if !got[x] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestLiveLossBehindAcknowledgedDelivered: a message lost on the live
+// feed, after which a later message of the same shard is acknowledged
+// (bob's own, which moves his cursor past the lost one), is still
+// delivered once the next message of its subject shows the gap: the pass
+// starts after the last message seen on that subject, below the cursor,
+// not at the cursor. (Found by the compose fault test: one message
+// stored and acknowledged, never delivered.)
+func TestLiveLossBehindAcknowledgedDelivered(t *testing.T) {
+	w := newLossWorld(t)
+	w.store(w.alice, "m2") // its previous on alice's subject is m1: the gap shows
+	w.readUntil(t, "m1", "m2")
+	if w.gw.Metrics.Costs().LiveLost == 0 {
 		t.Error("the loss was not counted")
 	}
+}
+
+// TestLiveLossBehindAcknowledgedAfterLeaving: as above, but bob leaves
+// after his cursor moved past the lost message and before the gap shows:
+// the gateway lowers the cursor it keeps of him too, and his next
+// connection delivers the lost message.
+func TestLiveLossBehindAcknowledgedAfterLeaving(t *testing.T) {
+	w := newLossWorld(t)
+	checkFor(t, 10*time.Second, "bob's own message seen live", func() bool { return w.gw.Metrics.Costs().MessagesIn >= 2 })
+	w.conn.Close()
+	checkFor(t, 10*time.Second, "bob's session ended", func() bool { return w.gw.Metrics.Connections() == 0 })
+	w.store(w.alice, "m2") // the gap shows while bob is away
+	checkFor(t, 10*time.Second, "the loss noticed", func() bool { return w.gw.Metrics.Costs().LiveLost > 0 })
+	w.conn = rawConn(t, w.s, w.bob, 0)
+	w.readUntil(t, "m1", "m2")
 }
 
 // setRePublish turns the republishing of a shard's messages off or on.
@@ -316,44 +367,5 @@ func setRePublish(t *testing.T, s *stacktest.Stack, stream string, on bool) {
 	}
 	if _, err := s.JS.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestLiveLossBehindAcknowledgedAfterLeaving: as above, but bob leaves
-// after his cursor moved past the lost message and before the gap shows:
-// the gateway lowers the cursor it keeps of him too, and his next
-// connection delivers the lost message.
-func TestLiveLossBehindAcknowledgedAfterLeaving(t *testing.T) {
-	const k = streams.Shards(1)
-	s := stacktest.NewOpen(t, k)
-	gw, _ := addNamedGateway(t, s, "gw")
-	alice, bob := s.Register("alice"), s.Register("bob")
-	g := s.Group("ops", alice, bob)
-	s.Sync()
-	var e protocol.Epoch
-	gw.Projection().Read(func(st *fold.State) { e = st.Groups[g].Epoch })
-	conn := rawConn(t, s, bob, 0)
-	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
-	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m0"))
-	envs, cursors := readDeliveries(t, conn, 1)
-	if envs[0] != "m0" {
-		t.Fatalf("got %v", envs)
-	}
-	ack(t, conn, cursors[0])
-	setRePublish(t, s, k.Stream(g), false)
-	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m1")) // lost to the live feed
-	setRePublish(t, s, k.Stream(g), true)
-	s.StoreEnvelope(k, g, bob.ID.ID(), e, []byte("own"))
-	checkFor(t, 10*time.Second, "bob's own message seen live", func() bool { return gw.Metrics.Costs().MessagesIn >= 2 })
-	conn.Close()
-	checkFor(t, 10*time.Second, "bob's session ended", func() bool { return gw.Metrics.Connections() == 0 })
-	s.StoreEnvelope(k, g, alice.ID.ID(), e, []byte("m2")) // the gap shows while bob is away
-	checkFor(t, 10*time.Second, "the loss noticed", func() bool { return gw.Metrics.Costs().LiveLost > 0 })
-	conn = rawConn(t, s, bob, 0)
-	got := map[string]bool{}
-	for !got["m1"] || !got["m2"] {
-		envs, cursors := readDeliveries(t, conn, 1)
-		got[envs[0]] = true
-		ack(t, conn, cursors[0])
 	}
 }
