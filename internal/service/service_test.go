@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,7 +204,7 @@ func TestConnectNATSTLS(t *testing.T) {
 	nc.Close()
 
 	other := natstest.StartTLS(t)
-	var log strings.Builder
+	var log lockedBuilder // ConnectNATS logs from the caller and from nats.go's callbacks at once
 	logger, _ := service.NewLogger(&log, "info", "json")
 	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 	defer cancel()
@@ -238,3 +239,22 @@ func TestCheckNATSURL(t *testing.T) {
 }
 
 func quiet() zerolog.Logger { return zerolog.Nop() }
+
+// lockedBuilder is a strings.Builder safe for concurrent writers, as the
+// log's os.Stderr is.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
