@@ -104,7 +104,7 @@ func AllowAtomic(ctx context.Context, js jetstream.JetStream, stream string) err
 		return nil
 	}
 	cfg.AllowAtomicPublish = true
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := whilePlacing(ctx, func() (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) }); err != nil {
 		return fmt.Errorf("streams: %s: allowing atomic publish: %w", stream, err)
 	}
 	return nil

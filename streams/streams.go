@@ -189,7 +189,7 @@ func KeyserverKVConfig(c Config) jetstream.KeyValueConfig {
 
 // EnsureStream creates or updates a stream.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	s, err := whilePlacing(ctx, func() (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, cfg) })
 	if err != nil {
 		return nil, fmt.Errorf("streams: %s: %w", cfg.Name, err)
 	}
@@ -198,11 +198,36 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 
 // EnsureKV creates or updates a key-value bucket.
 func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, err := whilePlacing(ctx, func() (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, cfg) })
 	if err != nil {
 		return nil, fmt.Errorf("streams: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement": a
+// cluster that has just started may know fewer peers than the replicas
+// asked for, or count one offline that is coming back.
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// placementWait bounds how long whilePlacing asks again.
+const placementWait = 30 * time.Second
+
+// whilePlacing runs f, again every quarter second for up to placementWait
+// while the cluster has no peers for a stream's replicas.
+func whilePlacing[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	deadline := time.Now().Add(placementWait)
+	for {
+		v, err := f()
+		if err == nil || !IsAPIError(err, errCodeNoPeers) || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(bindPoll):
+		}
+	}
 }
 
 // EnsureAll creates or updates every shared stream and bucket. Only the
