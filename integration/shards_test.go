@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/events/fold"
 	"github.com/commsec/communicator/gateway"
@@ -228,7 +229,13 @@ func TestClientThatNeverAcknowledgesIsEnded(t *testing.T) {
 		if _, err := s.JS.PublishMsgAsync(m); err != nil {
 			t.Fatal(err)
 		}
+		// Stay below the client's cap on unanswered asynchronous
+		// publishes (4,000 by default), past which it refuses.
+		if i%1000 == 999 {
+			waitPublished(t, s.JS)
+		}
 	}
+	waitPublished(t, s.JS)
 	conn.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
 	got := 0
 	for {
@@ -367,5 +374,15 @@ func setRePublish(t *testing.T, s *stacktest.Stack, stream string, on bool) {
 	}
 	if _, err := s.JS.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitPublished waits until every asynchronous publish of js is answered.
+func waitPublished(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%d asynchronous publishes still unanswered", js.PublishAsyncPending())
 	}
 }
