@@ -157,7 +157,7 @@ func (c *Client) serve(conn *channel.Conn) error {
 func (c *Client) handle(conn *channel.Conn, f channel.Frame) error {
 	switch f.Type {
 	case channel.TypeKeyBundle:
-		c.onBundle(f.Body)
+		return c.onBundle(f.Body)
 	case channel.TypeDeliver:
 		c.onDeliver(conn, f.Body)
 	case channel.TypeSendAck:

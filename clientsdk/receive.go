@@ -18,6 +18,11 @@ type inbox struct {
 	processed uint64    // last cursor processed
 	acked     uint64    // last cursor acknowledged to the gateway
 	sinceAck  int
+	// skipped is the first cursor left unprocessed because waiting was
+	// full (0: none): nothing from it on is acknowledged on this
+	// connection, and once a key comes the client reconnects, so that
+	// the gateway delivers it again.
+	skipped uint64
 }
 
 type waiting struct {
@@ -31,10 +36,14 @@ func (in *inbox) reset() { *in = inbox{} }
 
 // ackable is the highest cursor with everything up to it processed.
 func (in *inbox) ackable() uint64 {
+	a := in.processed
 	if len(in.waiting) > 0 {
-		return in.waiting[0].cursor - 1
+		a = min(a, in.waiting[0].cursor-1)
 	}
-	return in.processed
+	if in.skipped > 0 {
+		a = min(a, in.skipped-1)
+	}
+	return a
 }
 
 var errNoKeyYet = errors.New("no key for this epoch yet")
@@ -53,7 +62,12 @@ func (c *Client) onDeliver(conn *channel.Conn, body []byte) {
 	case errors.Is(err, errNoKeyYet) && len(c.inbox.waiting) < maxWaiting:
 		c.inbox.waiting = append(c.inbox.waiting, waiting{cursor, env})
 	case errors.Is(err, errNoKeyYet):
-		// Too many waiting: leave it unacknowledged; it comes again after a reconnect.
+		// Too many waiting: leave it, and everything after it,
+		// unacknowledged; it comes again after a reconnect.
+		if c.inbox.skipped == 0 {
+			c.inbox.skipped = cursor
+			c.cfg.Logf("clientsdk: %d deliveries wait for their key; later ones are left for the next connection", maxWaiting)
+		}
 	default:
 		c.inbox.processed = cursor
 		c.inbox.sinceAck++
@@ -77,6 +91,7 @@ func (c *Client) process(env []byte) error {
 	}
 	key, err := c.state.Key(h.Group, h.Epoch)
 	if errors.Is(err, protocol.ErrRetiredEpoch) {
+		c.cfg.Logf("clientsdk: dropped counter %d of epoch %d from %s in %s: %v", h.Counter, h.Epoch, h.Sender, h.Group, err)
 		return err // its key is retired and will not come back
 	}
 	if err != nil {
@@ -84,6 +99,7 @@ func (c *Client) process(env []byte) error {
 	}
 	defer clear(key[:])
 	if err := c.state.Check(h); err != nil {
+		c.cfg.Logf("clientsdk: dropped counter %d of epoch %d from %s in %s: %v", h.Counter, h.Epoch, h.Sender, h.Group, err)
 		return err // retired for its sender, or replayed: dropped, and acknowledged
 	}
 	payload, err := envelope.OpenVerified(nil, env, &key)
@@ -131,17 +147,18 @@ func putUint64(b []byte, v uint64) {
 }
 
 // onBundle verifies a key bundle and installs the key, then retries the
-// deliveries that were waiting for it.
-func (c *Client) onBundle(body []byte) {
+// deliveries that were waiting for it; errRedeliver if deliveries were
+// left for want of room: the connection ends, and the next one has them.
+func (c *Client) onBundle(body []byte) error {
 	b, err := bundle.Parse(body)
 	if err != nil {
 		c.cfg.Logf("clientsdk: malformed bundle: %v", err)
-		return
+		return nil
 	}
 	key, err := b.Open(&c.cfg.KeyserverKey, c.cfg.Identity)
 	if err != nil {
 		c.refuseBundle(b, err)
-		return
+		return nil
 	}
 	err = c.state.InstallKey(b.Group, b.Epoch, &key)
 	clear(key[:])
@@ -149,14 +166,27 @@ func (c *Client) onBundle(body []byte) {
 		if !errors.Is(err, protocol.ErrStaleEpoch) {
 			c.cfg.Logf("clientsdk: key of epoch %d not installed: %v", b.Epoch, err)
 		}
-		return
+		return nil
 	}
 	c.mu.Lock()
 	close(c.keyed)
 	c.keyed = make(chan struct{})
 	c.mu.Unlock()
 	c.retryWaiting(b.Group, b.Epoch)
+	c.mu.Lock()
+	skipped := c.inbox.skipped
+	c.mu.Unlock()
+	if skipped > 0 {
+		return errRedeliver
+	}
+	return nil
 }
+
+// errRedeliver ends a connection on which deliveries were left
+// unprocessed (the waiting list was full) once a key came that may open
+// them: the next connection delivers them again, from the last
+// acknowledgement.
+var errRedeliver = errors.New("deliveries left for want of room, and a key came: reconnecting to have them again")
 
 // refuseBundle records a refused bundle for BundleError. Only the first
 // is logged: with a wrong KeyserverKey every bundle fails alike.

@@ -119,6 +119,10 @@ func TestClusterPipelinedFaults(t *testing.T) {
 		t.Log(line)
 		fmt.Println(line)
 	}
+	t.Logf("copies the receivers dropped as already handed over: %d", c.replays.Load())
+	for _, line := range load.lostLines(stored, 60) {
+		t.Log(line)
+	}
 	t.Logf("relay verdicts:\n%s", c.relayVerdicts())
 	c.checkNoCounterTwice(ctx)
 	c.audit(ctx, "pair-0") // fails the test if the log does not verify
@@ -144,6 +148,7 @@ type pipeline struct {
 	t      *testing.T
 	pairs  []pair
 	ctx    context.Context
+	begin  time.Time
 	stopC  chan struct{}
 	loops  sync.WaitGroup // the senders' tickers
 	sends  sync.WaitGroup // every send until its answer
@@ -191,7 +196,7 @@ func newPipeline(t *testing.T, pairs []pair) *pipeline {
 // start begins each sender's 20 messages a second, and samples each
 // sender's sends on the wire (sealed, waiting for their verdict).
 func (p *pipeline) start(ctx context.Context) {
-	p.ctx = ctx
+	p.ctx, p.begin = ctx, time.Now()
 	p.every(20*time.Millisecond, func() {
 		for i, pr := range p.pairs {
 			p.peak[i].Store(max(p.peak[i].Load(), int64(pr.from.Waiting(pr.group))))
@@ -396,6 +401,38 @@ func (r pipelineReport) lines() []string {
 		fmt.Sprintf("refused that a retry could have stored: %d (every sender is a member entitled to send)", r.refused),
 		fmt.Sprintf("stored but never delivered: %d", r.storedUndelivered),
 	}
+}
+
+// lostLines name up to n messages stored or acknowledged but never
+// delivered: which sender, when (seconds since the load began), in which
+// fault, with which counters, and whether stored; so that a loss can be
+// traced in the services' logs.
+func (p *pipeline) lostLines(stored map[counterKey]bool, n int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for id, m := range p.msgs {
+		if p.delivered[id] > 0 || m.err != nil && !slices.ContainsFunc(m.result.Counters, func(c uint64) bool { return stored[counterKey{m.group, c}] }) {
+			continue
+		}
+		phase := "-"
+		for _, f := range p.phases {
+			if !m.sentAt.Before(f.start) && !m.sentAt.After(f.fin) {
+				phase = f.name
+			}
+		}
+		var st []bool
+		for _, c := range m.result.Counters {
+			st = append(st, stored[counterKey{m.group, c}])
+		}
+		out = append(out, fmt.Sprintf("undelivered %s: group %s sent at %.3f s (%s), answered after %.3f s, status %d err %v, counters %v stored %v, retries %d",
+			id, m.group, m.sentAt.Sub(p.begin).Seconds(), phase, m.done.Sub(m.sentAt).Seconds(), m.result.Status, m.err, m.result.Counters, st, m.result.Retries))
+	}
+	slices.Sort(out)
+	if len(out) > n {
+		out = append(out[:n], fmt.Sprintf("… and %d more", len(out)-n))
+	}
+	return out
 }
 
 // phaseLines are the per-fault figures: the messages sent while it

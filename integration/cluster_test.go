@@ -42,13 +42,15 @@ import (
 
 // cluster is one docker compose project of the deployment.
 type cluster struct {
-	t       *testing.T
-	root    string
-	project string
-	secrets string
-	env     []string
-	natsURL [3]string // each node's published port on the host, over TLS
-	gateway [2]string
+	t           *testing.T
+	root        string
+	project     string
+	secrets     string
+	env         []string
+	natsURL     [3]string // each node's published port on the host, over TLS
+	gateway     [2]string
+	clientLines atomic.Int64 // lines of the clients' diagnostics logged
+	replays     atomic.Int64 // copies the clients dropped as replays
 }
 
 func freePort(t *testing.T) int {
@@ -355,7 +357,7 @@ func (c *cluster) dial(ctx context.Context, id *keys.ClientIdentity, gw int, gwK
 	var err error
 	for range 30 { // the gateway may not have the registration yet
 		cl, err = clientsdk.Dial(ctx, clientsdk.Config{Addr: c.gateway[gw], Identity: id, ServerKey: gwKey, KeyserverKey: ksKey,
-			MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second})
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second, Logf: c.clientLog(fmt.Sprintf("%s@gateway-%d", id.ID().Short(), gw+1))})
 		if err == nil {
 			c.t.Cleanup(func() { cl.Close() })
 			return cl
@@ -364,6 +366,22 @@ func (c *cluster) dial(ctx context.Context, id *keys.ClientIdentity, gw int, gwK
 	}
 	c.t.Fatal(err)
 	return nil
+}
+
+// clientLog is a client's diagnostics in the test's log, at most 400
+// lines for all clients together; the copies a client drops as replays
+// (deliveries again after a gateway's rewind) are only counted.
+func (c *cluster) clientLog(name string) func(string, ...any) {
+	return func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if strings.Contains(line, "(replay)") {
+			c.replays.Add(1)
+			return
+		}
+		if c.clientLines.Add(1) <= 400 {
+			c.t.Logf("%s %s: %s", time.Now().Format("15:04:05.000"), name, line)
+		}
+	}
 }
 
 func receive(cl *clientsdk.Client, tl *tally) {
