@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,13 +16,13 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
-// pushBundles sends the client its stored bundles from sequence from on,
+// pushBundles sends the client its stored bundles from sequence from on
+// (0: after the session's watermark, see below; never from further on),
 // oldest first: the keys of every epoch whose messages it may still
 // receive, less those it confirmed on a connection to this gateway that
-// ended less than a feed's linger ago (from is after them: see start). When the member's live feed knows that
-// nothing was stored since, it reads nothing. Bundles published
-// meanwhile also arrive through the live feed; the client installs a
-// bundle it already has as a no-op. calls counts the reads.
+// ended less than a feed's linger ago (from is after them: see start).
+// When the member's live feed knows that nothing was stored since, it
+// reads nothing. calls counts the reads.
 //
 // It reads them one by one from the stream's leader (nextStored), so that
 // a lagging replica cannot hide one, and makes no consumer: a consumer
@@ -29,15 +30,36 @@ import (
 // connections would leave thousands on the server (an ordered consumer
 // outlives its reader by five minutes) until its limit refuses more.
 //
-// The session's bundle watermark (deliveries.bundle: every bundle up to
-// it was queued) follows the push, then the live feed once the push has
-// read to the end.
+// The client must get each group's bundles in epoch order: it takes a
+// message of an epoch below the newest key it holds as never to open
+// (PROTOCOL.md 5.6). So while a push reads, the live feed's bundles are
+// not queued but left to it (bundleOrder); it reads again if one came
+// after its last read. The session's bundle watermark (deliveries.bundle:
+// every bundle up to it was queued) follows the push, then the live feed.
 func (s *session) pushBundles(from uint64) (calls int, err error) {
-	s.bundlesLive.Store(false)
-	defer s.bundlesLive.Store(true)
-	if last, ok := s.gw.interest.memberLast(s.id); ok && last < from {
-		return 0, nil
+	s.bundles.pushMu.Lock()
+	defer s.bundles.pushMu.Unlock()
+	s.bundles.pushing()
+	if next := s.sent.queuedBundle() + 1; from == 0 || from > next {
+		from = next // 0: after the watermark; never past it
 	}
+	if last, ok := s.gw.interest.memberLast(s.id); !ok || last >= from {
+		if calls, err = s.readBundles(from); err != nil {
+			return calls, err
+		}
+	}
+	for !s.bundles.goLive() {
+		n, err := s.readBundles(s.sent.queuedBundle() + 1)
+		calls += n
+		if err != nil {
+			return calls, err
+		}
+	}
+	return calls, nil
+}
+
+// readBundles queues the client's stored bundles from sequence from on.
+func (s *session) readBundles(from uint64) (calls int, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	subject := streams.MemberBundles(s.id)
@@ -61,6 +83,58 @@ func (s *session) pushBundles(from uint64) (calls int, err error) {
 	return calls, nil
 }
 
+// bundleOrder is whether the live feed's bundles may go straight to the
+// client: not while a push reads the stream (it would queue a later
+// bundle before an earlier one the push has not reached), nor after a
+// bundle the feed lost. A bundle the feed does not queue is stored
+// already: the push reads it, and goes on reading if one came after
+// its last read.
+type bundleOrder struct {
+	pushMu  sync.Mutex // one push at a time
+	mu      sync.Mutex
+	live    bool // no push reads: live bundles are queued
+	skipped bool // a live bundle was left to the push in progress
+}
+
+// pushing marks a push started: live bundles are left to it.
+func (b *bundleOrder) pushing() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.live = false
+}
+
+// goLive ends a push that read to the end, unless a live bundle came
+// meanwhile (false: read again).
+func (b *bundleOrder) goLive() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.skipped {
+		b.skipped = false
+		return false
+	}
+	b.live = true
+	return true
+}
+
+// offer says whether a live bundle is queued now (queue runs under the
+// lock, so that the queue keeps the feed's order), or left to a push:
+// one in progress, or, if lost (the feed lost a bundle before this one),
+// one the caller starts.
+func (b *bundleOrder) offer(lost bool, queue func()) (startPush bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !b.live:
+		b.skipped = true
+		return false
+	case lost:
+		b.live = false
+		return true
+	}
+	queue()
+	return false
+}
+
 // maxBundlesPushed bounds the bundles pushed on a connection: far more
 // than a member's groups times the bundles kept per group.
 const maxBundlesPushed = 1 << 16
@@ -78,16 +152,19 @@ func (g *Gateway) liveBundle(msg *nats.Msg) {
 		return
 	}
 	prev, _ := strconv.ParseUint(msg.Header.Get(streams.HeaderNatsLastSequence), 10, 64)
-	if g.interest.observeMember(id, msg.Subject, seq, prev) {
+	lost, from := g.interest.observeMember(id, msg.Subject, seq, prev)
+	if lost {
 		g.Metrics.liveLost.Inc()
-		g.repushBundles(id)
 	}
 	for _, s := range g.sessions.client(id) {
-		if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data}) {
-			g.Metrics.bundlesOut.Inc()
-			if s.bundlesLive.Load() {
+		push := s.bundles.offer(lost, func() {
+			if s.enqueue(channel.Outgoing{Type: channel.TypeKeyBundle, Body: msg.Data}) {
+				g.Metrics.bundlesOut.Inc()
 				s.sent.bundleQueued(seq, msg.Data, id)
 			}
+		})
+		if push {
+			s.startPush(from) // it reads this bundle after the lost one
 		}
 	}
 }
@@ -101,12 +178,19 @@ func (g *Gateway) repushBundles(id protocol.ClientID) {
 }
 
 // repush pushes the session its bundles again from the last one it
-// queued in order, on a goroutine of its own (owned by the gateway).
+// queued in order, on a goroutine of its own (owned by the gateway);
+// from now on the live feed's bundles are left to it.
 func (s *session) repush() {
+	s.bundles.pushing()
+	s.startPush(0)
+}
+
+// startPush runs a push from sequence from (0: after the watermark).
+func (s *session) startPush(from uint64) {
 	s.gw.wg.Add(1)
 	go func() {
 		defer s.gw.wg.Done()
-		if _, err := s.pushBundles(s.sent.queuedBundle() + 1); err != nil && s.ctx.Err() == nil {
+		if _, err := s.pushBundles(from); err != nil && s.ctx.Err() == nil {
 			s.fail("bundles_unavailable", fmt.Errorf("%w: %w", protocol.ErrUnavailable, err))
 		}
 	}()

@@ -59,10 +59,12 @@ func (s *session) runDelivery(cold []coldFeed, fresh bool, calls int, confirmed 
 		// has not reached yet, is read at that epoch (epochOpened).
 		s.sent.startBundles(confirmed)
 		s.bundlesSkipped.Store(true)
-		s.bundlesLive.Store(true)
+		if !s.bundles.goLive() {
+			s.repush() // a bundle came live meanwhile: read from the watermark
+		}
 	} else {
 		var n int
-		n, err = s.pushBundles(s.sent.confirmedBundle() + 1)
+		n, err = s.pushBundles(0) // after what it confirmed, if the gateway knows it (start)
 		calls += n
 	}
 	if err != nil {

@@ -323,12 +323,13 @@ func (in *interest) memberLast(id protocol.ClientID) (uint64, bool) {
 
 // bundlesRead records that every bundle of member up to seq was read
 // from the stream after its subscription took effect: its last bundle is
-// now known.
+// now known, and a live bundle whose subject's previous one is not after
+// seq follows nothing lost (the read queued it).
 func (in *interest) bundlesRead(id protocol.ClientID, seq uint64) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if f := in.members[id]; f != nil {
-		f.last, f.known = max(f.last, seq), true
+		f.last, f.baseline, f.known = max(f.last, seq), max(f.baseline, seq), true
 	}
 }
 
@@ -347,15 +348,14 @@ func (in *interest) observeGroup(gid protocol.GroupID, subject string, seq, prev
 }
 
 // observeMember is observeGroup for a member's bundles.
-func (in *interest) observeMember(id protocol.ClientID, subject string, seq, prev uint64) (gap bool) {
+func (in *interest) observeMember(id protocol.ClientID, subject string, seq, prev uint64) (gap bool, from uint64) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	f := in.members[id]
 	if f == nil {
-		return false
+		return false, 0
 	}
-	gap, _ = f.observe(subject, seq, prev)
-	return gap
+	return f.observe(subject, seq, prev)
 }
 
 // observe records a live message; on a gap, from is the first sequence

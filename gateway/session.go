@@ -36,9 +36,9 @@ type session struct {
 	// sent numbers the Deliver frames and maps them back (deliveries.go).
 	dl   []delivery
 	sent deliveries
-	// bundlesLive: the bundle push has read to the end, and the live
-	// feed's bundles raise the watermark (bundles.go).
-	bundlesLive atomic.Bool
+	// bundles orders the client's bundles: the live feed's go straight
+	// out only while no push is reading the stream (bundles.go).
+	bundles bundleOrder
 	// bundlesSkipped: the connect pushed no bundle (bundlesCovered), and
 	// no push has read the stream since (epochOpened).
 	bundlesSkipped atomic.Bool
