@@ -39,6 +39,10 @@ const (
 	leaseClaimed  = "claimed"
 	leaseReleased = "released"
 	leaseLost     = "lost"
+	// leaseBatchRefused: the renewals of one tick, sent as one atomic
+	// batch, were not applied (a lease taken, no answer, or a bucket
+	// without atomic publish); each lease was then renewed on its own.
+	leaseBatchRefused = "batch_refused"
 )
 
 func newMetrics(r prometheus.Registerer) *Metrics {
@@ -49,7 +53,7 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 		verdicts: metrics.NewLabelled(r, "comm_relay_verdicts_total",
 			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"),
 		leases: metrics.NewLabelled(r, "comm_relay_leases_total",
-			"Partition leases claimed, released (to another relay's fair share, or at shutdown) and lost (a renewal failed).", "event"),
+			"Partition leases claimed, released (to another relay's fair share, or at shutdown), lost (a renewal failed), and renewal batches not applied (batch_refused: renewed one by one).", "event"),
 		conflicts: metrics.NewCounter(f, "comm_relay_counter_conflicts_total",
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
 		refusedEvents: metrics.NewCounter(f, "comm_relay_events_refused_total",
@@ -77,7 +81,7 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 		func() float64 { return float64(m.shards.Load()) })
 	// What the alerts watch exists from the start, at zero.
 	m.verdicts.Init(string(Retry), string(streams.ReasonStoreUnavailable))
-	for _, e := range []string{leaseClaimed, leaseReleased, leaseLost} {
+	for _, e := range []string{leaseClaimed, leaseReleased, leaseLost, leaseBatchRefused} {
 		m.leases.Init(e, "")
 	}
 	return m

@@ -176,8 +176,64 @@ func (p *partitions) preference() []int {
 
 // renew renews every held lease at once (a lease's deadline counts from
 // the moment its renewal is sent, so renewals must not queue behind each
-// other), then drops the ones that were lost.
+// other): as one atomic batch, one synced write for all of them; if the
+// batch is not applied, each on its own, which also tells which leases
+// were lost, and drops them.
 func (p *partitions) renew(ctx context.Context) {
+	if len(p.held) == 0 {
+		return
+	}
+	err := p.renewBatch(ctx)
+	if err == nil {
+		return
+	}
+	p.r.Metrics.leases.Inc(leaseBatchRefused, "")
+	p.r.log.Warn().Err(err).Int("leases", len(p.held)).Msg("lease renewals not applied as one batch; renewing each")
+	p.renewEach(ctx)
+}
+
+// renewBatch renews every held lease in one atomic batch (each renewal a
+// compare-and-swap on its lease's revision, as kv.Update does): all are
+// renewed, or none. A batch is stored in consecutive sequences, so the
+// commit's sequence gives each lease's new revision.
+func (p *partitions) renewBatch(ctx context.Context) error {
+	ns := make([]int, 0, len(p.held))
+	for n := range p.held {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	msgs := make([]*nats.Msg, len(ns))
+	for i, n := range ns {
+		msgs[i] = &nats.Msg{Subject: streams.KVPrefix(streams.Relays) + leaseKey(n), Data: []byte(p.r.cfg.ID),
+			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(p.held[n].revision, 10)}}}
+	}
+	before := p.r.cfg.Now()
+	f, err := streams.PublishAtomic(p.r.js, msgs)
+	if err != nil {
+		return err
+	}
+	var ack *jetstream.PubAck
+	select {
+	case ack = <-f.Ok():
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("relay: lease renewals: %w", ctx.Err())
+	}
+	if ack.Sequence < uint64(len(ns)) {
+		return fmt.Errorf("relay: lease renewals acknowledged at sequence %d, below the batch's %d", ack.Sequence, len(ns))
+	}
+	first := ack.Sequence - uint64(len(ns)-1)
+	for i, n := range ns {
+		p.held[n].revision = first + uint64(i)
+		p.extend(n, before)
+	}
+	return nil
+}
+
+// renewEach renews every held lease with its own write, all at once,
+// then drops the ones that were lost.
+func (p *partitions) renewEach(ctx context.Context) {
 	type result struct {
 		n        int
 		before   time.Time

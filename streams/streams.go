@@ -266,7 +266,14 @@ func EnsureAll(ctx context.Context, js jetstream.JetStream, c Config) error {
 			return err
 		}
 	}
-	return AllowAtomic(ctx, js, KVStream(Cursors))
+	// The gateways write their cursors, and the relays renew their
+	// leases, in atomic batches.
+	for _, bucket := range []string{Cursors, Relays} {
+		if err := AllowAtomic(ctx, js, KVStream(bucket)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // bindPoll is how often Bind* look again for a missing stream.
