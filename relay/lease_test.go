@@ -59,6 +59,9 @@ func TestLeaseRenewalsAreOneBatch(t *testing.T) {
 	if l := r.Metrics.Leases(); l[leaseLost] != 0 || l[leaseBatchRefused] != 0 {
 		t.Fatalf("leases: %v", l)
 	}
+	if b, n := r.Metrics.LeaseBatches(); b < 3 || n != b*streams.Partitions {
+		t.Fatalf("%d batches of %d leases counted, want 3 or more of %d each", b, n, streams.Partitions)
+	}
 }
 
 // TestStolenLeaseRefusesTheBatch: another writer takes partition 5's

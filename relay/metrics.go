@@ -19,8 +19,10 @@ import (
 // collide.
 type Metrics struct {
 	reg           prometheus.Registerer
-	verdicts      *metrics.Labelled // by verdict and reason
-	leases        *metrics.Labelled // by event: claimed, released, lost
+	verdicts      *metrics.Labelled  // by verdict and reason
+	leases        *metrics.Labelled  // by event: claimed, released, lost
+	leaseBatches  prometheus.Counter // lease renewal batches applied
+	leasesBatched prometheus.Counter // leases renewed in them
 	conflicts     prometheus.Counter
 	refusedEvents prometheus.Counter
 	trims         prometheus.Counter
@@ -54,6 +56,10 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			"Messages decided, by verdict (accepted, duplicate, refused, retry) and reason (empty when accepted).", "verdict", "reason"),
 		leases: metrics.NewLabelled(r, "comm_relay_leases_total",
 			"Partition leases claimed, released (to another relay's fair share, or at shutdown), lost (a renewal failed), and renewal batches not applied (batch_refused: renewed one by one).", "event"),
+		leaseBatches: metrics.NewCounter(f, "comm_relay_lease_batches_total",
+			"Lease renewals applied as one atomic batch (one synced write each)."),
+		leasesBatched: metrics.NewCounter(f, "comm_relay_leases_batched_total",
+			"Leases renewed within those batches."),
 		conflicts: metrics.NewCounter(f, "comm_relay_counter_conflicts_total",
 			"Counter compare-and-swaps lost to another relay (the message was decided again)."),
 		refusedEvents: metrics.NewCounter(f, "comm_relay_events_refused_total",
@@ -127,6 +133,12 @@ func (m *Metrics) Verdicts() map[string]uint64 { return m.verdicts.Snapshot() }
 
 // Leases returns the lease events so far: "claimed", "released", "lost".
 func (m *Metrics) Leases() map[string]uint64 { return m.leases.Snapshot() }
+
+// LeaseBatches returns the lease renewal batches applied, and the leases
+// renewed in them.
+func (m *Metrics) LeaseBatches() (batches, leases uint64) {
+	return metrics.Count(m.leaseBatches), metrics.Count(m.leasesBatched)
+}
 
 // Conflicts counts counter compare-and-swap failures (another relay first).
 func (m *Metrics) Conflicts() uint64 { return metrics.Count(m.conflicts) }

@@ -228,6 +228,8 @@ func (p *partitions) renewBatch(ctx context.Context) error {
 		p.held[n].revision = first + uint64(i)
 		p.extend(n, before)
 	}
+	p.r.Metrics.leaseBatches.Inc()
+	p.r.Metrics.leasesBatched.Add(float64(len(ns)))
 	return nil
 }
 

@@ -64,6 +64,7 @@ func (r *runner) fanout(ctx context.Context) error {
 		return err
 	}
 	batchesBefore := cursorBatches(s)
+	leasesBefore := leaseBatches(s)
 	cpu, t := loadgen.ProcessCPU(), time.Now()
 	d := r.drive(ctx, joinFleets(fa, fb), r.p.fanRate, r.p.fanDuration)
 	cores := (loadgen.ProcessCPU() - cpu).Seconds() / time.Since(t).Seconds()
@@ -77,8 +78,24 @@ func (r *runner) fanout(ctx context.Context) error {
 	if err := r.rawLatency(ctx, raw, &rawLat); err != nil {
 		return err
 	}
-	r.reportFanout(s, d, &rawLat, writesBetween(before, after), cursorBatches(s)-batchesBefore, cores)
+	r.reportFanout(s, d, &rawLat, writesBetween(before, after), cursorBatches(s)-batchesBefore, leaseBatches(s).minus(leasesBefore), cores)
 	return nil
+}
+
+// batched is what the relays renewed in atomic batches: each batch is one
+// synced append, however many leases it holds.
+type batched struct{ batches, leases uint64 }
+
+func (b batched) minus(o batched) batched { return batched{b.batches - o.batches, b.leases - o.leases} }
+
+// leaseBatches sums the lease renewal batches of the stack's relays.
+func leaseBatches(s *clusterstack.Stack) batched {
+	var out batched
+	for _, r := range s.Relays() {
+		b, n := r.Metrics.LeaseBatches()
+		out.batches, out.leases = out.batches+b, out.leases+n
+	}
+	return out
 }
 
 // cursorBatches is the atomic batches of cursors the stack's gateways
@@ -112,7 +129,7 @@ func writesBetween(before, after map[string]uint64) map[string]uint64 {
 	return out
 }
 
-func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loadgen.Histogram, writes map[string]uint64, batches uint64, cores float64) {
+func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loadgen.Histogram, writes map[string]uint64, batches uint64, leases batched, cores float64) {
 	accepted := d.AcceptedAll()
 	var total uint64
 	var parts []string
@@ -121,15 +138,16 @@ func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loa
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(writes[name])/float64(max(accepted, 1))))
 	}
 	// A synced write is one append to a stream's log: each message, but
-	// one for a whole atomic batch of cursors.
+	// one for a whole atomic batch of cursors or of lease renewals.
 	cursors := writes[streams.KVStream(streams.Cursors)]
-	synced := total - cursors + min(batches, cursors)
+	leaseRecords := min(leases.leases, writes[streams.KVStream(streams.Relays)])
+	synced := total - cursors + min(batches, cursors) - leaseRecords + min(leases.batches, leaseRecords)
 	per, records := math.NaN(), math.NaN()
 	if accepted > 0 {
 		per, records = float64(synced)/float64(accepted), float64(total)/float64(accepted)
 	}
 	shape := fmt.Sprintf("%s clients in groups of %d at %.0f msgs/s", count(r.p.fanClients), fanGroupSize, r.p.fanRate)
-	r.add(row{figure: "JetStream synced writes per accepted message (an atomic batch of cursors is one), " + shape,
+	r.add(row{figure: "JetStream synced writes per accepted message (an atomic batch of cursors or leases is one), " + shape,
 		ours: fmt.Sprintf("%.2f", per), ratio: nanRatio, goal: goal{limit: 1.1, unit: "writes"}, checked: per})
 	r.add(row{figure: "JetStream records stored per accepted message, " + shape, ours: fmt.Sprintf("%.2f", records), ratio: nanRatio})
 	p99, rawP99 := d.E2E.Quantile(0.99), raw.Quantile(0.99)
@@ -142,8 +160,8 @@ func (r *runner) reportFanout(s *clusterstack.Stack, d *loadgen.Driver, raw *loa
 	r.note("fanout5k: 2 gateways and 2 relays on 3 nodes (K = %d), half the clients on each gateway; %v after %v of "+
 		"warm-up, %s, %d of %d copies delivered; writes are the streams' last-sequence growth over the drive and %v "+
 		"after (every replica is one write per node, counted once): %d records for %d accepted, per accepted %s, of which "+
-		"%d cursors in %d atomic batches; the ratio is of "+
+		"%d cursors in %d atomic batches, %d lease renewals in %d; the ratio is of "+
 		"the p99s; raw: %d messages, half before and half after; the process (clients, services, 3 nodes) used %.2f of %d cores",
 		s.Shards(), r.p.fanDuration, r.p.satWarmup, d.Verdicts(), d.Copies(), d.Expected(), fanSettle, total, accepted,
-		strings.Join(parts, ", "), cursors, batches, raw.Count(), cores, runtime.NumCPU())
+		strings.Join(parts, ", "), cursors, batches, leaseRecords, leases.batches, raw.Count(), cores, runtime.NumCPU())
 }
