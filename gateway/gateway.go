@@ -272,7 +272,9 @@ func (g *Gateway) open(ctx context.Context) error {
 	}
 	g.stop = append(g.stop, g.relay.close)
 	g.interest = newInterest(g)
-	g.interest.start()
+	if err := g.interest.start(); err != nil {
+		return err
+	}
 	g.stop = append(g.stop, g.interest.stop)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,12 +44,18 @@ import (
 //     consumer), and a reconnect of the NATS connection, both noticed by
 //     the reader before it hands over its next message (a reconnect also
 //     every checkInterval): all the feeds may have lost messages, and
-//     nothing after the loss was handed over: a pass from the cursor.
+//     nothing after the loss was handed over: a pass from the cursor;
+//   - a lost message that is the last of its subject (no later one shows
+//     the gap): republishes are lost when a stream's leader is cut off
+//     or frozen as it stores, so at each leader election of a stream
+//     the feeds come from (JetStream's advisory, exported to the
+//     gateways' account), the last sequence of each of its groups
+//     (members, for the bundles) the gateway follows is read once, and
+//     a feed behind it is handled as a gap (leaderElected).
 //
-// What is not caught until the client's next connection: a lost message
-// that is the last of its subject (no later one shows the gap), e.g. the
-// last message of a sender whose republish a shard leader lost as it was
-// cut off or frozen. A new subscription's interest reaches the other
+// What is not caught until the client's next connection: a last message
+// lost without a leader election (a republish dropped on a route that
+// stayed up). A new subscription's interest reaches the other
 // nodes of a cluster on the same route as the read of the group's last
 // sequence that follows it (settle), so that read sees every message the
 // leader stored before the interest arrived.
@@ -67,6 +74,13 @@ type interest struct {
 	reconnects uint64
 	stopC      chan struct{}
 	done       chan struct{}
+	// elections is the subscription to the leader elections of the
+	// streams the feeds come from; rechecks counts the checks they start
+	// (leaderElected), ended by ctx at stop.
+	elections *nats.Subscription
+	rechecks  sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 // feed is one subscription.
@@ -97,19 +111,31 @@ const (
 )
 
 func newInterest(g *Gateway) *interest {
-	return &interest{g: g, msgs: make(chan *nats.Msg, liveBuffer), groups: map[protocol.GroupID]*feed{},
+	in := &interest{g: g, msgs: make(chan *nats.Msg, liveBuffer), groups: map[protocol.GroupID]*feed{},
 		members: map[protocol.ClientID]*feed{}, reconnects: g.nc.Stats().Reconnects,
 		stopC: make(chan struct{}), done: make(chan struct{})}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	return in
 }
 
-// start runs the fan-out goroutine; stop ends it and every subscription.
-func (in *interest) start() {
+// start subscribes to the leader elections and runs the fan-out
+// goroutine; stop ends it, the checks it started, and every subscription.
+func (in *interest) start() error {
+	sub, err := in.g.nc.ChanSubscribe(streams.LeaderElectedPrefix+"*", in.msgs)
+	if err != nil {
+		return fmt.Errorf("gateway: subscribing to leader elections: %w", err)
+	}
+	in.elections = sub
 	go in.run()
+	return nil
 }
 
 func (in *interest) stop() {
 	close(in.stopC)
 	<-in.done
+	in.cancel()
+	in.rechecks.Wait()
+	in.elections.Unsubscribe()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, f := range in.groups {
@@ -154,7 +180,122 @@ func (in *interest) receive(msg *nats.Msg) {
 		in.g.liveMessage(msg)
 	case strings.HasPrefix(msg.Subject, streams.LiveBundlePrefix):
 		in.g.liveBundle(msg)
+	case strings.HasPrefix(msg.Subject, streams.LeaderElectedPrefix):
+		in.leaderElected(strings.TrimPrefix(msg.Subject, streams.LeaderElectedPrefix))
 	}
+}
+
+// recheckDelay is how long a check after a leader election waits first:
+// republishes sent before the election may still be on their way.
+const recheckDelay = 500 * time.Millisecond
+
+// recheckReads bounds the reads in flight of one check.
+const recheckReads = 8
+
+// leaderElected follows a new leader of stream: every message the old
+// one stored may not have been republished, and a lost one that is the
+// last of its subject shows no gap. So each group of the stream (each
+// member, for the bundles' stream) whose feed knows its last sequence
+// has it read once; one behind is handled as a gap (recheck). The
+// advisory of a stream the feeds do not come from is ignored. Called on
+// the fan-out goroutine.
+func (in *interest) leaderElected(stream string) {
+	var groups []protocol.GroupID
+	var members []protocol.ClientID
+	in.mu.Lock()
+	if stream == streams.Bundles {
+		for id, f := range in.members {
+			if f.known {
+				members = append(members, id)
+			}
+		}
+	} else {
+		for gid, f := range in.groups {
+			if f.known && in.g.shards.Stream(gid) == stream {
+				groups = append(groups, gid)
+			}
+		}
+	}
+	in.mu.Unlock()
+	if len(groups) == 0 && len(members) == 0 {
+		return
+	}
+	in.g.Metrics.leaderRechecks.Inc()
+	in.rechecks.Add(1)
+	go func() {
+		defer in.rechecks.Done()
+		in.recheck(stream, groups, members)
+	}()
+}
+
+// recheck reads the last sequence of each group and member after a
+// leader election of stream, recheckReads at a time; a feed behind it
+// lost what was stored after what it saw: the group's sessions rewind
+// (as for a gap), the member's bundles are pushed again.
+func (in *interest) recheck(stream string, groups []protocol.GroupID, members []protocol.ClientID) {
+	select {
+	case <-in.ctx.Done():
+		return
+	case <-time.After(recheckDelay):
+	}
+	ctx, cancel := context.WithTimeout(in.ctx, time.Minute)
+	defer cancel()
+	var behind atomic.Int64
+	work := make(chan func(), recheckReads)
+	var wg sync.WaitGroup
+	for range recheckReads {
+		wg.Go(func() {
+			for fn := range work {
+				fn()
+			}
+		})
+	}
+	for _, gid := range groups {
+		work <- func() {
+			seq, err := in.g.lastStored(ctx, stream, in.g.shards.GroupFilter(gid))
+			if err != nil {
+				in.g.log.Warn().Err(err).Str("group", gid.String()).Msg("last sequence of a group unavailable after a leader election")
+				return
+			}
+			if from, lost := storedBeyond(in, in.groups, gid, seq); lost {
+				behind.Add(1)
+				in.g.Metrics.liveLost.Inc()
+				in.g.rewindGroup(gid, from)
+			}
+		}
+	}
+	for _, id := range members {
+		work <- func() {
+			seq, err := in.g.lastStored(ctx, stream, streams.MemberBundles(id))
+			if err != nil {
+				in.g.log.Warn().Err(err).Str("member", id.Short()).Msg("last bundle of a member unavailable after a leader election")
+				return
+			}
+			if _, lost := storedBeyond(in, in.members, id, seq); lost {
+				behind.Add(1)
+				in.g.Metrics.liveLost.Inc()
+				in.g.repushBundles(id)
+			}
+		}
+	}
+	close(work)
+	wg.Wait()
+	in.g.log.Info().Str("stream", stream).Int("groups", len(groups)).Int("members", len(members)).
+		Int64("behind", behind.Load()).Msg("feeds checked after a leader election")
+}
+
+// storedBeyond reports whether a feed saw less than seq, the last
+// sequence stored of its subjects; from is the first it did not see. It
+// then records seq as seen: the caller reads the rest from the stream.
+func storedBeyond[K comparable](in *interest, m map[K]*feed, k K, seq uint64) (from uint64, lost bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f := m[k]
+	if f == nil || !f.known || seq <= f.last {
+		return 0, false
+	}
+	from, f.last = f.last+1, seq
+	return from, true
 }
 
 // acquire takes the interest of one more session in each group and, if

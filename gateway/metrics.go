@@ -29,6 +29,7 @@ type Metrics struct {
 	// The live feeds (interest.go) and their costs, for commbench.
 	feeds          prometheus.Gauge   // subscriptions to live feeds held, lingering ones included
 	liveLost       prometheus.Counter // live feeds found to have lost messages (a gap, drops, a reconnect)
+	leaderRechecks prometheus.Counter // checks of the feeds after a stream's leader election
 	connectCalls   prometheus.Counter // JetStream API calls made to set up sessions
 	connects       prometheus.Counter // sessions set up
 	consumers      prometheus.Counter // catch-up passes: each an ordered consumer
@@ -76,6 +77,8 @@ func newMetrics(r prometheus.Registerer) *Metrics {
 			Help: "Subscriptions to live feeds (a group's messages, a member's bundles) the gateway holds, lingering ones included."}),
 		liveLost: metrics.NewCounter(f, "comm_gateway_live_lost_total",
 			"Times a live feed was found to have lost messages (a gap in a subject, drops, a NATS reconnect): its sessions caught up from their cursors."),
+		leaderRechecks: metrics.NewCounter(f, "comm_gateway_leader_rechecks_total",
+			"Checks of the live feeds after a leader election of their stream: each group's (or member's) last sequence read once, a feed behind it caught up."),
 		connectCalls: metrics.NewCounter(f, "comm_gateway_connect_api_calls_total",
 			"JetStream API calls made to set up client sessions (cursor, last sequences, bundles, catch-up consumers)."),
 		connects: metrics.NewCounter(f, "comm_gateway_sessions_set_up_total",
@@ -148,11 +151,12 @@ func (m *Metrics) FramesOut() uint64 { return metrics.Count(m.framesOut) }
 // written, and the clients loaded from the snapshot at start.
 type Costs struct {
 	MessagesIn, LiveLost, Connects, ConnectAPICalls, Consumers, CursorBatches, CursorsWritten, SnapshotLoaded uint64
+	LeaderRechecks                                                                                            uint64
 }
 
 // Costs reads the counters of the gateway's costs.
 func (m *Metrics) Costs() Costs {
-	return Costs{MessagesIn: metrics.Count(m.messagesIn), LiveLost: metrics.Count(m.liveLost),
+	return Costs{MessagesIn: metrics.Count(m.messagesIn), LiveLost: metrics.Count(m.liveLost), LeaderRechecks: metrics.Count(m.leaderRechecks),
 		Connects: metrics.Count(m.connects), ConnectAPICalls: metrics.Count(m.connectCalls), Consumers: metrics.Count(m.consumers),
 		CursorBatches: metrics.Count(m.cursorBatches), CursorsWritten: metrics.Count(m.cursorsWritten),
 		SnapshotLoaded: metrics.Count(m.snapshotLoaded)}

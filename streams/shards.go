@@ -152,6 +152,14 @@ const (
 	AllLive          = LivePrefix + ">"
 )
 
+// LeaderElectedPrefix starts the subject of JetStream's advisory that a
+// stream has a new leader (followed by the stream's name), published in
+// the stream's account. A republish is sent by the leader as it applies
+// a message: one the old leader stored but did not republish, as it was
+// cut off or frozen, shows no gap until the next message of its subject,
+// so the gateways check their groups of the stream at each election.
+const LeaderElectedPrefix = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
 // LiveGroup is the live subject filter of group g's envelopes.
 func LiveGroup(g protocol.GroupID) string { return LiveMsgPrefix + g.String() + ".*" }
 

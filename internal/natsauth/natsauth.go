@@ -214,7 +214,7 @@ func Of(r Role) Permissions {
 		p.SubAllow = append(p.SubAllow, "$SRV.>") // NATS micro's discovery of the admin service
 	}
 	if r == LiveReader {
-		p.SubAllow = append(p.SubAllow, streams.AllLive)
+		p.SubAllow = append(p.SubAllow, streams.AllLive, streams.LeaderElectedPrefix+"*")
 	}
 	p.PubAllow = uniq(p.PubAllow)
 	return p
@@ -313,6 +313,7 @@ func writeStore(b *strings.Builder, st Store) {
 	}
 	if live := LiveExport(st.Stream); live != "" {
 		fmt.Fprintf(b, "      { stream: %q, accounts: [%s] }\n", live, Account(LiveReader))
+		fmt.Fprintf(b, "      { stream: %q, accounts: [%s] }\n", streams.LeaderElectedPrefix+st.Stream, Account(LiveReader))
 	}
 	b.WriteString("    ]\n  }\n")
 }
@@ -343,6 +344,7 @@ func writeRole(b *strings.Builder, r Role, users []User) {
 		}
 		if live := LiveExport(st.Stream); live != "" && r == LiveReader {
 			fmt.Fprintf(b, "      { stream: { account: %s, subject: %q } }\n", st.Stream, live)
+			fmt.Fprintf(b, "      { stream: { account: %s, subject: %q } }\n", st.Stream, streams.LeaderElectedPrefix+st.Stream)
 		}
 	}
 	for _, svc := range Services {
@@ -384,7 +386,9 @@ func list(subjects []string) string {
 // or one member's live subject propagates, narrowed to that subject,
 // into every exporting account and across the cluster's routes, so a
 // stream's leader sends each message only to the gateways that asked for
-// it (TestLiveInterestCrossesAccounts).
+// it (TestLiveInterestCrossesAccounts). Those accounts also export the
+// advisories of their stream's leader elections to it
+// (streams.LeaderElectedPrefix).
 const LiveReader = Gateway
 
 // LiveExport is the live subject the account of stream exports, or "".
