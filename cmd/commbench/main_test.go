@@ -46,7 +46,7 @@ func TestShort(t *testing.T) {
 		"| raw JetStream CAS publishes/s on 3 nodes (R1)",
 		"| per-gateway ingress, 2 gateways",
 		"| reconnect storm: 300 caught-up clients",
-		"| JetStream synced writes per accepted message (an atomic batch of cursors is one), 100 clients in groups of 5",
+		"| JetStream synced writes per accepted message (an atomic batch of cursors or leases is one), 100 clients in groups of 5",
 		"| JetStream records stored per accepted message, 100 clients in groups of 5",
 		"| latency send → delivery p50 / p99 / p99.9, 100 clients in groups of 5",
 		"| relay failover:",
