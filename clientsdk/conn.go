@@ -157,7 +157,10 @@ func (c *Client) serve(conn *channel.Conn) error {
 func (c *Client) handle(conn *channel.Conn, f channel.Frame) error {
 	switch f.Type {
 	case channel.TypeKeyBundle:
-		return c.onBundle(f.Body)
+		if err := c.onBundle(f.Body); err != nil {
+			c.flushAck(conn, false) // what was processed is not delivered again
+			return err
+		}
 	case channel.TypeDeliver:
 		c.onDeliver(conn, f.Body)
 	case channel.TypeSendAck:

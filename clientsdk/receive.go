@@ -95,6 +95,16 @@ func (c *Client) process(env []byte) error {
 		return err // its key is retired and will not come back
 	}
 	if err != nil {
+		if newest, k, cerr := c.state.Current(h.Group); cerr == nil {
+			clear(k[:])
+			if h.Epoch < newest {
+				// Keys come in epoch order: one below the newest held
+				// will not come (PROTOCOL.md 5.6). Dropped, and
+				// acknowledged.
+				c.cfg.Logf("clientsdk: dropped counter %d of epoch %d from %s in %s: its key will not come (epoch %d held)", h.Counter, h.Epoch, h.Sender, h.Group, newest)
+				return fmt.Errorf("clientsdk: %w: below the newest key held", protocol.ErrUnknownEpoch)
+			}
+		}
 		return errNoKeyYet
 	}
 	defer clear(key[:])
@@ -160,6 +170,8 @@ func (c *Client) onBundle(body []byte) error {
 		c.refuseBundle(b, err)
 		return nil
 	}
+	_, had := c.state.Key(b.Group, b.Epoch)
+	fresh := had != nil
 	err = c.state.InstallKey(b.Group, b.Epoch, &key)
 	clear(key[:])
 	if err != nil {
@@ -176,7 +188,7 @@ func (c *Client) onBundle(body []byte) error {
 	c.mu.Lock()
 	skipped := c.inbox.skipped
 	c.mu.Unlock()
-	if skipped > 0 {
+	if skipped > 0 && fresh {
 		return errRedeliver
 	}
 	return nil

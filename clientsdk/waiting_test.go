@@ -115,3 +115,74 @@ func TestClientHoldsAcknowledgementPastFullWaitingList(t *testing.T) {
 		}
 	}
 }
+
+// TestClientDropsWhatANewerKeyRetires: 300 messages of epoch 2 wait for
+// a key that never comes (the client is not in epoch 2); the key of
+// epoch 4 comes instead, then a message of epoch 4. Keys come in epoch
+// order, so the client drops the 300 (acknowledging them) rather than
+// waiting for epoch 2 on every connection, and hands over the message
+// of epoch 4. Before, a delivery of an epoch below the newest key held
+// waited again after each reconnect, and the acknowledgement never
+// passed the first of them.
+func TestClientDropsWhatANewerKeyRetires(t *testing.T) {
+	const n = maxWaiting + 44
+	s := newScript(t)
+	bob, _ := keys.GenerateSigningKey(nil)
+	envs := make([][]byte, n+2)
+	for c := uint64(1); c <= n+1; c++ {
+		e := protocol.Epoch(2)
+		if c == n+1 {
+			e = 4
+		}
+		key := [32]byte{byte(e)} // the script's key of epoch e
+		h := envelope.Header{Group: s.group, Epoch: e, Sender: bob.Public(), Counter: c}
+		env, err := envelope.Seal(nil, h, &key, binary.BigEndian.AppendUint64(nil, c), bob, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs[c] = env
+	}
+	var acked atomic.Uint64
+	var conns atomic.Int64
+	s.serveEach(func(k int, conn *channel.Conn) {
+		conns.Store(int64(k))
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		if k > 1 {
+			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(4))
+		}
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		for c := acked.Load() + 1; c <= n; c++ {
+			conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, c, envs[c]))
+		}
+		if k == 1 {
+			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(4))
+		}
+		conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, n+1, envs[n+1]))
+		for {
+			f, err := conn.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.Type == channel.TypeDeliverAck {
+				acked.Store(max(acked.Load(), binary.BigEndian.Uint64(f.Body)))
+			}
+		}
+	})
+	c := s.dialWith(func(cfg *Config) { cfg.ReconnectSpread, cfg.MinBackoff = time.Millisecond, time.Millisecond })
+	deadline := time.After(20 * time.Second)
+	select {
+	case m := <-c.Messages():
+		if m.Counter != n+1 || m.Epoch != 4 {
+			t.Fatalf("handed over counter %d of epoch %d, want %d of epoch 4", m.Counter, m.Epoch, n+1)
+		}
+	case <-deadline:
+		t.Fatalf("the message of epoch 4 not handed over (acknowledged up to %d, over %d connections)", acked.Load(), conns.Load())
+	}
+	for acked.Load() < n+1 {
+		select {
+		case <-deadline:
+			t.Fatalf("acknowledged up to %d of %d, over %d connections", acked.Load(), n+1, conns.Load())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
