@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -103,5 +104,39 @@ func TestStolenLeaseRefusesTheBatch(t *testing.T) {
 	}
 	if e, err := kv.Get(t.Context(), leaseKey(5)); err != nil || string(e.Value()) != "thief" {
 		t.Fatalf("lease 5: %v %v", e, err)
+	}
+}
+
+// TestLeaseBatchWithoutAnswerKeepsLeases: a batch of renewals is applied
+// but its answer is not waited for (its context ends at once, as when
+// the answer is lost). The renewals one by one then fail their
+// compare-and-swaps against the batch's revisions; the relay finds its
+// own id at a newer revision in each, and keeps every lease, at the
+// stored revision. Before, it dropped all 64 and could not claim them
+// again until they expired.
+func TestLeaseBatchWithoutAnswerKeepsLeases(t *testing.T) {
+	w := newWorldTTL(t, 10*time.Second) // no tick of its own during the test
+	r := w.relay(Config{})
+	js, _ := jetstream.New(w.srv.Conn(t, natsauth.Relay))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r.parts.mu.Lock()
+	r.parts.renew(ctx)
+	held := len(r.parts.held)
+	revs := map[int]uint64{}
+	for n, l := range r.parts.held {
+		revs[n] = l.revision
+	}
+	r.parts.mu.Unlock()
+	if held != streams.Partitions {
+		t.Fatalf("%d leases held after a batch without answer, want %d (leases: %v)", held, streams.Partitions, r.Metrics.Leases())
+	}
+	for n, rev := range revs {
+		if stored, _ := w.leaseRecord(js, n); stored != rev {
+			t.Fatalf("partition %d: stored at revision %d, the relay holds %d", n, stored, rev)
+		}
+	}
+	if l := r.Metrics.Leases(); l[leaseLost] != 0 || l[leaseBatchRefused] != 1 {
+		t.Fatalf("leases: %v, want none lost and one batch refused", l)
 	}
 }

@@ -183,20 +183,25 @@ func (p *partitions) renew(ctx context.Context) {
 	if len(p.held) == 0 {
 		return
 	}
-	err := p.renewBatch(ctx)
+	before := p.r.cfg.Now()
+	err := p.renewBatch(ctx, before)
 	if err == nil {
 		return
 	}
 	p.r.Metrics.leases.Inc(leaseBatchRefused, "")
 	p.r.log.Warn().Err(err).Int("leases", len(p.held)).Msg("lease renewals not applied as one batch; renewing each")
-	p.renewEach(ctx)
+	// The batch's time may be used up (no answer): the renewals one by
+	// one get a tick of their own.
+	ctx, cancel := context.WithTimeout(context.Background(), p.ttl/3)
+	defer cancel()
+	p.renewEach(ctx, before)
 }
 
 // renewBatch renews every held lease in one atomic batch (each renewal a
 // compare-and-swap on its lease's revision, as kv.Update does): all are
 // renewed, or none. A batch is stored in consecutive sequences, so the
 // commit's sequence gives each lease's new revision.
-func (p *partitions) renewBatch(ctx context.Context) error {
+func (p *partitions) renewBatch(ctx context.Context, before time.Time) error {
 	ns := make([]int, 0, len(p.held))
 	for n := range p.held {
 		ns = append(ns, n)
@@ -207,7 +212,6 @@ func (p *partitions) renewBatch(ctx context.Context) error {
 		msgs[i] = &nats.Msg{Subject: streams.KVPrefix(streams.Relays) + leaseKey(n), Data: []byte(p.r.cfg.ID),
 			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(p.held[n].revision, 10)}}}
 	}
-	before := p.r.cfg.Now()
 	f, err := streams.PublishAtomic(p.r.js, msgs)
 	if err != nil {
 		return err
@@ -234,8 +238,11 @@ func (p *partitions) renewBatch(ctx context.Context) error {
 }
 
 // renewEach renews every held lease with its own write, all at once,
-// then drops the ones that were lost.
-func (p *partitions) renewEach(ctx context.Context) {
+// then drops the ones that were lost. A lease whose renewal fails but
+// that holds this relay's id at a newer revision was renewed by the
+// batch sent at batchSent, whose answer did not come: it is kept, its
+// deadline counted from then.
+func (p *partitions) renewEach(ctx context.Context, batchSent time.Time) {
 	type result struct {
 		n        int
 		before   time.Time
@@ -256,6 +263,11 @@ func (p *partitions) renewEach(ctx context.Context) {
 	for res := range results {
 		l := p.held[res.n]
 		if res.err != nil {
+			if rev, ours := p.renewedByBatch(ctx, res.n, l.revision); ours {
+				l.revision = rev
+				p.extend(res.n, batchSent)
+				continue
+			}
 			p.r.log.Warn().Err(res.err).Int("partition", res.n).Msg("lease lost")
 			p.r.Metrics.leases.Inc(leaseLost, "")
 			p.until[res.n].Store(nil)
@@ -267,6 +279,17 @@ func (p *partitions) renewEach(ctx context.Context) {
 		l.revision = res.revision
 		p.extend(res.n, res.before)
 	}
+}
+
+// renewedByBatch reports whether partition n's lease, held at revision,
+// now holds this relay's id at a newer revision: only this relay writes
+// its id, so the batch of renewals was applied after all.
+func (p *partitions) renewedByBatch(ctx context.Context, n int, revision uint64) (uint64, bool) {
+	e, err := p.kv.Get(ctx, leaseKey(n))
+	if err != nil || string(e.Value()) != p.r.cfg.ID || e.Revision() <= revision {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // sinceClaimed tells the grace book where the log ended once the
