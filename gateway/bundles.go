@@ -103,6 +103,14 @@ func (b *bundleOrder) pushing() {
 	b.live = false
 }
 
+// restart is pushing, for a push that follows a loss: one in progress
+// must read again too.
+func (b *bundleOrder) restart() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.live, b.skipped = false, true
+}
+
 // goLive ends a push that read to the end, unless a live bundle came
 // meanwhile (false: read again).
 func (b *bundleOrder) goLive() bool {
@@ -171,18 +179,27 @@ func (g *Gateway) liveBundle(msg *nats.Msg) {
 
 // repushBundles pushes a member's sessions their bundles again, from the
 // last one each queued in order: the live feed may have lost one.
-func (g *Gateway) repushBundles(id protocol.ClientID) {
+func (g *Gateway) repushBundles(id protocol.ClientID) { g.repushBundlesFrom(id, 0) }
+
+// repushBundlesFrom is repushBundles from sequence from at the latest (0:
+// from the watermark).
+func (g *Gateway) repushBundlesFrom(id protocol.ClientID, from uint64) {
 	for _, s := range g.sessions.client(id) {
-		s.repush()
+		s.repushFrom(from)
 	}
 }
 
 // repush pushes the session its bundles again from the last one it
 // queued in order, on a goroutine of its own (owned by the gateway);
 // from now on the live feed's bundles are left to it.
-func (s *session) repush() {
-	s.bundles.pushing()
-	s.startPush(0)
+func (s *session) repush() { s.repushFrom(0) }
+
+// repushFrom is repush from sequence from (0: after the watermark). A
+// push in progress reads again before it goes live: a live bundle may
+// have been queued past a lost one before this call.
+func (s *session) repushFrom(from uint64) {
+	s.bundles.restart()
+	s.startPush(from)
 }
 
 // startPush runs a push from sequence from (0: after the watermark).

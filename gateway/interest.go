@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/commsec/communicator/protocol"
 	"github.com/commsec/communicator/streams"
@@ -49,9 +49,10 @@ import (
 //     the gap): republishes are lost when a stream's leader is cut off
 //     or frozen as it stores, so at each leader election of a stream
 //     the feeds come from (JetStream's advisory, exported to the
-//     gateways' account), the last sequence of each of its groups
-//     (members, for the bundles) the gateway follows is read once, and
-//     a feed behind it is handled as a gap (leaderElected).
+//     gateways' account), the gateway reads what the stream stored of
+//     its groups (members, for the bundles) in the 30 s before, through
+//     one consumer, and handles a message its feeds did not see as a
+//     gap (leaderElected).
 //
 // What is not caught until the client's next connection: a last message
 // lost without a leader election (a republish dropped on a route that
@@ -81,6 +82,9 @@ type interest struct {
 	rechecks  sync.WaitGroup
 	ctx       context.Context
 	cancel    context.CancelFunc
+	// checking: a check of the stream runs; checkAgain: an election came
+	// during it, so it runs again (in.mu).
+	checking, checkAgain map[string]bool
 }
 
 // feed is one subscription.
@@ -113,7 +117,7 @@ const (
 func newInterest(g *Gateway) *interest {
 	in := &interest{g: g, msgs: make(chan *nats.Msg, liveBuffer), groups: map[protocol.GroupID]*feed{},
 		members: map[protocol.ClientID]*feed{}, reconnects: g.nc.Stats().Reconnects,
-		stopC: make(chan struct{}), done: make(chan struct{})}
+		stopC: make(chan struct{}), done: make(chan struct{}), checking: map[string]bool{}, checkAgain: map[string]bool{}}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	return in
 }
@@ -189,113 +193,141 @@ func (in *interest) receive(msg *nats.Msg) {
 // republishes sent before the election may still be on their way.
 const recheckDelay = 500 * time.Millisecond
 
-// recheckReads bounds the reads in flight of one check.
-const recheckReads = 8
+// recheckWindow is how far before an election a check reads: a leader is
+// elected within seconds of its predecessor's loss, and what that one
+// stored without republishing was stored just before.
+const recheckWindow = 30 * time.Second
 
-// leaderElected follows a new leader of stream: every message the old
-// one stored may not have been republished, and a lost one that is the
-// last of its subject shows no gap. So each group of the stream (each
-// member, for the bundles' stream) whose feed knows its last sequence
-// has it read once; one behind is handled as a gap (recheck). The
-// advisory of a stream the feeds do not come from is ignored. Called on
-// the fan-out goroutine.
+// leaderElected follows a new leader of stream: messages the old one
+// stored may not have been republished, and a lost one followed by no
+// message of its subject shows no gap. So the gateway reads what the
+// stream stored of its groups (its members, for the bundles' stream) in
+// the window before the election, and handles each message its feeds
+// did not see as a gap (recheck). One check per stream at a time: an
+// election during one has it run again. Called on the fan-out
+// goroutine; the advisory of a stream the feeds do not come from is
+// ignored.
 func (in *interest) leaderElected(stream string) {
-	var groups []protocol.GroupID
-	var members []protocol.ClientID
 	in.mu.Lock()
-	if stream == streams.Bundles {
-		for id, f := range in.members {
-			if f.known {
-				members = append(members, id)
-			}
-		}
-	} else {
-		for gid, f := range in.groups {
-			if f.known && in.g.shards.Stream(gid) == stream {
-				groups = append(groups, gid)
-			}
-		}
-	}
-	in.mu.Unlock()
-	if len(groups) == 0 && len(members) == 0 {
+	defer in.mu.Unlock()
+	if in.checking[stream] {
+		in.checkAgain[stream] = true
 		return
 	}
+	in.checking[stream] = true
 	in.g.Metrics.leaderRechecks.Inc()
 	in.rechecks.Add(1)
 	go func() {
 		defer in.rechecks.Done()
-		in.recheck(stream, groups, members)
+		for again := true; again; {
+			in.recheck(stream, time.Now())
+			in.mu.Lock()
+			again = in.checkAgain[stream] && in.ctx.Err() == nil
+			in.checkAgain[stream], in.checking[stream] = false, again
+			in.mu.Unlock()
+		}
 	}()
 }
 
-// recheck reads the last sequence of each group and member after a
-// leader election of stream, recheckReads at a time; a feed behind it
-// lost what was stored after what it saw: the group's sessions rewind
-// (as for a gap), the member's bundles are pushed again.
-func (in *interest) recheck(stream string, groups []protocol.GroupID, members []protocol.ClientID) {
+// recheck reads the messages stream stored from recheckWindow before
+// the election at on, on the subjects of the groups (members) whose
+// feeds know their last sequence; one their feed did not see sends the
+// group's sessions back to it (as a gap does), or the member's bundles
+// are pushed again from it.
+func (in *interest) recheck(stream string, at time.Time) {
 	select {
 	case <-in.ctx.Done():
 		return
 	case <-time.After(recheckDelay):
 	}
+	filters := in.checkedSubjects(stream)
+	if len(filters) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(in.ctx, time.Minute)
 	defer cancel()
-	var behind atomic.Int64
-	work := make(chan func(), recheckReads)
-	var wg sync.WaitGroup
-	for range recheckReads {
-		wg.Go(func() {
-			for fn := range work {
-				fn()
+	groups := map[protocol.GroupID]uint64{} // the first sequence missed
+	members := map[protocol.ClientID]uint64{}
+	read := 0
+	err := streams.ReadStoredSince(ctx, in.g.js, stream, filters, at.Add(-recheckWindow), func(msg jetstream.Msg) bool {
+		meta, err := msg.Metadata()
+		if err != nil {
+			return true
+		}
+		read++
+		seq := meta.Sequence.Stream
+		if stream == streams.Bundles {
+			live := streams.LiveBundlePrefix + strings.TrimPrefix(msg.Subject(), streams.BundlePrefix)
+			if id, _, ok := streams.ParseBundle(msg.Subject()); ok && missed(in, in.members, id, live, seq) {
+				if first, ok := members[id]; !ok || seq < first {
+					members[id] = seq
+				}
 			}
-		})
-	}
-	for _, gid := range groups {
-		work <- func() {
-			seq, err := in.g.lastStored(ctx, stream, in.g.shards.GroupFilter(gid))
-			if err != nil {
-				in.g.log.Warn().Err(err).Str("group", gid.String()).Msg("last sequence of a group unavailable after a leader election")
-				return
-			}
-			if from, lost := storedBeyond(in, in.groups, gid, seq); lost {
-				behind.Add(1)
-				in.g.Metrics.liveLost.Inc()
-				in.g.rewindGroup(gid, from)
+			return true
+		}
+		if _, gid, sender, ok := streams.ParseShardSubject(msg.Subject()); ok && missed(in, in.groups, gid, streams.LiveSubject(gid, sender), seq) {
+			if first, ok := groups[gid]; !ok || seq < first {
+				groups[gid] = seq
 			}
 		}
+		return true
+	})
+	for gid, from := range groups {
+		in.g.Metrics.liveLost.Inc()
+		in.g.rewindGroup(gid, from)
 	}
-	for _, id := range members {
-		work <- func() {
-			seq, err := in.g.lastStored(ctx, stream, streams.MemberBundles(id))
-			if err != nil {
-				in.g.log.Warn().Err(err).Str("member", id.Short()).Msg("last bundle of a member unavailable after a leader election")
-				return
-			}
-			if _, lost := storedBeyond(in, in.members, id, seq); lost {
-				behind.Add(1)
-				in.g.Metrics.liveLost.Inc()
-				in.g.repushBundles(id)
-			}
-		}
+	for id, from := range members {
+		in.g.Metrics.liveLost.Inc()
+		in.g.repushBundlesFrom(id, from)
 	}
-	close(work)
-	wg.Wait()
-	in.g.log.Info().Str("stream", stream).Int("groups", len(groups)).Int("members", len(members)).
-		Int64("behind", behind.Load()).Msg("feeds checked after a leader election")
+	ev := in.g.log.Info()
+	if err != nil {
+		ev = in.g.log.Warn().Err(err)
+	}
+	ev.Str("stream", stream).Int("subjects", len(filters)).Int("read", read).Int("groups_behind", len(groups)).
+		Int("members_behind", len(members)).Msg("feeds checked after a leader election")
 }
 
-// storedBeyond reports whether a feed saw less than seq, the last
-// sequence stored of its subjects; from is the first it did not see. It
-// then records seq as seen: the caller reads the rest from the stream.
-func storedBeyond[K comparable](in *interest, m map[K]*feed, k K, seq uint64) (from uint64, lost bool) {
+// checkedSubjects are the stored subjects of the feeds of stream that
+// know their last sequence: its groups' (its members', for the bundles).
+func (in *interest) checkedSubjects(stream string) []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []string
+	if stream == streams.Bundles {
+		for id, f := range in.members {
+			if f.known {
+				out = append(out, streams.MemberBundles(id))
+			}
+		}
+		return out
+	}
+	for gid, f := range in.groups {
+		if f.known && in.g.shards.Stream(gid) == stream {
+			out = append(out, in.g.shards.GroupFilter(gid))
+		}
+	}
+	return out
+}
+
+// missed reports whether the feed of k, if it knows its last sequence,
+// did not see the message at seq on the live subject: none of the
+// subject at seq or later, and seq after what the feed's start read
+// covered. It then records seq as seen: the caller reads it again.
+func missed[K comparable](in *interest, m map[K]*feed, k K, live string, seq uint64) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	f := m[k]
-	if f == nil || !f.known || seq <= f.last {
-		return 0, false
+	if f == nil || !f.known {
+		return false
 	}
-	from, f.last = f.last+1, seq
-	return from, true
+	seen, ok := f.subjects[live]
+	if ok && seen >= seq || !ok && seq <= f.baseline {
+		return false
+	}
+	f.subjects[live] = seq
+	f.last = max(f.last, seq)
+	return true
 }
 
 // acquire takes the interest of one more session in each group and, if

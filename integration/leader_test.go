@@ -19,18 +19,22 @@ import (
 // TestLeaderElectionCatchesLostLastMessage: on a 3-node cluster with the
 // production accounts, alice's message is stored but not republished (as
 // when its shard's leader is cut off right after storing it), and it is
-// the last of her subject: no later message shows the gap. When the
-// shard gets a new leader, the gateway reads the group's last sequence
-// (the leader's advisory crosses into the gateway's account), finds its
-// feed behind, and delivers the message to bob, who stays connected.
-// Before, it reached bob only on his next connection.
+// the last of her subject: no later message of hers shows the gap.
+// Carol's message after it comes live, and bob acknowledges it (his
+// cursor passes alice's). When the shard gets a new leader, the gateway
+// reads what the shard stored of its groups shortly before (the
+// leader's advisory crosses into the gateway's account), finds alice's
+// message its feed did not see, and delivers it to bob, who stays
+// connected. Before, it reached bob only when alice sent again (not on
+// his next connection: his cursor had passed it). A first version read
+// only the group's last sequence, and missed it behind carol's.
 func TestLeaderElectionCatchesLostLastMessage(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	c.WaitJetStream(t, 30*time.Second)
 	s := stacktest.NewCluster(t, c, 0)
 	gw := s.AddGatewayOn(c.Conn(t, 1, natsauth.Gateway, nats.Name("gw")), gateway.Config{})
-	alice, bob := s.Register("alice"), s.Register("bob")
-	g := s.Group("ops", alice, bob)
+	alice, bob, carol := s.Register("alice"), s.Register("bob"), s.Register("carol")
+	g := s.Group("ops", alice, bob, carol)
 	s.Sync()
 	k, err := streams.LoadShards(t.Context(), s.JS)
 	if err != nil {
@@ -49,24 +53,30 @@ func TestLeaderElectionCatchesLostLastMessage(t *testing.T) {
 	conn := rawConn(t, s, bob, 0)
 	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
 	relay := c.Conn(t, 2, natsauth.Relay)
-	store := func(env string) {
+	store := func(from *stacktest.Client, env string) {
 		t.Helper()
-		m := nats.NewMsg(k.Subject(g, alice.ID.ID()))
+		m := nats.NewMsg(k.Subject(g, from.ID.ID()))
 		m.Header.Set(streams.HeaderEpoch, fmt.Sprint(uint64(e)))
 		m.Data = []byte(env)
 		if _, err := relay.RequestMsg(m, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	store("m0")
+	store(alice, "m0")
 	envs, cursors := readDeliveries(t, conn, 1)
 	if envs[0] != "m0" {
 		t.Fatalf("got %v", envs)
 	}
 	ack(t, conn, cursors[0])
 	setRePublish(t, s, stream, false)
-	store("m1") // never republished, and the last of alice's subject
+	store(alice, "m1") // never republished, and the last of alice's subject
 	setRePublish(t, s, stream, true)
+	store(carol, "c1") // comes live
+	envs, cursors = readDeliveries(t, conn, 1)
+	if envs[0] != "c1" {
+		t.Fatalf("got %v, want c1", envs)
+	}
+	ack(t, conn, cursors[0])
 	before := gw.Metrics.Costs().LeaderRechecks
 	c.LeadElsewhere(t, stream, c.StreamLeader(stream))
 	envs, _ = readDeliveries(t, conn, 1)

@@ -23,6 +23,19 @@ func ReadStored(ctx context.Context, js jetstream.JetStream, stream string, subj
 	return drain(ctx, cons, fn)
 }
 
+// ReadStoredSince is ReadStored from the first message stored at or
+// after t.
+func ReadStoredSince(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, t time.Time, fn func(jetstream.Msg) bool) error {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+	})
+	if err != nil {
+		return fmt.Errorf("streams: read %s: %w", stream, err)
+	}
+	defer forget(js, stream, cons)
+	return drain(ctx, cons, fn)
+}
+
 // FirstSince returns the sequence of the first message of stream on
 // subject stored at or after t (ok false if there is none).
 func FirstSince(ctx context.Context, js jetstream.JetStream, stream, subject string, t time.Time) (seq uint64, ok bool, err error) {

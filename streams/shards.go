@@ -160,6 +160,11 @@ const (
 // so the gateways check their groups of the stream at each election.
 const LeaderElectedPrefix = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
 
+// LiveSubject is the live subject of sender's envelopes in group g.
+func LiveSubject(g protocol.GroupID, sender protocol.ClientID) string {
+	return LiveMsgPrefix + g.String() + "." + sender.String()
+}
+
 // LiveGroup is the live subject filter of group g's envelopes.
 func LiveGroup(g protocol.GroupID) string { return LiveMsgPrefix + g.String() + ".*" }
 
