@@ -55,6 +55,7 @@ func TestRelayLeavesPartitionedNode(t *testing.T) {
 // bound the parts keep (5 s, package jsprobe).
 func leavesPartitionedNode(t *testing.T, part string, pick func(c *natstest.Cluster, ks int) int) {
 	c := natstest.StartCluster(t, 3)
+	c.WaitJetStream(t, 30*time.Second) // a meta leader, before the keyserver's first stream
 	ksNode := (c.MetaLeader() + 1) % 3
 	s := stacktest.NewCluster(t, c, ksNode)
 	lone := pick(c, ksNode)

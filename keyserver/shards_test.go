@@ -23,6 +23,7 @@ import (
 // holds K and its index.
 func TestShardsSpreadAcrossNodes(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
+	c.WaitJetStream(t, 30*time.Second) // a meta leader, before the keyserver's first stream
 	nc := c.Conn(t, 0, natsauth.Keyserver)
 	ks, _ := keys.GenerateSigningKey(nil)
 	k, err := keyserver.Start(t.Context(), nc, keyserver.Config{Key: ks, Streams: streams.Config{Replicas: 3, LeaseTTL: time.Second}})
