@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +194,10 @@ func (in *interest) receive(msg *nats.Msg) {
 // republishes sent before the election may still be on their way.
 const recheckDelay = 500 * time.Millisecond
 
+// recheckFilters bounds the subjects of one consumer of a check (its
+// request stays far below NATS's 1 MB payload limit).
+const recheckFilters = 1000
+
 // recheckWindow is how far before an election a check reads: a leader is
 // elected within seconds of its predecessor's loss, and what that one
 // stored without republishing was stored just before.
@@ -249,12 +254,37 @@ func (in *interest) recheck(stream string, at time.Time) {
 	groups := map[protocol.GroupID]uint64{} // the first sequence missed
 	members := map[protocol.ClientID]uint64{}
 	read := 0
-	err := streams.ReadStoredSince(ctx, in.g.js, stream, filters, at.Add(-recheckWindow), func(msg jetstream.Msg) bool {
+	var err error
+	for chunk := range slices.Chunk(filters, recheckFilters) {
+		if e := streams.ReadStoredSince(ctx, in.g.js, stream, chunk, at.Add(-recheckWindow), in.checkStored(stream, groups, members, &read)); e != nil {
+			err = e
+		}
+	}
+	for gid, from := range groups {
+		in.g.Metrics.liveLost.Inc()
+		in.g.rewindGroup(gid, from)
+	}
+	for id, from := range members {
+		in.g.Metrics.liveLost.Inc()
+		in.g.repushBundlesFrom(id, from)
+	}
+	ev := in.g.log.Info()
+	if err != nil {
+		ev = in.g.log.Warn().Err(err)
+	}
+	ev.Str("stream", stream).Int("subjects", len(filters)).Int("read", read).Int("groups_behind", len(groups)).
+		Int("members_behind", len(members)).Msg("feeds checked after a leader election")
+}
+
+// checkStored is recheck's reader of stored messages: each one a feed
+// did not see records its group's (member's) first missed sequence.
+func (in *interest) checkStored(stream string, groups map[protocol.GroupID]uint64, members map[protocol.ClientID]uint64, read *int) func(jetstream.Msg) bool {
+	return func(msg jetstream.Msg) bool {
 		meta, err := msg.Metadata()
 		if err != nil {
 			return true
 		}
-		read++
+		*read++
 		seq := meta.Sequence.Stream
 		if stream == streams.Bundles {
 			live := streams.LiveBundlePrefix + strings.TrimPrefix(msg.Subject(), streams.BundlePrefix)
@@ -271,21 +301,7 @@ func (in *interest) recheck(stream string, at time.Time) {
 			}
 		}
 		return true
-	})
-	for gid, from := range groups {
-		in.g.Metrics.liveLost.Inc()
-		in.g.rewindGroup(gid, from)
 	}
-	for id, from := range members {
-		in.g.Metrics.liveLost.Inc()
-		in.g.repushBundlesFrom(id, from)
-	}
-	ev := in.g.log.Info()
-	if err != nil {
-		ev = in.g.log.Warn().Err(err)
-	}
-	ev.Str("stream", stream).Int("subjects", len(filters)).Int("read", read).Int("groups_behind", len(groups)).
-		Int("members_behind", len(members)).Msg("feeds checked after a leader election")
 }
 
 // checkedSubjects are the stored subjects of the feeds of stream that

@@ -12,7 +12,10 @@ import (
 	"github.com/commsec/communicator/internal/natsauth"
 	"github.com/commsec/communicator/internal/natstest"
 	"github.com/commsec/communicator/internal/stacktest"
+	"github.com/commsec/communicator/keyserver"
 	"github.com/commsec/communicator/protocol"
+	"github.com/commsec/communicator/protocol/bundle"
+	"github.com/commsec/communicator/protocol/channel"
 	"github.com/commsec/communicator/streams"
 )
 
@@ -85,5 +88,50 @@ func TestLeaderElectionCatchesLostLastMessage(t *testing.T) {
 	}
 	if gw.Metrics.Costs().LeaderRechecks == before {
 		t.Error("no check after the leader election counted")
+	}
+}
+
+// TestLeaderElectionCatchesLostBundle: as above for the bundles' stream:
+// the bundle of bob's group's next epoch is stored but not republished,
+// and no later bundle of his follows. When the stream gets a new
+// leader, the gateway reads what it stored of its members shortly
+// before and pushes bob the bundle he missed.
+func TestLeaderElectionCatchesLostBundle(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	c.WaitJetStream(t, 30*time.Second)
+	s := stacktest.NewCluster(t, c, 0)
+	gw := s.AddGatewayOn(c.Conn(t, 1, natsauth.Gateway, nats.Name("gw")), gateway.Config{})
+	alice, bob := s.Register("alice"), s.Register("bob")
+	g := s.Group("ops", alice, bob)
+	s.Sync()
+	var e protocol.Epoch
+	checkFor(t, 10*time.Second, "the group in the gateway's view", func() bool {
+		gw.Projection().Read(func(st *fold.State) {
+			if gr := st.Groups[g]; gr != nil {
+				e = gr.Epoch
+			}
+		})
+		return e > 0
+	})
+	conn := rawConn(t, s, bob, 0)
+	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
+	setBundleRePublish(t, s, false)
+	if _, err := s.Keyserver.Rekey(t.Context(), keyserver.Actor{}, "ops", "test"); err != nil {
+		t.Fatal(err)
+	}
+	setBundleRePublish(t, s, true)
+	c.LeadElsewhere(t, streams.Bundles, c.StreamLeader(streams.Bundles))
+	conn.NetConn().SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		f, err := conn.ReadFrame()
+		if err != nil {
+			t.Fatalf("no bundle of epoch %d: %v", e+1, err)
+		}
+		if f.Type != channel.TypeKeyBundle {
+			continue
+		}
+		if b, err := bundle.Parse(f.Body); err == nil && b.Group == g && b.Epoch == e+1 {
+			break
+		}
 	}
 }
