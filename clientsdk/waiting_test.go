@@ -42,6 +42,42 @@ func (s *script) serveEach(part func(n int, conn *channel.Conn)) {
 	}()
 }
 
+// serveRedelivering plays a gateway that, on each connection, pushes
+// the bundle of epoch 1 and the groups, delivers envs[c] at cursor c
+// from after the client's last acknowledgement (over all connections)
+// to n, then envs[n+1]; the bundle of epoch newer comes after the
+// first n deliveries on the first connection, before them on the
+// others. It returns the last acknowledgement and the connections made.
+func (s *script) serveRedelivering(envs [][]byte, n uint64, newer protocol.Epoch) (acked *atomic.Uint64, conns *atomic.Int64) {
+	acked, conns = new(atomic.Uint64), new(atomic.Int64)
+	s.serveEach(func(k int, conn *channel.Conn) {
+		conns.Store(int64(k))
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		from := acked.Load() + 1
+		if k > 1 {
+			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(newer))
+		}
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		for c := from; c <= n; c++ {
+			conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, c, envs[c]))
+		}
+		if k == 1 {
+			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(newer))
+		}
+		conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, n+1, envs[n+1]))
+		for {
+			f, err := conn.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.Type == channel.TypeDeliverAck {
+				acked.Store(max(acked.Load(), binary.BigEndian.Uint64(f.Body)))
+			}
+		}
+	})
+	return acked, conns
+}
+
 // TestClientHoldsAcknowledgementPastFullWaitingList: 300 messages of an
 // epoch whose key has not come yet are delivered (the client keeps 256
 // of them waiting; it has no room for the other 44), then the key, then
@@ -64,33 +100,7 @@ func TestClientHoldsAcknowledgementPastFullWaitingList(t *testing.T) {
 		}
 		envs[c] = e
 	}
-	var acked atomic.Uint64 // the client's last acknowledgement, over its connections
-	var conns atomic.Int64
-	s.serveEach(func(k int, conn *channel.Conn) {
-		conns.Store(int64(k))
-		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
-		from := acked.Load() + 1
-		if k > 1 {
-			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(2))
-		}
-		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
-		for c := from; c <= n; c++ {
-			conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, c, envs[c]))
-		}
-		if k == 1 {
-			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(2))
-		}
-		conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, n+1, envs[n+1]))
-		for {
-			f, err := conn.ReadFrame()
-			if err != nil {
-				return
-			}
-			if f.Type == channel.TypeDeliverAck {
-				acked.Store(max(acked.Load(), binary.BigEndian.Uint64(f.Body)))
-			}
-		}
-	})
+	acked, conns := s.serveRedelivering(envs, n, 2)
 	c := s.dialWith(func(cfg *Config) { cfg.ReconnectSpread, cfg.MinBackoff = time.Millisecond, time.Millisecond })
 	got := map[uint64]int{}
 	deadline := time.After(20 * time.Second)
@@ -142,32 +152,7 @@ func TestClientDropsWhatANewerKeyRetires(t *testing.T) {
 		}
 		envs[c] = env
 	}
-	var acked atomic.Uint64
-	var conns atomic.Int64
-	s.serveEach(func(k int, conn *channel.Conn) {
-		conns.Store(int64(k))
-		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
-		if k > 1 {
-			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(4))
-		}
-		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
-		for c := acked.Load() + 1; c <= n; c++ {
-			conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, c, envs[c]))
-		}
-		if k == 1 {
-			conn.WriteFrame(channel.TypeKeyBundle, s.bundle(4))
-		}
-		conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, n+1, envs[n+1]))
-		for {
-			f, err := conn.ReadFrame()
-			if err != nil {
-				return
-			}
-			if f.Type == channel.TypeDeliverAck {
-				acked.Store(max(acked.Load(), binary.BigEndian.Uint64(f.Body)))
-			}
-		}
-	})
+	acked, conns := s.serveRedelivering(envs, n, 4)
 	c := s.dialWith(func(cfg *Config) { cfg.ReconnectSpread, cfg.MinBackoff = time.Millisecond, time.Millisecond })
 	deadline := time.After(20 * time.Second)
 	select {

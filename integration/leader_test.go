@@ -19,6 +19,43 @@ import (
 	"github.com/commsec/communicator/streams"
 )
 
+// electionWorld is a 3-node cluster with the production accounts, a
+// gateway on node 1, the clients named in one group "ops", and the first
+// of them (bob) connected raw to the gateway, his session set up.
+type electionWorld struct {
+	c       *natstest.Cluster
+	s       *stacktest.Stack
+	gw      *gateway.Gateway
+	clients []*stacktest.Client
+	g       protocol.GroupID
+	e       protocol.Epoch // the group's epoch in the gateway's view
+	conn    *channel.Conn  // the first client's
+}
+
+func newElectionWorld(t *testing.T, names ...string) *electionWorld {
+	t.Helper()
+	w := &electionWorld{c: natstest.StartCluster(t, 3)}
+	w.c.WaitJetStream(t, 30*time.Second)
+	w.s = stacktest.NewCluster(t, w.c, 0)
+	w.gw = w.s.AddGatewayOn(w.c.Conn(t, 1, natsauth.Gateway, nats.Name("gw")), gateway.Config{})
+	for _, n := range names {
+		w.clients = append(w.clients, w.s.Register(n))
+	}
+	w.g = w.s.Group("ops", w.clients...)
+	w.s.Sync()
+	checkFor(t, 10*time.Second, "the group in the gateway's view", func() bool {
+		w.gw.Projection().Read(func(st *fold.State) {
+			if gr := st.Groups[w.g]; gr != nil {
+				w.e = gr.Epoch
+			}
+		})
+		return w.e > 0
+	})
+	w.conn = rawConn(t, w.s, w.clients[0], 0)
+	checkFor(t, 10*time.Second, "the session set up", func() bool { return w.gw.Metrics.Costs().Connects == 1 })
+	return w
+}
+
 // TestLeaderElectionCatchesLostLastMessage: on a 3-node cluster with the
 // production accounts, alice's message is stored but not republished (as
 // when its shard's leader is cut off right after storing it), and it is
@@ -32,29 +69,14 @@ import (
 // his next connection: his cursor had passed it). A first version read
 // only the group's last sequence, and missed it behind carol's.
 func TestLeaderElectionCatchesLostLastMessage(t *testing.T) {
-	c := natstest.StartCluster(t, 3)
-	c.WaitJetStream(t, 30*time.Second)
-	s := stacktest.NewCluster(t, c, 0)
-	gw := s.AddGatewayOn(c.Conn(t, 1, natsauth.Gateway, nats.Name("gw")), gateway.Config{})
-	alice, bob, carol := s.Register("alice"), s.Register("bob"), s.Register("carol")
-	g := s.Group("ops", alice, bob, carol)
-	s.Sync()
+	w := newElectionWorld(t, "bob", "alice", "carol")
+	c, s, gw, conn, g, e := w.c, w.s, w.gw, w.conn, w.g, w.e
+	alice, carol := w.clients[1], w.clients[2] // bob is clients[0], on conn
 	k, err := streams.LoadShards(t.Context(), s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stream := k.Stream(g)
-	var e protocol.Epoch
-	checkFor(t, 10*time.Second, "the group in the gateway's view", func() bool {
-		gw.Projection().Read(func(st *fold.State) {
-			if gr := st.Groups[g]; gr != nil {
-				e = gr.Epoch
-			}
-		})
-		return e > 0
-	})
-	conn := rawConn(t, s, bob, 0)
-	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
 	relay := c.Conn(t, 2, natsauth.Relay)
 	store := func(from *stacktest.Client, env string) {
 		t.Helper()
@@ -97,24 +119,8 @@ func TestLeaderElectionCatchesLostLastMessage(t *testing.T) {
 // leader, the gateway reads what it stored of its members shortly
 // before and pushes bob the bundle he missed.
 func TestLeaderElectionCatchesLostBundle(t *testing.T) {
-	c := natstest.StartCluster(t, 3)
-	c.WaitJetStream(t, 30*time.Second)
-	s := stacktest.NewCluster(t, c, 0)
-	gw := s.AddGatewayOn(c.Conn(t, 1, natsauth.Gateway, nats.Name("gw")), gateway.Config{})
-	alice, bob := s.Register("alice"), s.Register("bob")
-	g := s.Group("ops", alice, bob)
-	s.Sync()
-	var e protocol.Epoch
-	checkFor(t, 10*time.Second, "the group in the gateway's view", func() bool {
-		gw.Projection().Read(func(st *fold.State) {
-			if gr := st.Groups[g]; gr != nil {
-				e = gr.Epoch
-			}
-		})
-		return e > 0
-	})
-	conn := rawConn(t, s, bob, 0)
-	checkFor(t, 10*time.Second, "bob's session set up", func() bool { return gw.Metrics.Costs().Connects == 1 })
+	w := newElectionWorld(t, "bob", "alice")
+	c, s, conn, g, e := w.c, w.s, w.conn, w.g, w.e
 	setBundleRePublish(t, s, false)
 	if _, err := s.Keyserver.Rekey(t.Context(), keyserver.Actor{}, "ops", "test"); err != nil {
 		t.Fatal(err)
