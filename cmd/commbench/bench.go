@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/commsec/communicator/internal/loadgen"
 	"github.com/commsec/communicator/internal/stack"
+	"github.com/commsec/communicator/internal/syncwriter"
 )
 
 // params are the sizes and durations of a run.
@@ -141,7 +141,7 @@ var figures = map[string]func(*runner, context.Context) error{
 
 // bench runs the chosen figures and prints the table.
 func bench(ctx context.Context, o *options, stdout, stderr io.Writer) error {
-	r := &runner{o: o, p: fullParams(), stderr: &lockedWriter{w: stderr}}
+	r := &runner{o: o, p: fullParams(), stderr: syncwriter.New(stderr)} // progress lines come from several goroutines and from the children
 	if o.short {
 		r.p = shortParams()
 	}
@@ -194,19 +194,6 @@ func (r *runner) runAll(ctx context.Context) error {
 		r.say("%s done in %v", name, time.Since(t).Round(time.Millisecond))
 	}
 	return nil
-}
-
-// lockedWriter serializes the writes of the progress lines, which come
-// from several goroutines and from the children's standard error.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func (r *runner) say(format string, a ...any) {

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/commsec/communicator/internal/syncwriter"
 )
 
 const helpHead = `commclient: a Communicator client at the command line.
@@ -72,6 +74,9 @@ type app struct {
 // run is the whole command with its environment injected for tests; it
 // returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// The SDK's log callback writes to stderr from its own goroutine
+	// while the command's flow writes there too.
+	stderr = syncwriter.New(stderr)
 	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		printHelp(stderr)
