@@ -24,6 +24,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/commsec/communicator/protocol"
@@ -181,6 +182,9 @@ type Client struct {
 	// randN draws the reconnection waits (math/rand/v2's Int64N; tests
 	// fix it).
 	randN func(n int64) int64
+	// ackFlushes counts the keepalive's armed acknowledgement flushes
+	// (tests: an idle connection makes none).
+	ackFlushes atomic.Uint64
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -141,8 +141,17 @@ func (c *Client) detach(conn *channel.Conn) {
 // serve reads frames until the connection ends.
 func (c *Client) serve(conn *channel.Conn) error {
 	stop := make(chan struct{})
-	defer close(stop)
-	go c.keepalive(conn, stop)
+	kick := make(chan struct{}, 1)
+	done := make(chan struct{})
+	defer func() {
+		close(stop)
+		conn.NetConn().SetWriteDeadline(time.Now()) // a ping or an acknowledgement blocked in a write gives up
+		<-done
+	}()
+	go func() {
+		defer close(done)
+		c.keepalive(conn, stop, kick)
+	}()
 	for {
 		f, err := conn.ReadFrame()
 		if err != nil {
@@ -150,6 +159,12 @@ func (c *Client) serve(conn *channel.Conn) error {
 		}
 		if err := c.handle(conn, f); err != nil {
 			return err
+		}
+		if f.Type == channel.TypeDeliver || f.Type == channel.TypeKeyBundle {
+			select { // something may be processed and not acknowledged yet
+			case kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -178,17 +193,34 @@ func (c *Client) handle(conn *channel.Conn, f channel.Frame) error {
 	return nil
 }
 
-// keepalive pings the gateway and flushes delivery acknowledgements.
-func (c *Client) keepalive(conn *channel.Conn, stop <-chan struct{}) {
-	ack := time.NewTicker(100 * time.Millisecond)
-	defer ack.Stop()
+// ackDelay bounds how long a processed delivery waits for its
+// acknowledgement when fewer than a batch came (flushAck).
+const ackDelay = 100 * time.Millisecond
+
+// keepalive pings the gateway and flushes delivery acknowledgements:
+// ackDelay after a kick (a frame that may have been processed without
+// its acknowledgement), then not again until the next kick. An idle
+// connection wakes only to ping: a device asleep between messages stays
+// asleep (before, a 100 ms ticker woke it ten times a second).
+func (c *Client) keepalive(conn *channel.Conn, stop, kick <-chan struct{}) {
+	ack := time.NewTimer(ackDelay)
+	ack.Stop()
+	var ackDue <-chan time.Time // nil while no flush is armed
 	ping := time.NewTicker(c.cfg.PingInterval)
 	defer ping.Stop()
 	for {
 		select {
 		case <-stop:
+			ack.Stop()
 			return
-		case <-ack.C:
+		case <-kick:
+			if ackDue == nil {
+				ack.Reset(ackDelay)
+				ackDue = ack.C
+			}
+		case <-ackDue:
+			ackDue = nil
+			c.ackFlushes.Add(1)
 			c.flushAck(conn, false)
 		case <-ping.C:
 			c.write(conn, channel.TypePing, make([]byte, channel.PingBodySize))

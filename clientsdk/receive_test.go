@@ -136,3 +136,69 @@ func TestClientRefusesUnsignedOrMissigned(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestIdleConnectionSleeps: deliveries fewer than a batch are
+// acknowledged once, about ackDelay after they came; then, with nothing
+// delivered, the connection's keepalive does not wake to flush again (a
+// device asleep between messages stays asleep). Before, a 100 ms ticker
+// woke every connection ten times a second, idle or not.
+func TestIdleConnectionSleeps(t *testing.T) {
+	s := newScript(t)
+	bob, _ := keys.GenerateSigningKey(nil)
+	key := [32]byte{1}
+	acked := make(chan uint64, 8)
+	release := make(chan struct{})
+	s.serve(func(conn *channel.Conn) {
+		conn.WriteFrame(channel.TypeKeyBundle, s.bundle(1))
+		conn.WriteFrame(channel.TypeGroups, channel.AppendGroups(nil, []protocol.GroupID{s.group}))
+		for i := range 3 {
+			h := envelope.Header{Group: s.group, Epoch: 1, Sender: bob.Public(), Counter: uint64(i + 1)}
+			e, err := envelope.Seal(nil, h, &key, []byte{byte(i)}, bob, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conn.WriteFrame(channel.TypeDeliver, channel.AppendDeliver(nil, uint64(10+i), e))
+		}
+		go func() {
+			<-release
+			conn.Close()
+		}()
+		for {
+			f, err := conn.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.Type == channel.TypeDeliverAck {
+				acked <- binary.BigEndian.Uint64(f.Body)
+			}
+		}
+	})
+	c := s.dial()
+	defer close(release)
+	for range 3 {
+		select {
+		case <-c.Messages():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the deliveries were not handed over")
+		}
+	}
+	select {
+	case n := <-acked:
+		if n != 12 {
+			t.Fatalf("acknowledged %d, want 12 (all three)", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("three deliveries were never acknowledged")
+	}
+	woke := c.ackFlushes.Load()
+	time.Sleep(time.Second)
+	if n := c.ackFlushes.Load() - woke; n != 0 {
+		t.Errorf("an idle connection woke %d times in a second to flush acknowledgements", n)
+	}
+	select {
+	case n := <-acked:
+		t.Errorf("acknowledged %d again with nothing new", n)
+	default:
+	}
+}
