@@ -44,11 +44,13 @@ type Config struct {
 	Log          zerolog.Logger
 }
 
-// Relay is a running relay and its own connection.
+// Relay is a running relay, its own connection and its metrics'
+// registry.
 type Relay struct {
 	*relay.Relay
-	Conn *nats.Conn
-	Node int
+	Conn     *nats.Conn
+	Registry *prometheus.Registry
+	Node     int
 }
 
 // Gateway is a running gateway, its own connection and its metrics.
@@ -195,13 +197,14 @@ func (s *Stack) AddRelay(ctx context.Context, id string, node int) (*Relay, erro
 	if err != nil {
 		return nil, err
 	}
+	reg := prometheus.NewRegistry()
 	r, err := relay.Start(ctx, nc, relay.Config{KeyserverKey: s.keys.Keyserver.Public(), Streams: s.streamsConfig(),
-		ID: id, Log: s.cfg.Log, Metrics: prometheus.NewRegistry()})
+		ID: id, Log: s.cfg.Log, Metrics: reg})
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("clusterstack: relay %s: %w", id, err)
 	}
-	rl := &Relay{Relay: r, Conn: nc, Node: node}
+	rl := &Relay{Relay: r, Conn: nc, Registry: reg, Node: node}
 	s.relays = append(s.relays, rl)
 	return rl, nil
 }
