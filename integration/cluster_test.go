@@ -262,6 +262,7 @@ func TestClusterFaults(t *testing.T) {
 	c.compose("stop")
 	c.compose("start")
 	c.waitHealthy(3 * time.Minute)
+	c.checkSnapshotsLoaded()
 	if after := c.audit(ctx, "pair-0"); after != before {
 		t.Fatalf("audit after the restart differs:\nbefore %s\nafter  %s", before, after)
 	}
@@ -282,6 +283,25 @@ func TestClusterFaults(t *testing.T) {
 	}
 	if tl.refused.Load() != 0 {
 		t.Fatalf("%d messages of members were refused:\n%s", tl.refused.Load(), verdicts)
+	}
+}
+
+// checkSnapshotsLoaded checks that each gateway, stopped gracefully with
+// the stack, saved its recent clients' cursors under its name and loaded
+// them when it started again: the restart's reconnects went through the
+// snapshot (gateway/snapshot.go), and the messages the phase after it
+// counts went through that path.
+func (c *cluster) checkSnapshotsLoaded() {
+	c.t.Helper()
+	for _, svc := range []string{"gateway-1", "gateway-2"} {
+		ids := c.containers(svc)
+		if len(ids) != 1 {
+			c.t.Fatalf("%d containers of %s running, want 1", len(ids), svc)
+		}
+		logs := c.run("docker", "logs", ids[0])
+		if !strings.Contains(logs, `"cursor snapshot saved"`) || !strings.Contains(logs, `"cursor snapshot loaded"`) {
+			c.t.Errorf("%s did not save and load its cursor snapshot over the restart:\n%s", svc, tail(logs, 4000))
+		}
 	}
 }
 
