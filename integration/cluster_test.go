@@ -105,6 +105,9 @@ func (c *cluster) compose(args ...string) string {
 
 func (c *cluster) down() {
 	if c.t.Failed() {
+		// The gateways' first: the services' lines together pass the
+		// limit, and a delivery failure is read in theirs.
+		c.t.Logf("gateway logs:\n%s", tail(c.composeQuiet("logs", "--no-color", "--tail", "80", "gateway-1", "gateway-2"), 20000))
 		c.t.Logf("logs:\n%s", tail(c.composeQuiet("logs", "--no-color", "--tail", "40"), 20000))
 	}
 	c.composeQuiet("down", "-v", "--remove-orphans")
