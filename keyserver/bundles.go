@@ -62,11 +62,32 @@ func (k *Keyserver) publishEpoch(ctx context.Context, c *change) error {
 }
 
 // completeEpoch records that every bundle of g's epoch e is published.
+//
+// It never lowers the record: two keyservers rekeying one group at once
+// may finish out of order, and a record left at the older epoch sent the
+// next start's recovery to rekey a complete epoch again (its escrow
+// already dropped). So the write is a compare-and-swap on the record.
 func (k *Keyserver) completeEpoch(ctx context.Context, g protocol.GroupID, e protocol.Epoch) error {
-	if _, err := k.kv.Put(ctx, epochKey(g), []byte(strconv.FormatUint(uint64(e), 10))); err != nil {
-		return fmt.Errorf("keyserver: recording epoch %d of %s: %w", e, g, err)
+	key, value := epochKey(g), []byte(strconv.FormatUint(uint64(e), 10))
+	for {
+		entry, err := k.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = k.kv.Create(ctx, key, value)
+		case err != nil:
+		default:
+			if recorded, perr := strconv.ParseUint(string(entry.Value()), 10, 32); perr == nil && protocol.Epoch(recorded) >= e {
+				return nil // a later epoch is recorded complete already
+			}
+			_, err = k.kv.Update(ctx, key, value, entry.Revision())
+		}
+		if err == nil {
+			return nil
+		}
+		if !streams.IsCASFailure(err) {
+			return fmt.Errorf("keyserver: recording epoch %d of %s: %w", e, g, err)
+		}
 	}
-	return nil
 }
 
 // errFaultCrash ends an epoch's publication where Config.FaultCrashAfterBundles says.

@@ -165,3 +165,33 @@ func (e *env) epochIs(k *keyserver.Keyserver, g protocol.GroupID, want protocol.
 		e.t.Fatalf("group at epoch %d, want %d", got, want)
 	}
 }
+
+// TestCompletedEpochNeverLowered: two keyservers that rekey one group at
+// once may record their epochs complete out of order; the record keeps
+// the later one, so that the next start's recovery does not take the
+// current epoch for incomplete and rekey it again. (Before, the record
+// was a plain put: TestConcurrentKeyserversNeverFork then found now and
+// then one epoch too many.)
+func TestCompletedEpochNeverLowered(t *testing.T) {
+	e := newEnv(t, false)
+	k := e.start()
+	g, _ := k.CreateGroup(e.ctx, keyserver.Actor{}, "ops", record.Policy{})
+	for _, ep := range []protocol.Epoch{5, 3, 4} {
+		if err := keyserver.CompleteEpoch(e.ctx, k, g, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.escrow().Get(e.ctx, keyserver.EpochKey(g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Value()) != "5" {
+		t.Fatalf("completed epoch recorded %s after 5, 3 and 4, want 5", got.Value())
+	}
+	if err := keyserver.CompleteEpoch(e.ctx, k, g, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.escrow().Get(e.ctx, keyserver.EpochKey(g)); string(got.Value()) != "6" {
+		t.Fatalf("completed epoch recorded %s after 6, want 6", got.Value())
+	}
+}

@@ -29,3 +29,12 @@ func RecordTaken(ctx context.Context, js jetstream.JetStream, wire []byte) error
 
 // EscrowKey is the bookkeeping bucket's key of g's escrow.
 func EscrowKey(g protocol.GroupID) string { return escrowKey(g) }
+
+// CompleteEpoch records epoch e of g complete, as k does once its bundles
+// are published.
+func CompleteEpoch(ctx context.Context, k *Keyserver, g protocol.GroupID, e protocol.Epoch) error {
+	return k.completeEpoch(ctx, g, e)
+}
+
+// EpochKey is the bookkeeping bucket's key of g's completed epoch.
+func EpochKey(g protocol.GroupID) string { return epochKey(g) }

@@ -209,14 +209,7 @@ func (a *accepted) store(ctx context.Context, h envelope.Header, env []byte, pre
 	return stored, nil
 }
 
-func isCASFailure(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
+func isCASFailure(err error) bool { return streams.IsCASFailure(err) }
 
 func (a *accepted) put(key string, l last) {
 	a.mu.Lock()

@@ -109,3 +109,16 @@ func AllowAtomic(ctx context.Context, js jetstream.JetStream, stream string) err
 	}
 	return nil
 }
+
+// IsCASFailure reports whether err is a compare-and-swap that lost: a KV
+// Create of a key that exists, or a write whose expected last sequence
+// (of the stream, or of its subject: a KV Update's revision) was not the
+// stream's.
+func IsCASFailure(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
